@@ -1,0 +1,1 @@
+"""Click commands: parse and validate, then call one function that does the work."""

@@ -1,0 +1,53 @@
+"""The ``alexnet-tvm`` command group and its single error edge."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from alexnet_tvm.errors import ToolkitError
+
+
+class ToolkitGroup(click.Group):
+    """Turns every :class:`ToolkitError` into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=ToolkitGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+def cli(verbose: bool, quiet: bool) -> None:
+    """Compile, autotune, verify and ship AlexNet with Apache TVM."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _register() -> None:
+    from . import model_cmds
+
+    for cmd in model_cmds.COMMANDS:
+        cli.add_command(cmd)
+    try:
+        from . import compile_cmds
+    except ImportError:  # pragma: no cover - compile commands land with the compile spine
+        return
+    for cmd in compile_cmds.COMMANDS:
+        cli.add_command(cmd)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="alexnet-tvm")

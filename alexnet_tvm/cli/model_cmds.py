@@ -1,0 +1,62 @@
+"""train / export: thin wrappers over alexnet_tvm.model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("dataset", default="digits")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/train"),
+              show_default=True, help="Run folder (model.pt + model.pt.json, last.ckpt, curves.png).")
+@click.option("--arch", default="cifar", show_default=True, help="torchvision | paper | cifar | half")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--input-size", type=int, default=None, help="Default: the variant's own.")
+@click.option("--width", default=1.0, show_default=True, help="Channel/unit multiplier (tiny models).")
+@click.option("--pretrained", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="A state_dict to transfer from (the head is replaced).")
+@click.option("--freeze-features", is_flag=True, help="With --pretrained: train the classifier only.")
+@click.option("--max-steps", type=int, default=None, help="Batches per epoch at most.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last.ckpt.")
+@click.option("--force", is_flag=True, help="Replace a run already in --out.")
+def train(dataset: str, out_dir: Path, arch: str, epochs: int, batch_size: int, optimizer: str, lr: float, seed: int,
+          input_size: int | None, width: float, pretrained: Path | None, freeze_features: bool,
+          max_steps: int | None, resume: bool, force: bool) -> None:
+    """Train an AlexNet variant on DATASET: 'digits' (embedded), a CIFAR-10 folder or an ImageFolder."""
+    from alexnet_tvm.model.train import TrainConfig, train as run_train
+
+    res = run_train(TrainConfig(dataset=dataset, out_dir=out_dir, arch=arch, epochs=epochs, batch_size=batch_size,
+                                optimizer=optimizer, lr=lr, seed=seed, input_size=input_size, width=width, pretrained=pretrained,
+                                freeze_features=freeze_features, resume=resume, force=force, max_steps=max_steps))
+    click.echo(f"best val accuracy {res.best_val_accuracy:.4f} after {res.epochs_run} epochs "
+               f"({res.seconds:.1f} s); checkpoint {res.checkpoint}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2"]), required=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Default: beside the checkpoint, with the format's suffix.")
+@click.option("--batch", default=1, show_default=True)
+@click.option("--opset", default=17, show_default=True)
+@click.option("--input-name", default="input", show_default=True)
+@click.option("--dynamic-batch", is_flag=True, help="ONNX: a symbolic batch axis.")
+@click.option("--force", is_flag=True)
+def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int, input_name: str,
+           dynamic_batch: bool, force: bool) -> None:
+    """Export CHECKPOINT to TorchScript, ONNX or torch.export, checked against eager PyTorch."""
+    from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model
+
+    out = out or checkpoint.with_suffix(SUFFIX[fmt])
+    err = export_model(ExportConfig(checkpoint=checkpoint, fmt=fmt, out=out, batch=batch, opset=opset,
+                                    input_name=input_name, dynamic_batch=dynamic_batch, force=force))
+    click.echo(f"wrote {out} (max abs error vs eager {err:.2e})")
+
+
+COMMANDS = [train, export]

@@ -1,0 +1,72 @@
+"""The model description that travels with every checkpoint, export and artifact.
+
+It is plain data (no torch) so that the thin runtime can read it on a board.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import CheckpointError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelMeta:
+    """What a consumer needs to rebuild, feed and label the model."""
+
+    arch: str
+    num_classes: int
+    input_size: int
+    resize_size: int
+    class_names: list[str]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    width: float = 1.0
+    val_accuracy: float | None = None
+    dataset_fingerprint: str | None = None
+    epoch: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "sidecar") -> "ModelMeta":
+        known = {f for f in cls.__dataclass_fields__}
+        try:
+            kwargs = {k: v for k, v in d.items() if k in known}
+            meta = cls(**kwargs)
+            meta.mean = tuple(float(x) for x in meta.mean)  # type: ignore[assignment]
+            meta.std = tuple(float(x) for x in meta.std)  # type: ignore[assignment]
+        except TypeError as e:
+            raise CheckpointError(f"{source}: malformed model description ({e})") from None
+        if len(meta.class_names) != meta.num_classes:
+            raise CheckpointError(
+                f"{source}: {len(meta.class_names)} class names for {meta.num_classes} classes"
+            )
+        return meta
+
+
+def sidecar_path(path: Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``: one sidecar per file, whatever its suffix."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def read_sidecar(path: Path) -> ModelMeta:
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise CheckpointError(f"{path}: its sidecar {side.name} is missing")
+    try:
+        data = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{side}: unreadable sidecar ({e})") from None
+    return ModelMeta.from_dict(data, source=str(side))

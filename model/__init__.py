@@ -1,0 +1,1 @@
+"""Model side: AlexNet variants, datasets, training and export (needs torch)."""
