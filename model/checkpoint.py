@@ -23,10 +23,14 @@ def load_weights(path: Path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path}: not a plain state_dict (a pickled whole model is refused; save model.state_dict())"
-        ) from None
+    except pickle.UnpicklingError as e:
+        # torch raises this both for pickled classes and for plain garbage; only the
+        # former is a whole model
+        if "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"{path}: not a plain state_dict (a pickled whole model is refused; save model.state_dict())"
+            ) from None
+        raise CheckpointError(f"{path}: unreadable checkpoint (not a torch.save file)") from None
     except Exception as e:  # torch raises RuntimeError/EOFError/zip errors for damaged files
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):

@@ -18,7 +18,7 @@ from .checkpoint import load_any_checkpoint
 log = logging.getLogger(__name__)
 
 FORMATS = ("torchscript", "onnx", "pt2")
-SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "pt2": ".pt2"}
+SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "pt2": ".pt2"}
 TOLERANCE = 1e-4
 
 
@@ -57,8 +57,13 @@ def _torchscript(model, x, tmp: Path) -> np.ndarray:
 
 def _pt2(model, x, tmp: Path) -> np.ndarray:
     ep = torch.export.export(model, (x,))
-    torch.export.save(ep, str(tmp))
-    return torch.export.load(str(tmp)).module()(x).detach().numpy()
+    # through file objects: given a path, torch warns about (and names the archive
+    # after) the temporary file's .tmp suffix
+    with open(tmp, "wb") as f:
+        torch.export.save(ep, f)
+    with open(tmp, "rb") as f:
+        loaded = torch.export.load(f)
+    return loaded.module()(x).detach().numpy()
 
 
 def export_onnx_file(model, x, path: Path, cfg: ExportConfig) -> None:
@@ -84,6 +89,8 @@ def export_model(cfg: ExportConfig) -> float:
         raise ExportError(f"unknown export format {cfg.fmt!r} (choose from {', '.join(FORMATS)})")
     if cfg.batch < 1:
         raise ExportError("batch must be at least 1")
+    if Path(cfg.out).resolve() == Path(cfg.checkpoint).resolve():
+        raise ExportError(f"{cfg.out}: the export would overwrite its own checkpoint")
     refuse_existing(cfg.out, cfg.force)
     model, meta = load_any_checkpoint(cfg.checkpoint)
     x = _sample(meta, cfg.batch)

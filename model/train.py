@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -135,7 +136,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     mk = lambda src, is_train: TransformedImages(  # noqa: E731
         src, resize_size, input_size, meta.mean, meta.std, is_train, data.allow_flip, cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(mk(data.train, True), batch_size=cfg.batch_size, shuffle=True, generator=g)
+    train_set = mk(data.train, True)
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=g)
     val_loader = DataLoader(mk(data.val, False), batch_size=max(cfg.batch_size, 64))
     trainable = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
@@ -144,19 +146,31 @@ def train(cfg: TrainConfig) -> TrainResult:
         opt = torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         raise ToolkitError(f"unknown optimizer {cfg.optimizer!r} (adam or sgd)")
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    # cosine in closed form over cfg.epochs, so that --resume with more --epochs
+    # re-aims the schedule instead of continuing from the finished run's lr of 0
+    cosine = lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
 
     start_epoch, best_acc, history = 0, -1.0, []
     if cfg.resume:
-        state = torch.load(cfg.out_dir / LAST, map_location="cpu", weights_only=True)
-        if json.loads(state["config"]) != _config_key(cfg):
+        try:
+            state = torch.load(cfg.out_dir / LAST, map_location="cpu", weights_only=True)
+            config = json.loads(state["config"])
+        except Exception as e:  # damaged or foreign file: one line, not a traceback
+            raise CheckpointError(f"{cfg.out_dir / LAST}: unreadable training state ({type(e).__name__})") from None
+        if config != _config_key(cfg):
             raise CheckpointError(f"{cfg.out_dir / LAST}: was trained with other settings; cannot resume")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         g.set_state(state["loader_rng"])
         start_epoch, best_acc = int(state["epoch"]), float(state["best_acc"])
+        sched.last_epoch = start_epoch
+        for group, base_lr in zip(opt.param_groups, sched.base_lrs):
+            group["lr"] = base_lr * cosine(start_epoch)
+        if "augment_rng" in state:  # crops and flips continue as in an uninterrupted run
+            version, internal, gauss = json.loads(state["augment_rng"])
+            train_set.rng.setstate((version, tuple(internal), gauss))
         history = json.loads(state["history"])
         log.info("resuming after epoch %d (best val accuracy %.4f)", start_epoch, best_acc)
 
@@ -190,7 +204,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         with atomic_path(cfg.out_dir / LAST) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                        "loader_rng": g.get_state(), "epoch": epoch, "best_acc": best_acc,
+                        "loader_rng": g.get_state(), "augment_rng": json.dumps(train_set.rng.getstate()),
+                        "epoch": epoch, "best_acc": best_acc,
                         "history": json.dumps(history), "config": json.dumps(_config_key(cfg))}, tmp)
         write_json(cfg.out_dir / "history.json", history)
         plot_curves(history, cfg.out_dir / "curves.png")

@@ -64,3 +64,24 @@ def load_image(path: Path) -> Image.Image:
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_labelled_folder(folder: Path, class_names: list[str], resize_size: int, input_size: int,
+                         mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """An ImageFolder-style evaluation set (``val/`` if present), labelled by the model's class names."""
+    folder = Path(folder)
+    if (folder / "val").is_dir():
+        folder = folder / "val"
+    if not folder.is_dir():
+        raise ToolkitError(f"{folder}: no such evaluation folder")
+    index = {name: i for i, name in enumerate(class_names)}
+    xs, ys = [], []
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if d.name not in index:
+            raise ToolkitError(f"{d}: class {d.name!r} is not one of the model's classes")
+        for f in list_images(d):
+            xs.append(eval_transform(load_image(f), resize_size, input_size, mean, std))
+            ys.append(index[d.name])
+    if not xs:
+        raise ToolkitError(f"{folder}: no labelled images found (expected one folder per class)")
+    return np.stack(xs), np.asarray(ys)

@@ -33,17 +33,20 @@ def cli(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _register() -> None:
-    from . import model_cmds
+#: modules under alexnet_tvm.cli, each with a COMMANDS list
+COMMAND_MODULES = ("model_cmds", "compile_cmds", "runtime_cmds", "ascend_cmds", "dist_cmds", "rpc_cmds")
 
-    for cmd in model_cmds.COMMANDS:
-        cli.add_command(cmd)
-    try:
-        from . import compile_cmds
-    except ImportError:  # pragma: no cover - compile commands land with the compile spine
-        return
-    for cmd in compile_cmds.COMMANDS:
-        cli.add_command(cmd)
+
+def _register() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"alexnet_tvm.cli.{name}") is None:
+            continue
+        mod = importlib.import_module(f"alexnet_tvm.cli.{name}")
+        for cmd in mod.COMMANDS:
+            cli.add_command(cmd)
 
 
 _register()

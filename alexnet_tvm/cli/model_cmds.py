@@ -53,7 +53,7 @@ def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int,
     """Export CHECKPOINT to TorchScript, ONNX or torch.export, checked against eager PyTorch."""
     from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model
 
-    out = out or checkpoint.with_suffix(SUFFIX[fmt])
+    out = out or checkpoint.with_name(checkpoint.name.split(".")[0] + SUFFIX[fmt])
     err = export_model(ExportConfig(checkpoint=checkpoint, fmt=fmt, out=out, batch=batch, opset=opset,
                                     input_name=input_name, dynamic_batch=dynamic_batch, force=force))
     click.echo(f"wrote {out} (max abs error vs eager {err:.2e})")

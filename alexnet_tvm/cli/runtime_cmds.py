@@ -1,0 +1,54 @@
+"""predict / verify: thin wrappers over alexnet_tvm.runtime and alexnet_tvm.interface."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top-k", default=5, show_default=True)
+def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
+    """Classify IMAGES with a built ARTIFACT (no torch needed)."""
+    from alexnet_tvm.runtime.predict import predict_files
+
+    for name, top in predict_files(artifact, list(images), top_k):
+        click.echo(f"{name}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--against", required=True, help="pytorch | onnxruntime | ascend:RESULTS_DIR")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Reference model file. Default: the one the artifact was built from.")
+@click.option("--eval-set", type=click.Path(path_type=Path), default=None,
+              help="ImageFolder-style labelled images (class folders named as the model's classes).")
+@click.option("--inputs", type=click.Path(path_type=Path), default=None,
+              help="ascend: the preprocessed .bin folder the OM model ran on.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="ascend: val_label.txt")
+@click.option("--random", "random_count", default=8, show_default=True, help="Seeded random inputs.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--min-top1-agreement", default=0.999, show_default=True)
+@click.option("--max-abs-error", default=1e-3, show_default=True, help="Relative to the reference logits' range.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report.")
+@click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML report.")
+def verify(artifact: Path, against: str, model: Path | None, eval_set: Path | None, inputs: Path | None,
+           labels: Path | None, random_count: int, seed: int, min_top1_agreement: float, max_abs_error: float,
+           report: Path | None, junit: Path | None) -> None:
+    """Check ARTIFACT against a reference; exit 0 on pass, 1 on fail."""
+    from alexnet_tvm.interface.verify import VerifyConfig, run_verify
+    from alexnet_tvm.runtime.verify import Gates, summary_lines
+
+    rep = run_verify(VerifyConfig(artifact=artifact, against=against, model=model, eval_set=eval_set,
+                                  random_count=random_count, seed=seed, report=report, junit=junit,
+                                  inputs=inputs, labels=labels,
+                                  gates=Gates(min_top1_agreement=min_top1_agreement, max_abs_error=max_abs_error)))
+    click.echo("\n".join(summary_lines(rep)))
+    sys.exit(0 if rep.passed else 1)
+
+
+COMMANDS = [predict, verify]

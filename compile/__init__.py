@@ -1,0 +1,1 @@
+"""Compile side: import into Relax, tune with MetaSchedule, build deployable artifacts."""

@@ -1,0 +1,122 @@
+"""Build one deployable artifact folder: library, (prepacked) parameters, manifest."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_tvm.errors import ToolkitError
+from alexnet_tvm.fsutil import atomic_dir, sha256_file, write_json
+
+from alexnet_tvm.runtime.artifact import FORMAT_VERSION, LIB, MANIFEST, PARAMS
+
+from .database import database_digest, open_database
+from .importer import import_model
+from .pipeline import apply_records, compile_module, is_gpu, prepare
+from .targets import TargetSpec
+from .tune import db_dir_for, has_record, tuning_tasks
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class BuildConfig:
+    model: Path
+    target: TargetSpec
+    out: Path
+    logs_dir: Path
+    batch: int = 1
+    force: bool = False
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    tasks: int
+    tuned: int
+    untuned: list[str]
+    seconds: float
+
+
+def _export_library(ex, path: Path, spec: TargetSpec) -> None:
+    if spec.runner == "rpc" and spec.rpc and spec.rpc.cross_compiler:
+        from tvm.support import cc
+
+        ex.export_library(str(path), fcompile=cc.cross_compiler(spec.rpc.cross_compiler))
+    else:
+        ex.export_library(str(path))
+
+
+def _prepack(ex, mod, params: list, spec: TargetSpec, target) -> tuple[list, bool]:
+    """Run the lifted weight repacking once, here, so the board only runs `main`."""
+    import tvm
+    from tvm import relax
+
+    if not any(gv.name_hint == "main_transform_params" for gv in mod.functions):
+        return params, False
+    if not spec.is_cpu or spec.runner == "rpc" or "mtriple" in str(target):
+        # The library cannot run here: compile the repacking alone for this host.
+        host_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"})
+        host_mod = relax.transform.DeadCodeElimination(["main_transform_params"])(host_mod)
+        host = tvm.target.Target({"kind": "llvm"})
+        ex = compile_module(host_mod, host)
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    packed = vm["main_transform_params"](params)
+    return [packed[i] for i in range(len(packed))], True
+
+
+def build(cfg: BuildConfig) -> BuildResult:
+    import tvm
+    from tvm.runtime import save_param_dict
+
+    from alexnet_tvm.fsutil import refuse_existing
+
+    refuse_existing(cfg.out, cfg.force)
+    t0 = time.perf_counter()
+    spec = cfg.target
+    target = spec.tvm_target()
+    imported = import_model(cfg.model, cfg.batch)
+    prepared = prepare(imported.mod, target)
+    tasks = tuning_tasks(prepared, target)
+    db_dir = db_dir_for(cfg.logs_dir, spec)
+    database = open_database(db_dir, for_tuning=False)
+    untuned = [t.task_name for t in tasks if not has_record(database, t, target)]
+    if untuned:
+        log.warning("%d of %d tasks have no tuning records for %s and will run untuned (slow): %s",
+                    len(untuned), len(tasks), spec.name, ", ".join(untuned))
+    mod = apply_records(prepared, target, database)
+    try:
+        ex = compile_module(mod, target)
+    except Exception as e:
+        raise ToolkitError(f"compilation for {spec.name} failed: {type(e).__name__}: "
+                           f"{str(e).strip().splitlines()[-1][:300]}") from None
+    params, prepacked = _prepack(ex, mod, imported.params, spec, target)
+    out_shape = [cfg.batch, imported.meta.num_classes]
+    with atomic_dir(cfg.out, force=cfg.force) as tmp:
+        _export_library(ex, tmp / LIB, spec)
+        (tmp / PARAMS).write_bytes(save_param_dict({f"p{i}": p for i, p in enumerate(params)}))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": {"name": imported.source.stem.split(".")[0], "file": str(imported.source),
+                      "format": imported.source_format, "sha256": imported.source_sha256},
+            "input": {"name": imported.input_name, "shape": list(imported.input_shape), "dtype": "float32"},
+            "output": {"shape": out_shape, "dtype": "float32"},
+            "meta": imported.meta.to_dict(),
+            "target": {"name": spec.name, "target": spec.target, "host": spec.host,
+                       "host_features": spec.host_features, "kind": spec.kind, "runner": spec.runner,
+                       "tvm_target": str(target)},
+            "tvm_version": tvm.__version__,
+            "tuning": {"database": str(db_dir), "digest": database_digest(db_dir), "tasks": len(tasks),
+                       "tuned": len(tasks) - len(untuned), "untuned": untuned},
+            "prepacked_params": prepacked,
+            "num_params": len(params),
+            "build_seconds": round(time.perf_counter() - t0, 2),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": {LIB: sha256_file(tmp / LIB), PARAMS: sha256_file(tmp / PARAMS)},
+        }
+        write_json(tmp / MANIFEST, manifest)
+    return BuildResult(cfg.out, len(tasks), len(tasks) - len(untuned), untuned, time.perf_counter() - t0)

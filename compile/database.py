@@ -1,0 +1,113 @@
+"""The tuning database under ``tuning_logs/<target>/``: MetaSchedule's JSON pair, checked.
+
+MetaSchedule's JSONDatabase crashes or silently misreads damaged files, so every
+line is checked first. A last line cut off without its newline is what a killed
+tuning run leaves: tuning drops it (the record was never complete) and warns;
+anything else damaged is refused with the file and line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_tvm.errors import DatabaseError
+from alexnet_tvm.fsutil import write_text
+
+log = logging.getLogger(__name__)
+
+WORKLOADS = "database_workload.json"
+RECORDS = "database_tuning_record.json"
+
+
+@dataclass
+class CheckedLines:
+    lines: list[str]
+    #: a partial final line (interrupted write) was found and left out
+    dropped_partial: bool
+
+
+def _check_file(path: Path, n_workloads: int | None) -> CheckedLines:
+    if not path.exists():
+        return CheckedLines([], False)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise DatabaseError(f"{path}: not UTF-8 text (corrupt tuning database)") from None
+    parts = text.split("\n")
+    tail = parts.pop()  # after the last newline: "" when the file ends cleanly
+    lines, dropped = [], False
+    for i, line in enumerate(parts, 1):
+        if not line.strip():
+            continue
+        lines.append(_check_line(path, i, line, n_workloads))
+    if tail.strip():
+        try:
+            lines.append(_check_line(path, len(parts) + 1, tail, n_workloads))
+        except DatabaseError:
+            dropped = True
+    return CheckedLines(lines, dropped)
+
+
+def _check_line(path: Path, lineno: int, line: str, n_workloads: int | None) -> str:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DatabaseError(f"{path}:{lineno}: corrupt tuning record ({e.msg})") from None
+    if not isinstance(obj, list) or len(obj) != 2:
+        raise DatabaseError(f"{path}:{lineno}: not a MetaSchedule entry")
+    if n_workloads is not None and (not isinstance(obj[0], int) or not 0 <= obj[0] < n_workloads):
+        raise DatabaseError(f"{path}:{lineno}: refers to workload {obj[0]!r}, the workload file has {n_workloads}")
+    return line
+
+
+def check_database(folder: Path, repair: bool = False) -> tuple[int, int]:
+    """Validate (and with ``repair`` drop a partial last line); return (#workloads, #records)."""
+    folder = Path(folder)
+    w = _check_file(folder / WORKLOADS, None)
+    r = _check_file(folder / RECORDS, len(w.lines))
+    for name, checked in ((WORKLOADS, w), (RECORDS, r)):
+        if checked.dropped_partial:
+            if not repair:
+                raise DatabaseError(f"{folder / name}: truncated (the last line is cut off); "
+                                    "re-run tune to repair it")
+            log.warning("%s: dropping a cut-off last line left by an interrupted run", folder / name)
+            write_text(folder / name, "".join(line + "\n" for line in checked.lines))
+    return len(w.lines), len(r.lines)
+
+
+def open_database(folder: Path, for_tuning: bool):
+    """A JSONDatabase on the checked files; read-only users get a private copy."""
+    from tvm.s_tir.meta_schedule.database import JSONDatabase
+
+    folder = Path(folder)
+    if for_tuning:
+        folder.mkdir(parents=True, exist_ok=True)
+        check_database(folder, repair=True)
+        return JSONDatabase(path_workload=str(folder / WORKLOADS), path_tuning_record=str(folder / RECORDS),
+                            allow_missing=True)
+    check_database(folder, repair=False)
+    tmp = Path(tempfile.mkdtemp(prefix="alexnet-tvm-db-"))
+    for name in (WORKLOADS, RECORDS):
+        if (folder / name).exists():
+            shutil.copyfile(folder / name, tmp / name)
+    return JSONDatabase(path_workload=str(tmp / WORKLOADS), path_tuning_record=str(tmp / RECORDS),
+                        allow_missing=True)
+
+
+def database_digest(folder: Path) -> str | None:
+    folder = Path(folder)
+    if not (folder / RECORDS).exists():
+        return None
+    h = hashlib.sha256()
+    for name in (WORKLOADS, RECORDS):
+        p = folder / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return "sha256:" + h.hexdigest()

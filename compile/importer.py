@@ -1,0 +1,202 @@
+"""Every model format into one Relax IRModule with detached parameters.
+
+Formats: ONNX, a TorchScript archive (via the TorchScript ONNX exporter), a
+``torch.export`` program (.pt2) and a training checkpoint (state_dict + sidecar).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_tvm.errors import CheckpointError, ModelFormatError
+from alexnet_tvm.fsutil import sha256_file
+from alexnet_tvm.meta import ModelMeta, read_sidecar, sidecar_path
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript", "pt2", "checkpoint")
+
+
+@dataclass
+class ImportedModel:
+    mod: object  # tvm.IRModule: main(input, *params), attr num_input=1
+    params: list  # list[tvm.runtime.Tensor], in main's parameter order
+    input_name: str
+    input_shape: tuple[int, int, int, int]
+    meta: ModelMeta
+    source: Path
+    source_format: str
+    source_sha256: str
+
+
+def detect_format(path: Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such model file")
+    if zipfile.is_zipfile(path):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            raise ModelFormatError(f"{path}: damaged zip archive") from None
+        if any("/code/" in n for n in names):
+            return "torchscript"
+        if any(n.endswith("/archive_format") for n in names):
+            return "pt2"
+        if any(n.endswith("/data.pkl") for n in names):
+            return "checkpoint"
+        raise ModelFormatError(f"{path}: a zip archive but not a PyTorch model")
+    if path.suffix == ".onnx":
+        return "onnx"
+    head = path.read_bytes()[:64]
+    if head[:1] == b"\x08":  # ONNX ModelProto starts with ir_version (field 1, varint)
+        return "onnx"
+    raise ModelFormatError(f"{path}: unknown model format (expected .onnx, TorchScript .pt, .pt2 or a checkpoint)")
+
+
+def _meta_or_default(path: Path, num_classes: int | None, input_size: int | None) -> ModelMeta:
+    if sidecar_path(path).is_file():
+        return read_sidecar(path)
+    if num_classes is None or input_size is None:
+        raise CheckpointError(f"{path}: no sidecar {sidecar_path(path).name}; cannot tell the input size and classes")
+    return ModelMeta(arch="unknown", num_classes=num_classes, input_size=input_size,
+                     resize_size=input_size if input_size <= 64 else int(round(input_size * 256 / 224)),
+                     class_names=[f"class_{i}" for i in range(num_classes)])
+
+
+def _onnx_io(model) -> tuple[str, list, int | None]:
+    init = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise ModelFormatError(f"expected one image input, found {len(inputs)}")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    out_dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in model.graph.output[0].type.tensor_type.shape.dim]
+    classes = out_dims[-1] if out_dims and out_dims[-1] else None
+    return inputs[0].name, dims, classes
+
+
+def _from_onnx_model(model, path: Path, batch: int, meta: ModelMeta | None):
+    from tvm.relax.frontend import detach_params
+    from tvm.relax.frontend.onnx import from_onnx
+
+    name, dims, classes = _onnx_io(model)
+    if len(dims) != 4:
+        raise ModelFormatError(f"{path}: input {name!r} has rank {len(dims)}; an image model needs N,C,H,W (rank 4)")
+    if dims[1] not in (None, 3):
+        raise ModelFormatError(f"{path}: input {name!r} has {dims[1]} channels; expected 3")
+    if dims[0] not in (None, batch):
+        raise ModelFormatError(f"{path}: input batch is fixed at {dims[0]}; cannot build batch {batch}")
+    meta = meta or _meta_or_default(path, classes, dims[2])
+    shape = (batch, 3, meta.input_size, meta.input_size)
+    try:
+        mod = from_onnx(model, shape_dict={name: list(shape)}, keep_params_in_input=True)
+    except Exception as first:
+        log.info("ONNX importer rejected the graph (%s); simplifying and retrying", first)
+        mod = from_onnx(_simplify(model, name, shape), shape_dict={name: list(shape)}, keep_params_in_input=True)
+    mod, params = detach_params(mod)
+    return mod, params.get("main", []), name, shape, meta
+
+
+def _simplify(model, name: str, shape: tuple):
+    """Fold constants and shape arithmetic that TVM's ONNX importer cannot take."""
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(model, overwrite_input_shapes={name: list(shape)})
+    if not ok:
+        raise ModelFormatError("the ONNX graph could not be simplified for import")
+    return simplified
+
+
+def _onnx(path: Path, batch: int):
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:
+        raise ModelFormatError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    return _from_onnx_model(model, path, batch, None)
+
+
+def _torchscript(path: Path, batch: int):
+    import onnx
+    import torch
+
+    meta = _meta_or_default(path, None, None)
+    try:
+        scripted = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as e:
+        raise ModelFormatError(f"{path}: not a loadable TorchScript archive ({type(e).__name__})") from None
+    x = torch.zeros(batch, 3, meta.input_size, meta.input_size)
+    with tempfile.TemporaryDirectory() as d:
+        onnx_path = Path(d) / "model.onnx"
+        torch.onnx.export(scripted, (x,), str(onnx_path), input_names=["input"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+        model = onnx.load(str(onnx_path))
+    return _from_onnx_model(model, path, batch, meta)
+
+
+def _from_program(ep, path: Path, batch: int, meta: ModelMeta):
+    from tvm.relax.frontend import detach_params
+    from tvm.relax.frontend.torch import from_exported_program
+
+    try:
+        mod = from_exported_program(ep, keep_params_as_input=True, unwrap_unit_return_tuple=True)
+    except Exception as e:
+        raise ModelFormatError(f"{path}: TVM cannot import this program ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:200]})") from None
+    mod, params = detach_params(mod)
+    name = str(mod["main"].params[0].name)
+    return mod, params.get("main", []), name, (batch, 3, meta.input_size, meta.input_size), meta
+
+
+def _pt2(path: Path, batch: int):
+    import torch
+
+    meta = _meta_or_default(path, None, None)
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise ModelFormatError(f"{path}: not a loadable torch.export program ({type(e).__name__})") from None
+    shape = tuple(ep.graph_signature.user_inputs and
+                  [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs][0]
+                  .meta["val"].shape)
+    if shape[0] != batch:
+        # Programs are specialised on their example batch; re-export at the asked batch.
+        x = torch.zeros(batch, *shape[1:])
+        ep = torch.export.export(ep.module(), (x,))
+    return _from_program(ep, path, batch, meta)
+
+
+def _checkpoint(path: Path, batch: int):
+    import torch
+
+    from alexnet_tvm.model.checkpoint import load_any_checkpoint
+
+    model, meta = load_any_checkpoint(path)
+    x = torch.zeros(batch, 3, meta.input_size, meta.input_size)
+    with torch.no_grad():
+        ep = torch.export.export(model, (x,))
+    return _from_program(ep, path, batch, meta)
+
+
+_IMPORTERS = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2, "checkpoint": _checkpoint}
+
+
+def import_model(path: Path, batch: int = 1) -> ImportedModel:
+    path = Path(path)
+    fmt = detect_format(path)
+    if batch < 1:
+        raise ModelFormatError("batch must be at least 1")
+    mod, params, name, shape, meta = _IMPORTERS[fmt](path, batch)
+    log.info("imported %s (%s) as Relax: input %s %s, %d parameter tensors", path, fmt, name, shape, len(params))
+    return ImportedModel(mod, list(params), name, tuple(shape), meta, path, fmt, sha256_file(path))
+
+
+def random_input(shape: tuple, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)

@@ -1,0 +1,54 @@
+"""The Relax passes around tuning, shared by `tune` and `build` so database keys match.
+
+prepare():  decompose, legalize, fuse (the `zero` pipeline) and, on CPU, mark weight
+            buffers layout-free so MetaSchedule may choose a packed weight layout.
+lower():    apply the tuning records, split the weight repacking out of `main` into
+            `main_transform_params` (run once at build time), then compile.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def is_gpu(target) -> bool:
+    return "gpu" in [str(k) for k in target.keys]
+
+
+def prepare(mod, target):
+    import tvm
+    from tvm import relax
+    from tvm.relax import transform as T
+
+    passes = [T.DecomposeOpsForInference(), T.CanonicalizeBindings(), relax.get_pipeline("zero")]
+    if not is_gpu(target):
+        passes.append(T.AttachAttrLayoutFreeBuffers())
+    with target, tvm.transform.PassContext(opt_level=3):
+        return tvm.transform.Sequential(passes)(mod)
+
+
+def apply_records(prepared, target, database):
+    """Tuned schedules from the database; DLight defaults for what GPU tasks lack."""
+    import tvm
+    from tvm.relax import transform as T
+
+    with target, database, tvm.transform.PassContext(opt_level=3):
+        mod = T.MetaScheduleApplyDatabase(enable_warning=False)(prepared)
+        if is_gpu(target):
+            from tvm.s_tir import dlight as dl
+
+            mod = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                          dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+        else:
+            mod = tvm.transform.Sequential([T.SplitLayoutRewritePreproc(), T.LiftTransformParams(),
+                                            T.FoldConstant()])(mod)
+    return mod
+
+
+def compile_module(mod, target):
+    import tvm
+
+    with target, tvm.transform.PassContext(opt_level=3):
+        return tvm.compile(mod, target=target)

@@ -1,0 +1,222 @@
+"""MetaSchedule tuning with the XGBoost cost model, resumable, with a trial progress bar.
+
+Records go to ``tuning_logs/<target>/`` (a JSON database shared by every model for
+that target). A re-run tunes only the tasks that still lack a record, and an
+interrupted run keeps every record committed so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alexnet_tvm.errors import TuningError
+
+from .importer import import_model
+from .pipeline import is_gpu, prepare
+from .targets import TargetSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneConfig:
+    model: Path
+    target: TargetSpec
+    logs_dir: Path
+    batch: int = 1
+    total_trials: int | None = None
+    trials_per_task: int | None = None
+    #: minutes; tuning stops after the round that crosses it
+    time_budget: float | None = None
+    trials_per_round: int = 32
+    seed: int = 0
+    builder_timeout: float = 120.0
+
+
+@dataclass
+class TaskReport:
+    name: str
+    weight: int
+    trials: int = 0
+    first_ms: float | None = None
+    best_ms: float | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.first_ms and self.best_ms:
+            return self.first_ms / self.best_ms
+        return None
+
+
+@dataclass
+class TuneResult:
+    db_dir: Path
+    tasks: int
+    already_tuned: int
+    tuned_now: int
+    trials: int
+    seconds: float
+    stopped_by_budget: bool
+    reports: list[TaskReport] = field(default_factory=list)
+
+
+def db_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
+    return Path(logs_dir) / target.name
+
+
+def tuning_tasks(prepared, target) -> list:
+    """Tasks that run per inference: weight repacking (moved to transform_params) and
+    reshapes (memory views at run time) are left out, they would only waste trials."""
+    import tvm
+    from tvm.relax import transform as T
+    from tvm.s_tir import meta_schedule as ms
+
+    mod = prepared
+    if not is_gpu(target):
+        with target:
+            lifted = T.LiftTransformParams()(prepared)
+        mod = tvm.IRModule({gv: f for gv, f in lifted.functions.items() if gv.name_hint != "main_transform_params"})
+        mod = T.DeadCodeElimination(["main"])(mod)
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    return [t for t in tasks if not t.task_name.startswith("reshape")]
+
+
+def has_record(database, task, target) -> bool:
+    return database.query_tuning_record(task.dispatched[0], target, task.task_name) is not None
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+def _progress_callback(reports: list[TaskReport], bar, deadline: float | None):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    @derived_object
+    class Progress(PyMeasureCallback):
+        """Counts trials, tracks the best latency per task, and enforces the budget."""
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            rep = reports[task_id]
+            costs = []
+            errors = []
+            for b, r in zip(builder_results, runner_results):
+                if b.error_msg is None and r.error_msg is None and r.run_secs:
+                    costs.append(1e3 * sum(float(s) for s in r.run_secs) / len(r.run_secs))
+                else:
+                    errors.append(b.error_msg or r.error_msg or "no timing")
+            rep.trials += len(measure_candidates)
+            if costs:
+                if rep.first_ms is None:
+                    rep.first_ms = costs[0]
+                rep.best_ms = min(costs + ([rep.best_ms] if rep.best_ms is not None else []))
+            bar.update(len(measure_candidates))
+            tuned = [r for r in reports if r.best_ms is not None]
+            total = sum(r.best_ms * r.weight for r in tuned)
+            bar.set_postfix_str(f"best {total:.2f} ms over {len(tuned)}/{len(reports)} tasks")
+            if measure_candidates and not costs:
+                first = str(errors[0]).strip().splitlines()
+                raise TuningError(f"task {rep.name}: a round of {len(measure_candidates)} candidates gave no valid "
+                                  f"measurement ({first[-1][:300] if first else 'unknown error'})")
+            if deadline is not None and time.monotonic() > deadline:
+                raise _BudgetSpent()
+
+    return Progress()
+
+
+def _make_runner(target: TargetSpec):
+    from tvm.s_tir import meta_schedule as ms
+
+    cfg = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50, enable_cpu_cache_flush=False)
+    if target.runner == "rpc":
+        from .rpc import make_rpc_runner
+
+        return make_rpc_runner(target, cfg)
+    return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=cfg)
+
+
+def tune(cfg: TuneConfig) -> TuneResult:
+    import tvm  # noqa: F401
+    from tqdm import tqdm
+    from tvm.s_tir import meta_schedule as ms
+
+    from .database import open_database
+    from .workers import WarmBuilder
+
+    spec = cfg.target
+    target = spec.tvm_target()
+    cores = int(target.attrs.get("num-cores", 0) or 0) if spec.is_cpu else 0
+    if spec.is_cpu and cores < 1:
+        raise TuningError(f"target {spec.name}: an LLVM target needs \"num-cores\" for tuning")
+    total = cfg.total_trials if cfg.total_trials is not None else spec.total_trials
+    per_task = cfg.trials_per_task if cfg.trials_per_task is not None else spec.trials_per_task
+    if total < 1 or per_task < 1:
+        raise TuningError("the trial budget must be positive")
+
+    imported = import_model(cfg.model, cfg.batch)
+    prepared = prepare(imported.mod, target)
+    tasks = tuning_tasks(prepared, target)
+    db_dir = db_dir_for(cfg.logs_dir, spec)
+    database = open_database(db_dir, for_tuning=True)
+    pending = [t for t in tasks if not has_record(database, t, target)]
+    t0 = time.perf_counter()
+    log.info("%d tasks, %d already have records, %d to tune", len(tasks), len(tasks) - len(pending), len(pending))
+    result = TuneResult(db_dir, len(tasks), len(tasks) - len(pending), 0, 0, 0.0, False)
+    if not pending:
+        return result
+
+    total = min(total, per_task * len(pending))
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        pending, work_dir=str(db_dir), seed=cfg.seed, num_threads=max(cores, 1))
+    reports = [TaskReport(t.task_name, int(t.weight)) for t in pending]
+    deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
+    builder = WarmBuilder(max_workers=max(cores, 1), timeout_sec=cfg.builder_timeout)
+    callbacks = list(ms.measure_callback.MeasureCallback.create("default"))
+    bar = tqdm(total=total, unit="trial", desc=f"tune {spec.name}", disable=None)
+    callbacks.append(_progress_callback(reports, bar, deadline))
+    try:
+        ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db_dir), max_trials_global=total,
+                           max_trials_per_task=per_task, num_trials_per_iter=cfg.trials_per_round,
+                           builder=builder, runner=_make_runner(spec), database=database, cost_model="xgb",
+                           measure_callbacks=callbacks, task_scheduler="gradient")
+    except Exception as e:  # errors raised in our callback come back wrapped by the FFI
+        if isinstance(e, _BudgetSpent) or "_BudgetSpent" in str(e):
+            result.stopped_by_budget = True
+            log.info("time budget of %.1f min spent; records so far are kept", cfg.time_budget)
+        elif isinstance(e, TuningError):
+            raise
+        elif "TuningError" in str(e):
+            raise TuningError(str(e).split("TuningError:", 1)[-1].strip().splitlines()[0]) from None
+        else:
+            raise
+    finally:
+        bar.close()
+        builder.shutdown()
+    result.reports = reports
+    result.trials = sum(r.trials for r in reports)
+    result.tuned_now = sum(1 for t in pending if has_record(database, t, target))
+    result.seconds = time.perf_counter() - t0
+    _cleanup_logs(db_dir)
+    return result
+
+
+def _cleanup_logs(db_dir: Path) -> None:
+    """MetaSchedule writes per-task logs into its work dir; the database is the asset, not those."""
+    import shutil
+
+    shutil.rmtree(db_dir / "logs", ignore_errors=True)
+
+
+def format_report(res: TuneResult) -> list[str]:
+    lines = [f"{'task':40s} {'weight':>6s} {'trials':>6s} {'first ms':>9s} {'best ms':>9s} {'speedup':>8s}"]
+    for r in res.reports:
+        f = "-" if r.first_ms is None else f"{r.first_ms:.3f}"
+        b = "-" if r.best_ms is None else f"{r.best_ms:.3f}"
+        s = "-" if r.speedup is None or math.isnan(r.speedup) else f"{r.speedup:.1f}x"
+        lines.append(f"{r.name[:40]:40s} {r.weight:6d} {r.trials:6d} {f:>9s} {b:>9s} {s:>8s}")
+    return lines

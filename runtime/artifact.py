@@ -1,0 +1,153 @@
+"""A built artifact folder: ``model.so`` + ``params.bin`` + ``manifest.json``.
+
+Loading checks every file's sha256 against the manifest, the TVM version, and that
+this machine can run the target's code *before* the library is loaded: a shared
+library is code, and loading a tampered one is running it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_tvm.errors import ArtifactError
+from alexnet_tvm.fsutil import sha256_file
+from alexnet_tvm.meta import ModelMeta
+
+log = logging.getLogger(__name__)
+
+LIB = "model.so"
+PARAMS = "params.bin"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def read_manifest(folder: Path) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: not an artifact ({MANIFEST} is missing)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: unreadable manifest ({e})") from None
+    for key in ("format_version", "input", "output", "meta", "target", "tvm_version", "files"):
+        if key not in manifest:
+            raise ArtifactError(f"{path}: manifest lacks {key!r}")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: artifact format {manifest['format_version']}, this runtime reads {FORMAT_VERSION}")
+    return manifest
+
+
+def check_files(folder: Path, manifest: dict) -> None:
+    folder = Path(folder)
+    for name in (LIB, PARAMS):
+        if name not in manifest["files"]:
+            raise ArtifactError(f"{folder}: manifest has no checksum for {name}")
+    for name, digest in manifest["files"].items():
+        p = folder / name
+        if not p.is_file():
+            raise ArtifactError(f"{folder}: {name} is missing")
+        if sha256_file(p) != digest:
+            raise ArtifactError(f"{p}: sha256 does not match the manifest (modified or corrupt); refusing to load it")
+
+
+def _host_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") or line.startswith("Features"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def check_runnable_here(manifest: dict) -> None:
+    """Refuse a library this TVM or this CPU/GPU cannot run."""
+    import tvm
+
+    if manifest["tvm_version"] != tvm.__version__:
+        raise ArtifactError(f"artifact built with TVM {manifest['tvm_version']}, this runtime has {tvm.__version__}")
+    t = manifest["target"]
+    if t.get("kind") == "cuda":
+        if not tvm.cuda(0).exist:
+            raise ArtifactError(f"artifact targets CUDA ({t['name']}) and this machine has no CUDA GPU")
+        return
+    tt = str(t.get("tvm_target", ""))
+    if "mtriple" in tt and "x86_64" not in tt:
+        import platform
+
+        if platform.machine() not in ("aarch64", "arm64") or "aarch64" not in tt:
+            raise ArtifactError(f"artifact is cross-compiled for {t['name']}; run it on that board (or over RPC)")
+    missing = set(t.get("host_features") or []) - _host_flags()
+    if missing and platform_is_x86():
+        raise ArtifactError(f"artifact targets {t['name']}; this CPU lacks {', '.join(sorted(missing))}")
+
+
+def platform_is_x86() -> bool:
+    import platform
+
+    return platform.machine() in ("x86_64", "AMD64")
+
+
+@dataclass
+class Artifact:
+    folder: Path
+    manifest: dict
+    vm: object
+    params: list
+
+    @property
+    def meta(self) -> ModelMeta:
+        return ModelMeta.from_dict(self.manifest["meta"], source=str(self.folder / MANIFEST))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.manifest["input"]["shape"])
+
+    @property
+    def batch(self) -> int:
+        return self.input_shape[0]
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        """One call of the library on exactly its built batch size."""
+        import tvm
+
+        if tuple(x.shape) != self.input_shape:
+            raise ArtifactError(f"input shape {tuple(x.shape)} does not match the artifact's {self.input_shape}")
+        out = self.vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32)), *self.params)
+        return out.numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Any number of images: chunked to the built batch, the last chunk padded."""
+        n, b = len(x), self.batch
+        outs = []
+        for i in range(0, n, b):
+            chunk = x[i:i + b]
+            if len(chunk) < b:
+                chunk = np.concatenate([chunk, np.repeat(chunk[:1], b - len(chunk), axis=0)])
+            outs.append(self.run_batch(chunk)[: min(b, n - i)])
+        return np.concatenate(outs) if outs else np.zeros((0, self.meta.num_classes), np.float32)
+
+
+def load_artifact(folder: Path, check_host: bool = True) -> Artifact:
+    import tvm
+    from tvm import relax
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    check_files(folder, manifest)
+    if check_host:
+        check_runnable_here(manifest)
+    dev = tvm.cuda(0) if manifest["target"].get("kind") == "cuda" else tvm.cpu(0)
+    lib = tvm.runtime.load_module(str(folder / LIB))
+    vm = relax.VirtualMachine(lib, dev)
+    loaded = tvm.runtime.load_param_dict((folder / PARAMS).read_bytes())
+    if len(loaded) != manifest.get("num_params", len(loaded)):
+        raise ArtifactError(f"{folder / PARAMS}: {len(loaded)} tensors, the manifest says {manifest['num_params']}")
+    params = [tvm.runtime.tensor(loaded[f"p{i}"].numpy(), dev) for i in range(len(loaded))]
+    return Artifact(folder, manifest, vm, params)

@@ -1,0 +1,41 @@
+"""Torch-free reference runtimes for verify and bench (ONNX Runtime)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_tvm.errors import VerifyError
+
+
+class OnnxRuntimeReference:
+    """Runs an ONNX file, chunking to its fixed batch when it has one."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise VerifyError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__})") from None
+        inp = self.sess.get_inputs()[0]
+        self.name = inp.name
+        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.batch is None:
+            return self.sess.run(None, {self.name: x})[0]
+        outs = []
+        for i in range(0, len(x), self.batch):
+            chunk = x[i:i + self.batch]
+            n = len(chunk)
+            if n < self.batch:
+                chunk = np.concatenate([chunk, np.repeat(chunk[:1], self.batch - n, axis=0)])
+            outs.append(self.sess.run(None, {self.name: chunk})[0][:n])
+        return np.concatenate(outs)
