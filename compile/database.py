@@ -90,15 +90,19 @@ def open_database(folder: Path, for_tuning: bool):
     if for_tuning:
         folder.mkdir(parents=True, exist_ok=True)
         check_database(folder, repair=True)
-        return JSONDatabase(path_workload=str(folder / WORKLOADS), path_tuning_record=str(folder / RECORDS),
+        where = folder
+    else:
+        check_database(folder, repair=False)
+        where = Path(tempfile.mkdtemp(prefix="alexnet-tvm-db-"))
+        for name in (WORKLOADS, RECORDS):
+            if (folder / name).exists():
+                shutil.copyfile(folder / name, where / name)
+    try:
+        return JSONDatabase(path_workload=str(where / WORKLOADS), path_tuning_record=str(where / RECORDS),
                             allow_missing=True)
-    check_database(folder, repair=False)
-    tmp = Path(tempfile.mkdtemp(prefix="alexnet-tvm-db-"))
-    for name in (WORKLOADS, RECORDS):
-        if (folder / name).exists():
-            shutil.copyfile(folder / name, tmp / name)
-    return JSONDatabase(path_workload=str(tmp / WORKLOADS), path_tuning_record=str(tmp / RECORDS),
-                        allow_missing=True)
+    except Exception as e:  # MetaSchedule raises assorted FFI errors on entries it cannot parse
+        raise DatabaseError(f"{folder}: corrupt tuning database, MetaSchedule cannot read it "
+                            f"({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})") from None
 
 
 def database_digest(folder: Path) -> str | None:

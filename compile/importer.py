@@ -90,15 +90,20 @@ def _from_onnx_model(model, path: Path, batch: int, meta: ModelMeta | None):
         raise ModelFormatError(f"{path}: input {name!r} has rank {len(dims)}; an image model needs N,C,H,W (rank 4)")
     if dims[1] not in (None, 3):
         raise ModelFormatError(f"{path}: input {name!r} has {dims[1]} channels; expected 3")
-    if dims[0] not in (None, batch):
-        raise ModelFormatError(f"{path}: input batch is fixed at {dims[0]}; cannot build batch {batch}")
     meta = meta or _meta_or_default(path, classes, dims[2])
     shape = (batch, 3, meta.input_size, meta.input_size)
     try:
-        mod = from_onnx(model, shape_dict={name: list(shape)}, keep_params_in_input=True)
-    except Exception as first:
-        log.info("ONNX importer rejected the graph (%s); simplifying and retrying", first)
-        mod = from_onnx(_simplify(model, name, shape), shape_dict={name: list(shape)}, keep_params_in_input=True)
+        try:
+            mod = from_onnx(model, shape_dict={name: list(shape)}, keep_params_in_input=True)
+        except Exception as first:
+            log.info("ONNX importer rejected the graph (%s); simplifying and retrying", first)
+            mod = from_onnx(_simplify(model, name, shape), shape_dict={name: list(shape)}, keep_params_in_input=True)
+    except ModelFormatError:
+        raise
+    except Exception as e:
+        fixed = f" (its batch is fixed at {dims[0]}; export with a dynamic batch)" if dims[0] not in (None, batch) else ""
+        raise ModelFormatError(f"{path}: TVM cannot import it at batch {batch}{fixed}: "
+                               f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}") from None
     mod, params = detach_params(mod)
     return mod, params.get("main", []), name, shape, meta
 
@@ -135,8 +140,21 @@ def _torchscript(path: Path, batch: int):
     x = torch.zeros(batch, 3, meta.input_size, meta.input_size)
     with tempfile.TemporaryDirectory() as d:
         onnx_path = Path(d) / "model.onnx"
-        torch.onnx.export(scripted, (x,), str(onnx_path), input_names=["input"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
+        try:
+            torch.onnx.export(scripted, (x,), str(onnx_path), input_names=["input"], output_names=["logits"],
+                              opset_version=17, dynamo=False)
+        except Exception as e:
+            # The ONNX exporter loses shapes on some graphs (LRN before an adaptive pool);
+            # convert the TorchScript graph to a torch.export program instead.
+            log.info("TorchScript ONNX export failed (%s); converting via TS2EPConverter", str(e).splitlines()[0])
+            from torch._export.converter import TS2EPConverter
+
+            try:
+                ep = TS2EPConverter(scripted, (x,)).convert()
+            except Exception as e2:
+                raise ModelFormatError(f"{path}: neither ONNX export nor torch.export conversion works "
+                                       f"({type(e2).__name__})") from None
+            return _from_program(ep, path, batch, meta)
         model = onnx.load(str(onnx_path))
     return _from_onnx_model(model, path, batch, meta)
 
@@ -163,13 +181,11 @@ def _pt2(path: Path, batch: int):
         ep = torch.export.load(str(path))
     except Exception as e:
         raise ModelFormatError(f"{path}: not a loadable torch.export program ({type(e).__name__})") from None
-    shape = tuple(ep.graph_signature.user_inputs and
-                  [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs][0]
-                  .meta["val"].shape)
-    if shape[0] != batch:
-        # Programs are specialised on their example batch; re-export at the asked batch.
-        x = torch.zeros(batch, *shape[1:])
-        ep = torch.export.export(ep.module(), (x,))
+    user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
+    exported_batch = int(user[0].meta["val"].shape[0])
+    if exported_batch != batch:
+        raise ModelFormatError(f"{path}: the program was exported at batch {exported_batch} and is specialised "
+                               f"on it; export it again with --batch {batch} (or build from the checkpoint)")
     return _from_program(ep, path, batch, meta)
 
 

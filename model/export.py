@@ -66,8 +66,30 @@ def _pt2(model, x, tmp: Path) -> np.ndarray:
     return loaded.module()(x).detach().numpy()
 
 
+def _without_identity_pool(model, x):
+    """Drop an adaptive pool that is a no-op at this input size.
+
+    The TorchScript ONNX exporter cannot export AdaptiveAvgPool2d once it loses the
+    spatial size (dynamic batch after LRN, say), even when the pool maps 6x6 to 6x6.
+    """
+    import copy
+
+    pool = getattr(model, "avgpool", None)
+    if not isinstance(pool, torch.nn.AdaptiveAvgPool2d) or not hasattr(model, "features"):
+        return model
+    with torch.no_grad():
+        h, w = model.features(x[:1]).shape[-2:]
+    size = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size, pool.output_size)
+    if (h, w) != tuple(size):
+        return model
+    model = copy.deepcopy(model)
+    model.avgpool = torch.nn.Identity()
+    return model
+
+
 def export_onnx_file(model, x, path: Path, cfg: ExportConfig) -> None:
     """The TorchScript-based exporter: its graphs import cleanly into Relax and ATC."""
+    model = _without_identity_pool(model, x)
     axes = None
     if cfg.dynamic_batch:
         axes = {cfg.input_name: {0: cfg.batch_axis_name}, cfg.output_name: {0: cfg.batch_axis_name}}

@@ -20,7 +20,10 @@ def _detect(path: Path) -> str:
 
 
 def load_torch_module(path: Path) -> tuple[torch.nn.Module, ModelMeta | None]:
-    """The eager (or scripted) module behind any of our model files, in eval mode."""
+    """The eager (or scripted) module behind any of our model files, in eval mode.
+
+    A torch.export program is specialised on its example batch: it is run in
+    chunks of that batch (see ``program_batch``)."""
     from .checkpoint import load_any_checkpoint
 
     path = Path(path)
@@ -35,16 +38,28 @@ def load_torch_module(path: Path) -> tuple[torch.nn.Module, ModelMeta | None]:
                       "or pass --model CHECKPOINT")
 
 
+def program_batch(path: Path) -> int | None:
+    """The batch a .pt2 program was exported at (None for batch-agnostic formats)."""
+    if _detect(path) != "pt2":
+        return None
+    ep = torch.export.load(str(path))
+    user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
+    return int(user[0].meta["val"].shape[0])
+
+
 def torch_reference(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    from alexnet_tvm.runtime.bench import run_in_batches
+
     module, _ = load_torch_module(path)
+    batch = program_batch(path)
     if threads:
         torch.set_num_threads(threads)
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def once(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
-    return run
+    return lambda x: run_in_batches(once, x, batch)
 
 
 def onnx_file_for(path: Path, batch: int, workdir: Path | None = None) -> Path:
@@ -60,7 +75,9 @@ def onnx_file_for(path: Path, batch: int, workdir: Path | None = None) -> Path:
         size = read_sidecar(path).input_size
     workdir = Path(workdir or tempfile.mkdtemp(prefix="alexnet-tvm-onnx-"))
     out = workdir / "reference.onnx"
-    x = torch.zeros(batch, 3, size, size)
-    torch.onnx.export(module, (x,), str(out), input_names=["input"], output_names=["logits"], opset_version=17,
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    from .export import ExportConfig, export_onnx_file
+
+    pb = program_batch(path)
+    x = torch.zeros(pb or batch, 3, size, size)
+    export_onnx_file(module, x, out, ExportConfig(checkpoint=path, fmt="onnx", out=out, dynamic_batch=pb is None))
     return out

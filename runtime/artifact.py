@@ -124,14 +124,11 @@ class Artifact:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Any number of images: chunked to the built batch, the last chunk padded."""
-        n, b = len(x), self.batch
-        outs = []
-        for i in range(0, n, b):
-            chunk = x[i:i + b]
-            if len(chunk) < b:
-                chunk = np.concatenate([chunk, np.repeat(chunk[:1], b - len(chunk), axis=0)])
-            outs.append(self.run_batch(chunk)[: min(b, n - i)])
-        return np.concatenate(outs) if outs else np.zeros((0, self.meta.num_classes), np.float32)
+        from .bench import run_in_batches
+
+        if not len(x):
+            return np.zeros((0, self.meta.num_classes), np.float32)
+        return run_in_batches(self.run_batch, x, self.batch)
 
 
 def load_artifact(folder: Path, check_host: bool = True) -> Artifact:

@@ -1,7 +1,8 @@
 """The Ascend OM path, numpy only: what the ModelZoo flow consumes and what ais_bench writes.
 
 There is no Ascend hardware here, so this module is about being exact at the file
-boundary (see ``docs``/shared notes "ascend-om-path"):
+boundary, where the ModelZoo scripts (pth2onnx, imagenet_torch_preprocess,
+vision_metric), ATC and the ais_bench inference tool meet:
 
 * preprocessing to the ModelZoo's raw ``.bin`` inputs (the same PIL + numpy
   transform the rest of the toolkit uses, so TVM and the NPU see identical bytes);
@@ -447,10 +448,15 @@ def _read_json(path: Path) -> tuple[dict | None, str | None]:
     return obj, None
 
 
-def _filesinfo(summary: dict | None, spath: Path | None) -> dict[int, dict] | None:
-    """The summary's sample_id -> {infiles, outfiles}, or None when it has none."""
+def _filesinfo(summary: dict | None, spath: Path | None) -> tuple[dict[int, dict] | None, str | None]:
+    """The summary's sample_id -> {infiles, outfiles} (None when it has none), and a warning if malformed.
+
+    The summary is ais_bench's record of what it wrote, used to catch missing and
+    left-over files; vision_metric never reads it, so a damaged one is ignored (and
+    said so) rather than fatal.
+    """
     if not summary or not isinstance(summary.get("filesinfo"), dict) or not summary["filesinfo"]:
-        return None
+        return None, None
     out: dict[int, dict] = {}
     for k, v in summary["filesinfo"].items():
         try:
@@ -458,9 +464,9 @@ def _filesinfo(summary: dict | None, spath: Path | None) -> dict[int, dict] | No
             infiles = [str(x) for x in v["infiles"]]
             outfiles = [str(x) for x in v["outfiles"]]
         except (ValueError, TypeError, KeyError):
-            raise AscendError(f"{spath}: malformed filesinfo entry {k!r}") from None
+            return None, f"{spath}: malformed filesinfo entry {k!r}; the file list in it is ignored"
         out[sid] = {"infiles": infiles, "outfiles": outfiles}
-    return out
+    return out, None
 
 
 def _parse_txt(path: Path, num_classes: int | None) -> tuple[np.ndarray, int, bool]:
@@ -586,8 +592,10 @@ def _load_single(root: Path, files: list[str], beside: Path, num_classes: int | 
                           "point at a single run's folder")
     fmt = exts[0]
 
-    info = _filesinfo(summary, spath)
-    keyed: list[tuple[int | str, str]] = []  # (sample id or name, file)
+    info, w = _filesinfo(summary, spath)
+    if w:
+        warnings.append(w)
+    keys: dict[str, str] = {}  # file -> sample id (old layout) or sample name (current layout)
     for f, _, m_old, m_new in parsed:
         m = m_old if old else m_new
         if m is None:
@@ -598,40 +606,39 @@ def _load_single(root: Path, files: list[str], beside: Path, num_classes: int | 
         if out_index != 0:
             raise AscendError(f"{root / f}: output index {out_index}, but AlexNet has one output ({OUTPUT_NAME}); "
                               "results of another model?")
-        keyed.append((int(m.group(1)) if old else m.group(1), f))
+        keys[f] = m.group(1)
 
     if info is not None:
         listed = {os.path.basename(o) for v in info.values() for o in v["outfiles"]}
-        present = {f for _, f in keyed}
-        missing = sorted(listed - present, key=_natural_key)
+        missing = sorted(listed - set(keys), key=_natural_key)
         if missing:
             raise AscendError(f"{root / missing[0]}: missing ({len(missing)} result files listed in {spath} "
                               "are absent)")
-        extra = sorted(present - listed, key=_natural_key)
+        extra = sorted(set(keys) - listed, key=_natural_key)
         if extra:
             raise AscendError(f"{root / extra[0]}: not in {spath} ({len(extra)} such files: left over from "
                               "another run?)")
 
-    names: list[str] = []
     if old:
-        ids = sorted(k for k, _ in keyed)  # type: ignore[type-var]
-        gaps = sorted(set(range(len(ids))) - set(ids))  # type: ignore[arg-type]
+        # ais_bench numbers samples batch * size + position; pads come last and are not written
+        by_id = {int(k): f for f, k in keys.items()}
+        gaps = sorted(set(range(len(by_id))) - set(by_id))
         if gaps:
             raise AscendError(f"{root / f'sample_id_{gaps[0]}_output_0.{fmt}'}: missing (sample ids run to "
-                              f"{max(ids)}, {len(gaps)} absent)")  # type: ignore[type-var]
-        by_id = {k: f for k, f in keyed}
-        order = [by_id[i] for i in range(len(ids))]
+                              f"{max(by_id)}, {len(gaps)} absent)")
+        order = [by_id[i] for i in range(len(by_id))]
         if info is not None:
-            for i in range(len(ids)):
+            names = []
+            for i in range(len(by_id)):
                 entry = info.get(i)
                 if entry is None or not entry["infiles"]:
                     raise AscendError(f"{spath}: no input listed for sample id {i}")
-                names.append(sample_name(os.path.basename(entry["infiles"][0])))
+                names.append(sample_name(entry["infiles"][0]))
         else:
-            names = [f"sample_id_{i}" for i in range(len(ids))]
+            names = [f"sample_id_{i}" for i in range(len(by_id))]
     else:
-        order = [f for _, f in keyed]
-        names = [str(k) for k, _ in keyed]
+        order = list(keys)
+        names = [keys[f] for f in order]
         if info is not None:
             for v in info.values():
                 for o in v["outfiles"]:
@@ -667,7 +674,7 @@ def _load_single(root: Path, files: list[str], beside: Path, num_classes: int | 
         warnings.append(msg)
 
     idx = sorted(range(len(names)), key=lambda i: (_natural_key(names[i]), names[i]))
-    logits = np.stack(rows)[idx] if rows else np.zeros((0, num_classes or 0), np.float32)
+    logits = np.stack(rows)[idx]
     return AisResults(root, [names[i] for i in idx], logits, fmt, layout, summary, spath,
                       [root / order[i] for i in idx], warnings, numbered=old and info is None)
 
@@ -688,11 +695,13 @@ def _load_multi_device(root: Path, dirs: list[str], files: list[str], num_classe
     stray = [f for f in files if f not in allowed]
     if stray:
         raise AscendError(f"{root / stray[0]}: unexpected file beside the device folders")
-    parts = [_load_single(root / d, _scan_results_dir(root / d)[0], root / f"{d}_summary.json", num_classes)
-             for d in sorted(dirs, key=_natural_key)]
-    for d, p in zip(dirs, parts):
-        if _scan_results_dir(root / d)[1]:
-            raise AscendError(f"{root / d}: unexpected folder inside a device folder")
+    devices = sorted(dirs, key=_natural_key)
+    parts = []
+    for d in devices:
+        dfiles, ddirs = _scan_results_dir(root / d)
+        if ddirs:
+            raise AscendError(f"{root / d / ddirs[0]}: unexpected folder inside a device folder")
+        parts.append(_load_single(root / d, dfiles, root / f"{d}_summary.json", num_classes))
     fmts = {p.fmt for p in parts}
     if len(fmts) > 1:
         raise AscendError(f"{root}: device folders hold different formats ({', '.join(sorted(fmts))})")
@@ -709,9 +718,9 @@ def _load_multi_device(root: Path, dirs: list[str], files: list[str], num_classe
     order = sorted(range(len(names)), key=lambda i: (_natural_key(names[i]), names[i]))
     logits = np.concatenate([p.logits for p in parts])[order]
     all_files = [f for p in parts for f in p.files]
-    summary = {"devices": {d: p.summary for d, p in zip(dirs, parts) if p.summary is not None}} or None
+    per_device = {d: p.summary for d, p in zip(devices, parts) if p.summary is not None}
     res = AisResults(root, [names[i] for i in order], logits, parts[0].fmt, parts[0].layout,
-                     summary if summary and summary["devices"] else None, None,
+                     {"devices": per_device} if per_device else None, None,
                      [all_files[i] for i in order], [w for p in parts for w in p.warnings])
     return _finish(res, input_names)
 
@@ -775,8 +784,10 @@ def _batchsize_from_args(args: Any) -> float | None:
 def _stat(d: Any) -> dict | None:
     if not isinstance(d, dict):
         return None
-    keys = ("min", "max", "mean", "median", "percentile(99%)", "count")
-    out = {k: float(d[k]) for k in keys if isinstance(d.get(k), (int, float))}
+    keys = ("min", "max", "mean", "median", "percentile(99%)")
+    out: dict = {k: float(d[k]) for k in keys if isinstance(d.get(k), (int, float))}
+    if isinstance(d.get("count"), int):
+        out["count"] = d["count"]
     return out or None
 
 

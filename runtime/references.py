@@ -28,14 +28,7 @@ class OnnxRuntimeReference:
         self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if self.batch is None:
-            return self.sess.run(None, {self.name: x})[0]
-        outs = []
-        for i in range(0, len(x), self.batch):
-            chunk = x[i:i + self.batch]
-            n = len(chunk)
-            if n < self.batch:
-                chunk = np.concatenate([chunk, np.repeat(chunk[:1], self.batch - n, axis=0)])
-            outs.append(self.sess.run(None, {self.name: chunk})[0][:n])
-        return np.concatenate(outs)
+        from .bench import run_in_batches
+
+        return run_in_batches(lambda c: self.sess.run(None, {self.name: c})[0],
+                              np.ascontiguousarray(x, dtype=np.float32), self.batch)

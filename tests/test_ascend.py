@@ -553,11 +553,27 @@ def test_results_and_labels_must_match(env: Env, bin_run: Path, tmp_path: Path, 
 
 
 def test_unreadable_summary_is_a_counted_warning(env: Env, bin_run: Path, run_cli) -> None:
-    (bin_run.parent / "subdir_summary.json").write_text("{truncated")
+    """vision_metric never reads the summary: a damaged one is reported and ignored, not fatal."""
+    spath = bin_run.parent / "subdir_summary.json"
+    summary = json.loads(spath.read_text())
+    summary["filesinfo"]["3"] = {"infiles": "oops"}
+    spath.write_text(json.dumps(summary))
+    res = A.load_results(bin_run)
+    assert res.perf()["throughput"] > 0 and any("malformed filesinfo entry '3'" in w for w in res.warnings)
+    spath.write_text("{truncated")
     res = A.load_results(bin_run)
     assert res.summary is None and any("unreadable summary ignored" in w for w in res.warnings)
     r = run_cli("ascend", "read", bin_run)
     assert r.exit_code == 0 and "summary: none" in r.stdout
+
+
+def test_unexpected_folders(env: Env, bin_run: Path, run_cli, one_line_error) -> None:
+    (bin_run / "device0").mkdir()
+    one_line_error(run_cli("ascend", "read", bin_run), "_0.bin: unexpected file beside the device folders")
+    (bin_run / "device0").rmdir()
+    (bin_run / "extra").mkdir()
+    one_line_error(run_cli("ascend", "read", bin_run), "extra: unexpected folder")
+    one_line_error(run_cli("ascend", "read", bin_run / "nope"), "no such results folder")
 
 
 def test_compare_flags_a_different_model(env: Env, bin_run: Path) -> None:
@@ -610,3 +626,46 @@ def test_ties_break_as_vision_metric_does() -> None:
                 hits[k] += 1
                 break
     np.testing.assert_array_equal(A.topk_accuracy(logits, names, labels).hits, hits)
+
+
+# --------------------------------------------------------------------------- verify --against ascend:
+
+
+@pytest.fixture(scope="module")
+def tvm_artifact(env: Env) -> Path:
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.compile.targets import load_targets
+
+    spec = load_targets(Path(__file__).resolve().parent.parent / "targets.yaml")["x86-avx2"]
+    out = env.root / "tvm-artifact"
+    build(BuildConfig(model=env.checkpoint, target=spec, out=out, logs_dir=env.root / "logs", batch=4))
+    return out
+
+
+@pytest.mark.parametrize("fmt,layout", [("txt", "current"), ("bin", "old"), ("npy", "current")])
+def test_verify_against_ascend_passes_for_the_matching_artifact(env: Env, tvm_artifact: Path, run_cli,
+                                                               tmp_path: Path, fmt: str, layout: str) -> None:
+    results = ais_bench(env, tmp_path / "out", "run", fmt=fmt, batch=4, layout=layout)
+    res = run_cli("verify", tvm_artifact, "--against", f"ascend:{results}", "--inputs", env.inputs,
+                  "--labels", env.ranked_labels, "--report", tmp_path / "rep.json", "--junit", tmp_path / "j.xml")
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["passed"] and rep["labelled"]["images"] == len(env.names)
+    assert rep["labelled"]["top1_agreement"] == 1.0
+    assert rep["extra"]["ascend"]["mean_top5_overlap"] == 1.0
+    acc = rep["extra"]["ascend"]["accuracy"]
+    assert acc["tvm"]["top1"] == acc["om"]["top1"]
+    assert 'failures="0"' in (tmp_path / "j.xml").read_text()
+
+
+def test_verify_against_ascend_fails_for_another_model(env: Env, tvm_artifact: Path, run_cli, tmp_path: Path) -> None:
+    results = ais_bench(env, tmp_path / "out", "run", fmt="txt", batch=4, perturb=0.5)
+    res = run_cli("verify", tvm_artifact, "--against", f"ascend:{results}", "--inputs", env.inputs)
+    assert res.exit_code == 1, res.output
+    assert "max abs error" in res.output and "FAILED" in res.output
+
+
+def test_verify_against_ascend_needs_inputs(env: Env, tvm_artifact: Path, run_cli, tmp_path: Path,
+                                            one_line_error) -> None:
+    results = ais_bench(env, tmp_path / "out", "run", fmt="txt", batch=4)
+    one_line_error(run_cli("verify", tvm_artifact, "--against", f"ascend:{results}"), "--inputs")

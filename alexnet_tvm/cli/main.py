@@ -54,3 +54,7 @@ _register()
 
 def main() -> None:
     cli(prog_name="alexnet-tvm")
+
+
+if __name__ == "__main__":
+    main()

@@ -52,3 +52,20 @@ def verify(artifact: Path, against: str, model: Path | None, eval_set: Path | No
 
 
 COMMANDS = [predict, verify]
+
+
+@click.command()
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option("--target", default="auto", show_default=True)
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--retrain", is_flag=True, help="Train again even if the demo checkpoint exists.")
+def demo(out_dir: Path, target: str, epochs: int, retrain: bool) -> None:
+    """Main job on the embedded digits: train, export, build with committed records, verify, time."""
+    from alexnet_tvm.interface.demo import DemoConfig, run_demo
+
+    res = run_demo(DemoConfig(out_dir=out_dir, target=target, epochs=epochs, retrain=retrain))
+    click.echo("\n".join(res.lines))
+    sys.exit(0 if all(res.verify_passed.values()) else 1)
+
+
+COMMANDS.append(demo)

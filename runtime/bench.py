@@ -1,0 +1,60 @@
+"""Latency measurement shared by every runtime in a benchmark: same inputs, same clock."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    runtime: str
+    batch: int
+    runs: int
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+
+    @property
+    def images_per_s(self) -> float:
+        return 1e3 * self.batch / self.median_ms if self.median_ms > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["images_per_s"] = self.images_per_s
+        return d
+
+
+def run_in_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int | None) -> np.ndarray:
+    """Feed a fixed-batch runtime any number of rows: chunk, pad the last chunk with its
+    first row, and drop the pad outputs."""
+    if batch is None:
+        return fn(x)
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
+        outs.append(np.asarray(fn(chunk))[:n])
+    return np.concatenate(outs)
+
+
+def time_callable(name: str, fn: Callable[[np.ndarray], object], x: np.ndarray, runs: int = 20,
+                  warmup: int = 3, max_seconds: float | None = None) -> Timing:
+    """Median and spread of wall time per call; ``max_seconds`` caps very slow runtimes."""
+    for _ in range(warmup):
+        fn(x)
+    samples = []
+    start = time.perf_counter()
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn(x)
+        samples.append(1e3 * (time.perf_counter() - t))
+        if max_seconds is not None and time.perf_counter() - start > max_seconds and len(samples) >= 3:
+            break
+    a = np.asarray(samples)
+    return Timing(name, len(x), len(a), float(np.median(a)), float(np.percentile(a, 10)), float(np.percentile(a, 90)))

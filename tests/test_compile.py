@@ -1,0 +1,255 @@
+"""The compile spine end to end on tiny models: import -> build -> runtime -> verify."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alexnet_tvm.meta import ModelMeta
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = "x86-avx2"  # runs on any AVX2 machine, CI included
+
+
+def _targets():
+    from alexnet_tvm.compile.targets import load_targets
+
+    return load_targets(ROOT / "targets.yaml")
+
+
+def _tiny_checkpoint(folder: Path, arch: str) -> Path:
+    import torch
+
+    from alexnet_tvm.model.checkpoint import save_checkpoint
+    from alexnet_tvm.model.variants import build_model
+
+    torch.manual_seed(0)
+    size = 32 if arch == "cifar" else 224  # 224-family: 6x6 features, so ONNX can export the adaptive pool
+    model = build_model(arch, 4, width=0.125).eval()
+    meta = ModelMeta(arch=arch, num_classes=4, input_size=size, resize_size=size, width=0.125,
+                     class_names=["w", "x", "y", "z"])
+    path = folder / "model.pt"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, meta, path)
+    return path
+
+
+def _build(model: Path, out: Path, logs: Path, batch: int = 1) -> None:
+    from alexnet_tvm.compile.build import BuildConfig, build
+
+    build(BuildConfig(model=model, target=_targets()[TARGET], out=out, logs_dir=logs, batch=batch))
+
+
+@pytest.mark.parametrize("fmt", ["checkpoint", "onnx", "torchscript", "pt2"])
+@pytest.mark.parametrize("arch", ["torchvision", "paper", "cifar", "half"])
+def test_every_variant_and_format_builds_a_verified_artifact(tmp_path, arch, fmt):
+    from alexnet_tvm.interface.verify import VerifyConfig, run_verify
+    from alexnet_tvm.model.export import ExportConfig, export_model
+
+    ckpt = _tiny_checkpoint(tmp_path / "m", arch)
+    model = ckpt
+    if fmt != "checkpoint":
+        model = tmp_path / "m" / {"onnx": "model.onnx", "torchscript": "model.ts.pt", "pt2": "model.pt2"}[fmt]
+        # ONNX with a symbolic batch, pt2 at the build batch (programs are batch-specialised)
+        export_model(ExportConfig(checkpoint=ckpt, fmt=fmt, out=model, batch=2 if fmt == "pt2" else 1,
+                                  dynamic_batch=fmt == "onnx"))
+    art = tmp_path / "art"
+    _build(model, art, tmp_path / "logs", batch=2)
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["input"]["shape"][0] == 2 and manifest["output"]["shape"] == [2, 4]
+    assert manifest["model"]["format"] == fmt
+    assert manifest["tuning"]["tuned"] == 0 and manifest["tuning"]["untuned"]
+    rep = run_verify(VerifyConfig(artifact=art, against="pytorch", model=ckpt, random_count=5))
+    assert rep.passed, rep.failures
+    assert rep.random.max_abs_error < 1e-4 and rep.random.top1_agreement == 1.0
+    assert rep.random.images == 5  # 5 images through a batch-2 library: chunked and padded
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tinyart")
+    ckpt = _tiny_checkpoint(folder / "m", "cifar")
+    art = folder / "art"
+    _build(ckpt, art, folder / "logs")
+    return ckpt, art
+
+
+def test_verify_cli_passes_and_writes_reports(tiny_artifact, tmp_path, run_cli):
+    ckpt, art = tiny_artifact
+    for against in ("pytorch", "onnxruntime"):
+        res = run_cli("verify", art, "--against", against, "--report", tmp_path / f"{against}.json",
+                      "--junit", tmp_path / f"{against}.xml")
+        assert res.exit_code == 0, res.output
+        rep = json.loads((tmp_path / f"{against}.json").read_text())
+        assert rep["passed"] is True and rep["random"]["max_abs_error"] < 1e-4
+        xml = (tmp_path / f"{against}.xml").read_text()
+        assert 'tests="2"' in xml and 'failures="0"' in xml
+
+
+def test_verify_fails_on_perturbed_parameters(tiny_artifact, tmp_path, run_cli):
+    import tvm
+
+    from alexnet_tvm.fsutil import sha256_file
+
+    _, art = tiny_artifact
+    bad = tmp_path / "bad"
+    shutil.copytree(art, bad)
+    params = tvm.runtime.load_param_dict((bad / "params.bin").read_bytes())
+    perturbed = {k: tvm.runtime.tensor(v.numpy() * 1.5 + 0.01) for k, v in params.items()}
+    (bad / "params.bin").write_bytes(tvm.runtime.save_param_dict(perturbed))
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["files"]["params.bin"] = sha256_file(bad / "params.bin")  # a consistently re-signed bad build
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    res = run_cli("verify", bad, "--against", "pytorch", "--junit", tmp_path / "j.xml")
+    assert res.exit_code == 1, res.output
+    assert "FAILED" in res.output
+    assert "<failure" in (tmp_path / "j.xml").read_text()
+
+
+def test_artifact_refused_when_files_do_not_match_manifest(tiny_artifact, tmp_path, run_cli, one_line_error):
+    _, art = tiny_artifact
+    bad = tmp_path / "tampered"
+    shutil.copytree(art, bad)
+    data = bytearray((bad / "model.so").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "model.so").write_bytes(bytes(data))
+    one_line_error(run_cli("verify", bad, "--against", "pytorch"), "sha256")
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda m: m.update(tvm_version="0.19.0"), "TVM 0.19.0"),
+    (lambda m: m["target"].update(host_features=["avx512_nonexistent"]), "lacks"),
+    (lambda m: m["target"].update(kind="cuda", name="cuda-sm90"), "CUDA"),
+])
+def test_artifact_for_another_tvm_or_target_is_refused(tiny_artifact, tmp_path, run_cli, one_line_error, edit,
+                                                       fragment):
+    _, art = tiny_artifact
+    other = tmp_path / "other"
+    shutil.copytree(art, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    edit(manifest)
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    one_line_error(run_cli("verify", other, "--against", "pytorch"), fragment)
+
+
+def test_predict_prints_top_k_with_class_names(tiny_artifact, tmp_path, run_cli):
+    from PIL import Image
+
+    _, art = tiny_artifact
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(img)
+    res = run_cli("predict", art, img, "--top-k", "3")
+    assert res.exit_code == 0, res.output
+    line = res.output.strip().splitlines()[0]
+    parts = line.split(": ", 1)[1].split(", ")
+    assert len(parts) == 3
+    probs = [float(p.split()[1]) for p in parts]
+    assert all(p.split()[0] in {"w", "x", "y", "z"} for p in parts)
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+
+
+def test_runtime_runs_an_artifact_with_torch_blocked(tiny_artifact):
+    _, art = tiny_artifact
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # any import of torch now fails
+        import numpy as np
+        from alexnet_tvm.runtime.artifact import load_artifact
+        from alexnet_tvm.runtime import predict, verify, references, preprocess, bench
+        a = load_artifact({str(art)!r})
+        y = a.predict(np.zeros((3,) + a.input_shape[1:], np.float32))
+        assert y.shape == (3, 4), y.shape
+        assert "torch" not in [m.split(".")[0] for m in sys.modules if sys.modules[m] is not None]
+        print("ok", y.shape)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok (3, 4)"
+
+
+def test_auto_target_and_listing(run_cli):
+    from alexnet_tvm.compile.targets import host_cpu_flags, pick_target
+
+    targets = _targets()
+    picked = pick_target(targets, "auto")
+    assert set(picked.host_features) <= host_cpu_flags()
+    res = run_cli("targets")
+    assert res.exit_code == 0
+    assert f"* {picked.name}" in res.output and "x86-avx2" in res.output
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unknown_target_name(tiny_artifact, run_cli, one_line_error):
+    ckpt, _ = tiny_artifact
+    one_line_error(run_cli("build", ckpt, "--target", "pdp-11"), "unknown target", "pdp-11")
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("targets:\n  a:\n    target: {kind: llvm}\n    runner: carrier-pigeon\n", ":4: targets.a.runner"),
+    ("targets:\n  a:\n    description: no target\n", ":2: targets.a: missing key 'target'"),
+    ("targets:\n  a:\n    target: 'llvm -mcpu=haswell'\n", ":3: targets.a.target"),
+    ("targets:\n  a:\n    target: {kind: llvm}\n    batch_sizes: [1, -4]\n", ":4: targets.a.batch_sizes"),
+    ("targets:\n  a: [unclosed\n", "malformed YAML"),
+])
+def test_malformed_targets_file_names_key_and_line(tmp_path, tiny_artifact, run_cli, one_line_error, text, fragment):
+    ckpt, _ = tiny_artifact
+    f = tmp_path / "targets.yaml"
+    f.write_text(text)
+    one_line_error(run_cli("build", ckpt, "--target", "a", "--targets-file", f), fragment)
+
+
+def test_onnx_with_wrong_input_rank(tmp_path, run_cli, one_line_error):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "rank3.onnx"
+    onnx.save(helper.make_model(g), str(path))
+    one_line_error(run_cli("build", path, "--target", TARGET, "-o", tmp_path / "o"), "rank 3")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_model_format(tmp_path, run_cli, one_line_error):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x00garbage" * 10)
+    one_line_error(run_cli("build", path, "--target", TARGET), "unknown model format")
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (lambda recs: recs.replace("\n", "\n{not json\n", 1), "corrupt tuning record"),
+    (lambda recs: recs[:-4], "truncated"),
+    (lambda recs: recs, "corrupt tuning database"),  # well-formed lines MetaSchedule cannot parse
+])
+def test_corrupt_or_truncated_database_is_refused(tmp_path, tiny_artifact, run_cli, one_line_error, damage, fragment):
+    ckpt, _ = tiny_artifact
+    logs = tmp_path / "logs" / TARGET
+    logs.mkdir(parents=True)
+    (logs / "database_workload.json").write_text('["0x1", {"a": 1}]\n')
+    (logs / "database_tuning_record.json").write_text('[0, [1]]\n[0, [2]]\n')
+    recs = (logs / "database_tuning_record.json").read_text()
+    (logs / "database_tuning_record.json").write_text(damage(recs))
+    before = (logs / "database_tuning_record.json").read_bytes()
+    one_line_error(run_cli("build", ckpt, "--target", TARGET, "--logs-dir", tmp_path / "logs",
+                           "-o", tmp_path / "o"), fragment)
+    assert (logs / "database_tuning_record.json").read_bytes() == before
+    assert not (tmp_path / "o").exists()
+
+
+def test_build_refuses_existing_output_and_keeps_it(tiny_artifact, tmp_path, run_cli, one_line_error, tree_snapshot):
+    ckpt, art = tiny_artifact
+    out = tmp_path / "existing"
+    shutil.copytree(art, out)
+    snap = tree_snapshot(out)
+    one_line_error(run_cli("build", ckpt, "--target", TARGET, "-o", out), "already exists")
+    assert tree_snapshot(out) == snap

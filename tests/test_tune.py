@@ -1,0 +1,80 @@
+"""Tuning: resumable after a kill, loud when nothing can be measured, records used by build."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_compile import TARGET, _targets, _tiny_checkpoint
+
+CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
+
+
+def _records(db: Path) -> list[str]:
+    p = db / "database_tuning_record.json"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+def _tune_cmd(model: Path, logs: Path, trials: int = 60) -> list[str]:
+    return CLI + ["tune", str(model), "--target", TARGET, "--batch", "1", "--trials", str(trials),
+                  "--trials-per-task", "3", "--trials-per-round", "3", "--logs-dir", str(logs)]
+
+
+def test_killed_tune_keeps_records_and_resumes(tmp_path):
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    logs = tmp_path / "logs"
+    db = logs / TARGET
+    proc = subprocess.Popen(_tune_cmd(model, logs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 400
+    try:
+        while len(_records(db)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+        assert len(_records(db)) >= 3, "no records appeared before the kill"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its builder/runner workers
+        proc.wait()
+    kept = (db / "database_tuning_record.json").read_text()
+    kept_lines = [ln for ln in kept.split("\n")[:-1]]  # complete lines only
+    assert kept_lines
+
+    res = subprocess.run(_tune_cmd(model, logs), capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = [ln for ln in res.stdout.splitlines() if "already tuned" in ln][0]
+    already = int(summary.split(" already tuned")[0].split(", ")[-1])
+    assert already >= 1, summary
+    after = _records(db)
+    assert after[: len(kept_lines)] == kept_lines, "records from the killed run were lost or rewritten"
+    assert len(after) > len(kept_lines)
+
+    # The budget covered every task: a third run has nothing to do and says so.
+    res3 = subprocess.run(_tune_cmd(model, logs), capture_output=True, text=True, timeout=600)
+    assert res3.returncode == 0
+    assert "0 tuned now, 0 trials" in res3.stdout
+
+    # build uses the records: every task tuned, manifest says so, and the digest matches.
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.compile.database import database_digest
+
+    r = build(BuildConfig(model=model, target=_targets()[TARGET], out=tmp_path / "art", logs_dir=logs))
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    assert r.untuned == [] and manifest["tuning"]["tuned"] == manifest["tuning"]["tasks"] > 0
+    assert manifest["tuning"]["digest"] == database_digest(db)
+
+
+def test_round_without_valid_measurement_fails_loudly(tmp_path):
+    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.errors import TuningError
+
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    with pytest.raises(TuningError, match="no valid measurement"):
+        tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=tmp_path / "logs", total_trials=4,
+                        trials_per_task=2, trials_per_round=2, builder_timeout=0.01))
+    assert _records(tmp_path / "logs" / TARGET) == []
