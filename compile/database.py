@@ -115,3 +115,26 @@ def database_digest(folder: Path) -> str | None:
         if p.exists():
             h.update(p.read_bytes())
     return "sha256:" + h.hexdigest()
+
+
+def prune_database(folder: Path, keep: int = 8) -> tuple[int, int]:
+    """Keep the ``keep`` fastest valid records per workload (file order kept).
+
+    The best record is all a build needs, a few more seed the next tuning run; the
+    rest would only bloat the committed logs. Returns (records before, after).
+    """
+    folder = Path(folder)
+    path = folder / RECORDS
+    if not path.exists():
+        return 0, 0
+    lines = _check_file(path, None).lines
+    by_workload: dict[int, list[tuple[float, int]]] = {}
+    for i, line in enumerate(lines):
+        wl, rec = json.loads(line)
+        secs = rec[1] if len(rec) > 1 else None
+        cost = sum(secs) / len(secs) if secs else float("inf")
+        by_workload.setdefault(wl, []).append((cost, i))
+    keep_idx = {i for recs in by_workload.values() for _, i in sorted(recs)[:keep]}
+    if len(keep_idx) < len(lines):
+        write_text(path, "".join(line + "\n" for i, line in enumerate(lines) if i in keep_idx))
+    return len(lines), len(keep_idx)

@@ -202,6 +202,10 @@ def tune(cfg: TuneConfig) -> TuneResult:
     result.tuned_now = sum(1 for t in pending if has_record(database, t, target))
     result.seconds = time.perf_counter() - t0
     _cleanup_logs(db_dir)
+    from .database import prune_database
+
+    before, after = prune_database(db_dir)
+    log.info("kept the %d best of %d records (per workload) in %s", after, before, db_dir)
     return result
 
 

@@ -83,3 +83,21 @@ def read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: unreadable ({e})") from None
+
+
+def init_checkpoint(arch: str, num_classes: int, out: Path, input_size: int | None = None, width: float = 1.0,
+                    seed: int = 0, force: bool = False) -> None:
+    from alexnet_tvm.fsutil import refuse_existing
+
+    from .variants import build_model
+
+    refuse_existing(Path(out), force)
+    spec = get_variant(arch)
+    size = input_size or spec.default_input_size
+    check_input_size(spec, size)
+    torch.manual_seed(seed)
+    model = build_model(arch, num_classes, width)
+    meta = ModelMeta(arch=arch, num_classes=num_classes, input_size=size,
+                     resize_size=size if size <= 64 else int(round(size * 256 / 224)), width=width,
+                     class_names=[f"class_{i}" for i in range(num_classes)], extra={"init": f"random seed {seed}"})
+    save_checkpoint(model, meta, Path(out))

@@ -60,3 +60,23 @@ def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int,
 
 
 COMMANDS = [train, export]
+
+
+@click.command("init")
+@click.option("--arch", default="torchvision", show_default=True)
+@click.option("--classes", "num_classes", default=1000, show_default=True)
+@click.option("--input-size", type=int, default=None)
+@click.option("--width", default=1.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option("--force", is_flag=True)
+def init(arch: str, num_classes: int, input_size: int | None, width: float, seed: int, out: Path,
+         force: bool) -> None:
+    """Write a randomly initialised checkpoint: tuning and benchmarks depend on shapes, not weights."""
+    from alexnet_tvm.model.checkpoint import init_checkpoint
+
+    init_checkpoint(arch, num_classes, out, input_size=input_size, width=width, seed=seed, force=force)
+    click.echo(f"wrote {out}")
+
+
+COMMANDS.append(init)
