@@ -69,3 +69,32 @@ def demo(out_dir: Path, target: str, epochs: int, retrain: bool) -> None:
 
 
 COMMANDS.append(demo)
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", default="auto", show_default=True)
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--runs", default=20, show_default=True, help="Timed runs per runtime (median, p10, p90).")
+@click.option("--threads", type=int, default=None, help="Default: the target's num-cores.")
+@click.option("--untuned", is_flag=True, help="Also time TVM without tuning records (slow).")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/bench"),
+              show_default=True)
+def bench(model: Path, target: str, batches: str, runs: int, threads: int | None, untuned: bool,
+          out_dir: Path) -> None:
+    """Time PyTorch, ONNX Runtime and TVM side by side; write bench.json, bench.md, bench.png."""
+    from alexnet_tvm.errors import ToolkitError
+    from alexnet_tvm.interface.bench import BenchConfig, run_bench, summary_lines
+
+    try:
+        sizes = [int(b) for b in batches.split(",") if b.strip()]
+    except ValueError:
+        raise ToolkitError(f"--batch {batches!r}: give comma-separated integers") from None
+    if not sizes or min(sizes) < 1 or runs < 3:
+        raise ToolkitError("--batch needs positive sizes and --runs at least 3")
+    res = run_bench(BenchConfig(model=model, target=target, batches=sizes, out_dir=out_dir, runs=runs,
+                                threads=threads, untuned=untuned))
+    click.echo("\n".join(summary_lines(res)))
+
+
+COMMANDS.append(bench)

@@ -1,0 +1,216 @@
+"""bench MODEL: PyTorch eager, ONNX Runtime and TVM (tuned; untuned opt-in) side by side.
+
+Every runtime is timed in this one process, on the same inputs, with the same
+thread count, so the ratios mean something on a shared, noisy machine. Two
+physical references are measured in the same run: memory-read bandwidth (the
+batch-1 floor is the weight bytes over it) and the fraction of fp32 FMA peak.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_tvm.errors import ToolkitError
+from alexnet_tvm.fsutil import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchConfig:
+    model: Path
+    target: str = "auto"
+    batches: list[int] = field(default_factory=lambda: [1])
+    out_dir: Path = Path("runs/bench")
+    runs: int = 20
+    threads: int | None = None
+    untuned: bool = False
+    targets_file: Path | None = None
+    logs_dir: Path | None = None
+
+
+def measure_read_bandwidth(threads: int, mbytes: int = 512, repeats: int = 5) -> float:
+    """GB/s of summing a buffer much larger than the caches, split over ``threads``."""
+    buf = np.ones(mbytes * (1 << 20) // 8, dtype=np.float64)
+    parts = np.array_split(buf, threads)
+    best = float("inf")
+    for _ in range(repeats):
+        ts = [threading.Thread(target=np.add.reduce, args=(p,)) for p in parts]
+        t = time.perf_counter()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        best = min(best, time.perf_counter() - t)
+    return buf.nbytes / best / 1e9
+
+
+def fp32_peak_gflops(threads: int) -> tuple[float, str]:
+    """cores x GHz x FMA ports (2) x lanes x 2 flops: the nominal ceiling, from cpuinfo."""
+    flags, mhz = set(), 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":", 1)[1])
+    except OSError:
+        pass
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    ghz = mhz / 1000 if mhz else 2.0
+    return threads * ghz * 2 * lanes * 2, f"{threads} cores x {ghz:.2f} GHz x 2 FMA x {lanes} lanes x 2"
+
+
+def model_flops_and_weights(module, input_size: int) -> tuple[float, int]:
+    """Multiply-adds x 2 per image over conv and linear layers, and fp32 weight bytes."""
+    import torch
+
+    flops = 0.0
+
+    def hook(m, inp, out):
+        nonlocal flops
+        if isinstance(m, torch.nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            flops += 2.0 * k * out[0].numel()
+        elif isinstance(m, torch.nn.Linear):
+            flops += 2.0 * m.in_features * m.out_features
+
+    hs = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        module(torch.zeros(1, 3, input_size, input_size))
+    for h in hs:
+        h.remove()
+    weights = sum(p.numel() * 4 for p in module.parameters())
+    return flops, weights
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    import torch
+
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.compile.targets import load_targets, pick_target
+    from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
+    from alexnet_tvm.paths import default_targets_file, default_tuning_logs
+    from alexnet_tvm.runtime.artifact import load_artifact
+    from alexnet_tvm.runtime.bench import time_callable
+    from alexnet_tvm.runtime.references import OnnxRuntimeReference
+
+    spec = pick_target(load_targets(cfg.targets_file or default_targets_file()), cfg.target)
+    if not spec.is_cpu or spec.runner != "local":
+        raise ToolkitError(f"bench runs local CPU targets; {spec.name} is {spec.kind}/{spec.runner}")
+    threads = cfg.threads or int(dict(spec.target).get("num-cores", os.cpu_count() or 1)) \
+        if isinstance(spec.target, dict) else (cfg.threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    module, meta = load_torch_module(cfg.model)
+    size = meta.input_size if meta else 224
+    flops, weight_bytes = model_flops_and_weights(module, size)
+    bw = measure_read_bandwidth(threads)
+    peak, peak_how = fp32_peak_gflops(threads)
+    logs = cfg.logs_dir or default_tuning_logs()
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = onnx_file_for(cfg.model, max(cfg.batches), cfg.out_dir)
+    ref_torch = torch_reference(cfg.model, threads)
+    ref_ort = OnnxRuntimeReference(onnx_path, threads)
+    rows = []
+    for b in cfg.batches:
+        x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
+        runtimes = {"pytorch": ref_torch, "onnxruntime": ref_ort}
+        builds = {"tvm": logs}
+        if cfg.untuned:
+            builds["tvm-untuned"] = cfg.out_dir / "empty-logs"
+        untuned_tasks = {}
+        for name, ldir in builds.items():
+            art_dir = cfg.out_dir / f"artifact-{name}-b{b}"
+            res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, logs_dir=ldir, batch=b, force=True))
+            untuned_tasks[name] = res.untuned
+            runtimes[name] = load_artifact(art_dir).run_batch
+        row = {"batch": b, "untuned_tasks": untuned_tasks}
+        for name, fn in runtimes.items():
+            slow = name == "tvm-untuned"
+            t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
+                              max_seconds=60 if slow else None)
+            row[name] = t.to_dict()
+            log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
+        tv = row["tvm"]["median_ms"]
+        row["speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / tv
+        row["speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / tv
+        row["tvm_fraction_of_fp32_peak"] = flops * b / (tv / 1e3) / 1e9 / peak
+        rows.append(row)
+    result = {
+        "model": str(cfg.model), "target": spec.name, "threads": threads, "runs": cfg.runs,
+        "gflop_per_image": flops / 1e9, "weight_mbytes": weight_bytes / 1e6,
+        "read_bandwidth_gb_s": bw, "batch1_weight_floor_ms": weight_bytes / (bw * 1e9) * 1e3,
+        "fp32_peak_gflops": peak, "fp32_peak_how": peak_how, "rows": rows,
+        "machine": os.uname().nodename, "cpu_flags_avx512": "avx512f" in open("/proc/cpuinfo").read(),
+    }
+    write_json(cfg.out_dir / "bench.json", result)
+    write_text(cfg.out_dir / "bench.md", markdown_table(result))
+    plot(result, cfg.out_dir / "bench.png")
+    return result
+
+
+RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-untuned")
+
+
+def markdown_table(r: dict) -> str:
+    present = [k for k in RUNTIMES if any(k in row for row in r["rows"])]
+    head = "| batch | " + " | ".join(f"{k} ms (median) | {k} fps" for k in present) + \
+        " | TVM vs PyTorch | TVM vs ORT |\n"
+    head += "|---" * (1 + 2 * len(present) + 2) + "|\n"
+    lines = []
+    for row in r["rows"]:
+        cells = [str(row["batch"])]
+        for k in present:
+            t = row.get(k)
+            cells += [f"{t['median_ms']:.2f}", f"{t['images_per_s']:.0f}"] if t else ["-", "-"]
+        cells += [f"{row['speedup_vs_pytorch']:.2f}x", f"{row['speedup_vs_onnxruntime']:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} runs after warm-up.\n"
+            f"Read bandwidth {r['read_bandwidth_gb_s']:.1f} GB/s: batch-1 weight floor "
+            f"{r['batch1_weight_floor_ms']:.2f} ms for {r['weight_mbytes']:.0f} MB of fp32 weights.\n"
+            f"fp32 FMA peak {r['fp32_peak_gflops']:.0f} GFLOP/s ({r['fp32_peak_how']}); TVM reaches "
+            + ", ".join(f"{row['tvm_fraction_of_fp32_peak']:.1%} at batch {row['batch']}" for row in r["rows"])
+            + ".\n")
+    return head + "\n".join(lines) + "\n" + foot
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from alexnet_tvm.fsutil import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    batches = [row["batch"] for row in r["rows"]]
+    for k in RUNTIMES:
+        if all(k in row for row in r["rows"]):
+            ax.plot(batches, [row[k]["images_per_s"] for row in r["rows"]], marker="o", label=k)
+    ax.set_xlabel("batch"), ax.set_ylabel("images / s"), ax.set_xscale("log", base=2), ax.legend()
+    ax.set_title(f"{Path(r['model']).name} on {r['target']}")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def summary_lines(r: dict) -> list[str]:
+    out = [markdown_table(r).rstrip()]
+    for row in r["rows"]:
+        out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch and "
+                   f"{row['speedup_vs_onnxruntime']:.2f}x ONNX Runtime (speed ratio, >1 = TVM faster)")
+    return out
+
+
+def load_bench(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
