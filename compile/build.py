@@ -86,8 +86,9 @@ def build(cfg: BuildConfig) -> BuildResult:
     database = open_database(db_dir, for_tuning=False)
     untuned = [t.task_name for t in tasks if not has_record(database, t, target)]
     if untuned:
-        log.warning("%d of %d tasks have no tuning records for %s and will run untuned (slow): %s",
-                    len(untuned), len(tasks), spec.name, ", ".join(untuned))
+        fallback = "DLight default GPU schedules" if is_gpu(target) else "untuned loops (slow)"
+        log.warning("%d of %d tasks have no tuning records for %s and get %s: %s",
+                    len(untuned), len(tasks), spec.name, fallback, ", ".join(untuned))
     mod = apply_records(prepared, target, database)
     try:
         ex = compile_module(mod, target)

@@ -158,6 +158,14 @@ def tune(cfg: TuneConfig) -> TuneResult:
     if total < 1 or per_task < 1:
         raise TuningError("the trial budget must be positive")
 
+    if spec.runner == "rpc":
+        from .rpc import check_board, check_cross_compiler
+
+        check_cross_compiler(spec)
+        check_board(spec)  # fail in seconds, before minutes of import and task extraction
+    if spec.kind == "cuda" and not tvm.cuda(0).exist:
+        raise TuningError(f"target {spec.name} needs a CUDA GPU to measure on and this machine has none "
+                          "(build works without one: it uses DLight default schedules)")
     imported = import_model(cfg.model, cfg.batch)
     prepared = prepare(imported.mod, target)
     tasks = tuning_tasks(prepared, target)
@@ -175,14 +183,18 @@ def tune(cfg: TuneConfig) -> TuneResult:
         pending, work_dir=str(db_dir), seed=cfg.seed, num_threads=max(cores, 1))
     reports = [TaskReport(t.task_name, int(t.weight)) for t in pending]
     deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
-    builder = WarmBuilder(max_workers=max(cores, 1), timeout_sec=cfg.builder_timeout)
+    from .rpc import builder_export_for
+
+    runner = _make_runner(spec)  # checks the board first when it is remote
+    builder = WarmBuilder(max_workers=max(cores, 1), timeout_sec=cfg.builder_timeout,
+                          f_export=builder_export_for(spec))
     callbacks = list(ms.measure_callback.MeasureCallback.create("default"))
     bar = tqdm(total=total, unit="trial", desc=f"tune {spec.name}", disable=None)
     callbacks.append(_progress_callback(reports, bar, deadline))
     try:
         ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db_dir), max_trials_global=total,
                            max_trials_per_task=per_task, num_trials_per_iter=cfg.trials_per_round,
-                           builder=builder, runner=_make_runner(spec), database=database, cost_model="xgb",
+                           builder=builder, runner=runner, database=database, cost_model="xgb",
                            measure_callbacks=callbacks, task_scheduler="gradient")
     except Exception as e:  # errors raised in our callback come back wrapped by the FFI
         if isinstance(e, _BudgetSpent) or "_BudgetSpent" in str(e):

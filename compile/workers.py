@@ -26,8 +26,9 @@ def warm_worker() -> None:
 
 @derived_object
 class WarmBuilder(PyBuilder):
-    def __init__(self, max_workers: int = 2, timeout_sec: float = 120.0) -> None:
+    def __init__(self, max_workers: int = 2, timeout_sec: float = 120.0, f_export=None) -> None:
         super().__init__()
+        self.f_export = f_export
         self.max_workers = max_workers
         self.timeout_sec = timeout_sec
         self._pool: PopenPoolExecutor | None = None
@@ -40,7 +41,7 @@ class WarmBuilder(PyBuilder):
         return self._pool
 
     def build(self, build_inputs: list[BuilderInput]) -> list[BuilderResult]:
-        jobs = [(None, None, b.mod, b.target, _lb._serialize_params(b.params)) for b in build_inputs]
+        jobs = [(None, self.f_export, b.mod, b.target, _lb._serialize_params(b.params)) for b in build_inputs]
         results: list[BuilderResult] = []
         for r in self._executor().map_with_error_catching(lambda x: _lb._worker_func(*x), jobs):
             if r.status == StatusKind.COMPLETE:

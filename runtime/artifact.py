@@ -100,6 +100,7 @@ class Artifact:
     manifest: dict
     vm: object
     params: list
+    device: object = None
 
     @property
     def meta(self) -> ModelMeta:
@@ -119,7 +120,8 @@ class Artifact:
 
         if tuple(x.shape) != self.input_shape:
             raise ArtifactError(f"input shape {tuple(x.shape)} does not match the artifact's {self.input_shape}")
-        out = self.vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32)), *self.params)
+        out = self.vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32), self.device),
+                              *self.params)
         return out.numpy()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -131,20 +133,50 @@ class Artifact:
         return run_in_batches(self.run_batch, x, self.batch)
 
 
-def load_artifact(folder: Path, check_host: bool = True) -> Artifact:
+@dataclass
+class RemoteBoard:
+    """Where to run a cross-compiled artifact: a board registered with an RPC tracker."""
+
+    tracker_host: str
+    tracker_port: int
+    key: str
+    session_timeout: int = 120
+
+
+def _remote_session(board: RemoteBoard):
+    from tvm import rpc
+
+    from alexnet_tvm.errors import RPCError
+
+    try:
+        tracker = rpc.connect_tracker(board.tracker_host, board.tracker_port)
+        return tracker.request(board.key, priority=1, session_timeout=board.session_timeout, max_retry=3)
+    except Exception as e:  # noqa: BLE001 - the FFI raises assorted types
+        raise RPCError(f"cannot get a board {board.key!r} from tracker {board.tracker_host}:{board.tracker_port} "
+                       f"({type(e).__name__}: {str(e).strip().splitlines()[-1][:160]})") from None
+
+
+def load_artifact(folder: Path, check_host: bool = True, board: RemoteBoard | None = None) -> Artifact:
+    """Checksums first, then load the library here or on a remote board."""
     import tvm
     from tvm import relax
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     check_files(folder, manifest)
-    if check_host:
-        check_runnable_here(manifest)
-    dev = tvm.cuda(0) if manifest["target"].get("kind") == "cuda" else tvm.cpu(0)
-    lib = tvm.runtime.load_module(str(folder / LIB))
+    if board is not None:
+        sess = _remote_session(board)
+        sess.upload(str(folder / LIB), LIB)
+        lib = sess.load_module(LIB)
+        dev = sess.cuda(0) if manifest["target"].get("kind") == "cuda" else sess.cpu(0)
+    else:
+        if check_host:
+            check_runnable_here(manifest)
+        dev = tvm.cuda(0) if manifest["target"].get("kind") == "cuda" else tvm.cpu(0)
+        lib = tvm.runtime.load_module(str(folder / LIB))
     vm = relax.VirtualMachine(lib, dev)
     loaded = tvm.runtime.load_param_dict((folder / PARAMS).read_bytes())
     if len(loaded) != manifest.get("num_params", len(loaded)):
         raise ArtifactError(f"{folder / PARAMS}: {len(loaded)} tensors, the manifest says {manifest['num_params']}")
     params = [tvm.runtime.tensor(loaded[f"p{i}"].numpy(), dev) for i in range(len(loaded))]
-    return Artifact(folder, manifest, vm, params)
+    return Artifact(folder, manifest, vm, params, dev)

@@ -36,14 +36,23 @@ def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
 @click.option("--max-abs-error", default=1e-3, show_default=True, help="Relative to the reference logits' range.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML report.")
+@click.option("--target", "target_name", default=None,
+              help="An rpc target from targets.yaml: run the artifact on its board (the reference runs here).")
+@click.option("--targets-file", type=click.Path(path_type=Path), default=None)
 def verify(artifact: Path, against: str, model: Path | None, eval_set: Path | None, inputs: Path | None,
            labels: Path | None, random_count: int, seed: int, min_top1_agreement: float, max_abs_error: float,
-           report: Path | None, junit: Path | None) -> None:
+           report: Path | None, junit: Path | None, target_name: str | None, targets_file: Path | None) -> None:
     """Check ARTIFACT against a reference; exit 0 on pass, 1 on fail."""
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
     from alexnet_tvm.runtime.verify import Gates, summary_lines
 
-    rep = run_verify(VerifyConfig(artifact=artifact, against=against, model=model, eval_set=eval_set,
+    board = None
+    if target_name:
+        from alexnet_tvm.cli.compile_cmds import resolve_target
+        from alexnet_tvm.compile.rpc import board_for
+
+        board = board_for(resolve_target(target_name, targets_file))
+    rep = run_verify(VerifyConfig(artifact=artifact, against=against, model=model, eval_set=eval_set, board=board,
                                   random_count=random_count, seed=seed, report=report, junit=junit,
                                   inputs=inputs, labels=labels,
                                   gates=Gates(min_top1_agreement=min_top1_agreement, max_abs_error=max_abs_error)))

@@ -32,6 +32,8 @@ class VerifyConfig:
     #: Ascend mode: the ModelZoo-preprocessed .bin folder and optional val_label.txt
     inputs: Path | None = None
     labels: Path | None = None
+    #: run the artifact on this target's RPC board instead of here
+    board: object | None = None
 
 
 def _source_model(cfg: VerifyConfig, manifest: dict) -> Path:
@@ -42,7 +44,7 @@ def _source_model(cfg: VerifyConfig, manifest: dict) -> Path:
 
 
 def run_verify(cfg: VerifyConfig) -> VerifyReport:
-    art = load_artifact(cfg.artifact)
+    art = load_artifact(cfg.artifact, board=cfg.board)
     if cfg.against.startswith("ascend:"):
         from .ascend_verify import verify_against_ascend
 

@@ -1,0 +1,183 @@
+"""pack / publish / pull / registry / logs: thin wrappers over compile.pack and runtime.distribution.
+
+``pull`` (and ``registry list``) must work on a runtime-only machine, so nothing
+here imports ``alexnet_tvm.compile`` at module level and ``pull`` only uses it,
+when installed, to resolve ``--target auto`` through targets.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from alexnet_tvm.paths import default_targets_file, default_tuning_logs
+
+log = logging.getLogger(__name__)
+
+timeout_option = click.option("--timeout", type=float, default=None,
+                              help="Seconds one network operation may take (default 10, publish 60).")
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="The pack, NAME.tar.gz.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="The artifact's `verify --report` JSON (must have passed).")
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
+              help="Take the tuning records from LOGS_DIR/<target> instead of the manifest's database folder.")
+@click.option("--force", is_flag=True, help="Replace an existing pack.")
+def pack(artifact: Path, out: Path, report: Path | None, logs_dir: Path | None, force: bool) -> None:
+    """Pack ARTIFACT with its tuning records and verify report into one checksummed archive."""
+    from alexnet_tvm.compile.pack import pack_artifact
+
+    res = pack_artifact(artifact, out, report=report, logs_dir=logs_dir, force=force)
+    v = res.verify
+    click.echo(f"wrote {res.out} ({res.size} bytes, {res.digest}); "
+               f"tuning records {'included' if res.tuning_included else 'none'}; "
+               + (f"verified against {v['against']}" if v else "no verify report"))
+
+
+@click.command()
+@click.argument("pack_file", metavar="PACK", type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, help="Registry: a folder or an http(s):// base URL.")
+@click.option("--lock-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for another publisher to finish (folder registries).")
+@timeout_option
+def publish(pack_file: Path, to: str, lock_timeout: float, timeout: float | None) -> None:
+    """Check PACK and add it to a registry's index."""
+    from alexnet_tvm.compile.pack import publish as run_publish
+
+    entry = run_publish(pack_file, to, lock_timeout=lock_timeout, timeout=timeout or 60.0)
+    click.echo(f"published {entry.label()} to {to} as {entry.file}")
+
+
+def _local_target(name: str, targets_file: Path | None) -> str | None:
+    """The target name to prefer: ``auto`` via targets.yaml when the compile side is installed.
+
+    A runtime-only install has no targets.yaml reader; then (or when no entry
+    fits this host) ``auto`` means "any pack this CPU runs, most specific first".
+    """
+    if name != "auto":
+        return name
+    try:
+        from alexnet_tvm.compile.targets import AUTO, load_targets, pick_target
+    except ImportError:
+        return None
+    from alexnet_tvm.errors import TargetError
+
+    try:
+        return pick_target(load_targets(targets_file or default_targets_file()), AUTO).name
+    except TargetError as e:
+        log.info("--target auto: %s; taking any compatible pack", e)
+        return None
+
+
+@click.command()
+@click.argument("model")
+@click.option("--target", "target_name", default="auto", show_default=True,
+              help="Prefer this target's pack; otherwise any pack this machine can run.")
+@click.option("--from", "registry", required=True, help="Registry: a folder or an http(s):// base URL.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Artifact folder. Default: artifacts/<model>-<target>-b<batch>.")
+@click.option("--batch", type=int, default=None, help="Default: the smallest batch available.")
+@click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
+@click.option("--targets-file", type=click.Path(path_type=Path), default=None,
+              help="For --target auto. Default: targets.yaml of the project.")
+@timeout_option
+def pull(model: str, target_name: str, registry: str, out: Path | None, batch: int | None, force: bool,
+         targets_file: Path | None, timeout: float | None) -> None:
+    """Download MODEL's best pack for this machine, check it, and install it as an artifact."""
+    from alexnet_tvm.runtime.distribution import DEFAULT_TIMEOUT, PullConfig, pull as run_pull
+
+    target = _local_target(target_name, targets_file)
+    res = run_pull(PullConfig(model=model, registry=registry, target=target, batch=batch, out=out, force=force,
+                              timeout=timeout or DEFAULT_TIMEOUT))
+    how = "exact target" if res.exact else f"compatible with {target}" if target else "compatible with this host"
+    v = res.entry.verify
+    click.echo(f"pulled {res.entry.label()} ({how}) into {res.out}; "
+               + (f"verify {'passed' if v.get('passed') else 'FAILED'} against {v.get('against')}"
+                  if v else "not verified"))
+
+
+@click.group()
+def registry() -> None:
+    """Serve or list a pack registry."""
+
+
+@registry.command("serve")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--allow-publish", is_flag=True, help="Accept `publish --to http://...` uploads (PUT /publish).")
+def serve(folder: Path, port: int, host: str, allow_publish: bool) -> None:
+    """Serve a registry FOLDER over HTTP (read-only unless --allow-publish)."""
+    from alexnet_tvm.runtime.distribution import make_server
+
+    on_publish = None
+    if allow_publish:
+        from alexnet_tvm.compile.pack import publish_to_folder
+
+        on_publish = lambda path: publish_to_folder(path, folder)  # noqa: E731
+    server = make_server(folder, host, port, on_publish=on_publish)
+    click.echo(f"serving {folder} at {server.url}/ ({'uploads allowed' if allow_publish else 'read-only'}); "
+               "Ctrl-C stops", err=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        server.server_close()
+
+
+@registry.command("list")
+@click.argument("location")
+@timeout_option
+def list_cmd(location: str, timeout: float | None) -> None:
+    """List the packs in a registry folder or URL."""
+    from alexnet_tvm.runtime.distribution import DEFAULT_TIMEOUT, open_registry
+
+    index = open_registry(location, timeout or DEFAULT_TIMEOUT).read_index()
+    for e in index.packs:
+        v = e.verify
+        ver = "unverified" if not v else ("verified" if v.get("passed") else "FAILED") + f" ({v.get('against')})"
+        click.echo(f"{e.model:12s} {e.target:14s} b{e.batch:<3d} TVM {e.tvm_version:14s} {e.size:>10d} B "
+                   f"{e.created}  {ver}  {e.digest[:19]}")
+
+
+@click.group()
+def logs() -> None:
+    """Move tuning records between machines and registries."""
+
+
+@logs.command("export")
+@click.argument("target")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="logs.tar.gz")
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
+              help="Default: the project's tuning_logs/.")
+@click.option("--force", is_flag=True)
+def logs_export(target: str, out: Path, logs_dir: Path | None, force: bool) -> None:
+    """Archive TARGET's tuning database (checked, with SHA256SUMS)."""
+    from alexnet_tvm.compile.pack import export_logs
+
+    res = export_logs(target, logs_dir or default_tuning_logs(), out, force=force)
+    click.echo(f"wrote {res.out}: {res.workloads} workloads, {res.records} records of {res.target}")
+
+
+@logs.command("import")
+@click.argument("archive", type=click.Path(path_type=Path))
+@click.option("--target", default=None, help="Default: the target the archive names.")
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
+              help="Default: the project's tuning_logs/.")
+@click.option("--keep", type=int, default=8, show_default=True, help="Records kept per workload (fastest first).")
+def logs_import(archive: Path, target: str | None, logs_dir: Path | None, keep: int) -> None:
+    """Merge the tuning records of a `logs export` archive or a pack into tuning_logs/<target>/."""
+    from alexnet_tvm.compile.pack import import_logs
+
+    m = import_logs(archive, logs_dir or default_tuning_logs(), target=target, keep=keep).merge
+    click.echo(f"merged into {m.folder}: {m.workloads_added} new workloads, {m.records_added} of "
+               f"{m.records_offered} records added; {m.records_before} -> {m.records_after} records")
+
+
+COMMANDS = [pack, publish, pull, registry, logs]

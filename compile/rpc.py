@@ -1,0 +1,106 @@
+"""Remote boards through a TVM RPC tracker: reachability checks, the MetaSchedule
+RPC runner, and cross-compiling exports for the builder."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import threading
+
+from alexnet_tvm.errors import RPCError
+
+from .targets import TargetSpec
+
+log = logging.getLogger(__name__)
+
+
+def tracker_summary(host: str, port: int, timeout: float = 10.0) -> dict:
+    """The tracker's queue and servers, or a one-line error within ``timeout`` seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise RPCError(f"RPC tracker {host}:{port} is unreachable ({e.strerror or e})") from None
+    out: dict = {}
+    err: list = []
+
+    def query():
+        try:
+            from tvm import rpc
+
+            out.update(rpc.connect_tracker(host, port).summary())
+        except Exception as e:  # noqa: BLE001 - reported below
+            err.append(e)
+
+    t = threading.Thread(target=query, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise RPCError(f"RPC tracker {host}:{port} did not answer within {timeout:.0f} s")
+    if err:
+        raise RPCError(f"RPC tracker {host}:{port}: {type(err[0]).__name__}: {err[0]}")
+    return out
+
+
+def free_boards(summary: dict, key: str) -> int:
+    q = summary.get("queue_info", {}).get(key)
+    return int(q.get("free", 0)) if q else 0
+
+
+def check_board(spec: TargetSpec, timeout: float = 10.0) -> None:
+    """Fail early, with the cause, instead of letting MetaSchedule wait on a missing board."""
+    assert spec.rpc is not None
+    summary = tracker_summary(spec.rpc.tracker_host, spec.rpc.tracker_port, timeout)
+    if spec.rpc.key not in summary.get("queue_info", {}):
+        raise RPCError(f"no board is registered with tracker {spec.rpc.tracker} under key {spec.rpc.key!r}")
+    if free_boards(summary, spec.rpc.key) < 1:
+        raise RPCError(f"every board under key {spec.rpc.key!r} at {spec.rpc.tracker} is busy")
+
+
+def check_cross_compiler(spec: TargetSpec) -> None:
+    import shutil
+
+    cc = spec.rpc.cross_compiler if spec.rpc else None
+    if cc and shutil.which(cc) is None:
+        raise RPCError(f"target {spec.name}: cross compiler {cc!r} is not installed "
+                       f"(apt-get install g++-aarch64-linux-gnu)")
+
+
+def make_rpc_runner(spec: TargetSpec, evaluator_config):
+    from tvm.s_tir import meta_schedule as ms
+
+    check_board(spec)
+    cfg = ms.runner.RPCConfig(tracker_host=spec.rpc.tracker_host, tracker_port=spec.rpc.tracker_port,
+                              tracker_key=spec.rpc.key, session_priority=1,
+                              session_timeout_sec=spec.rpc.session_timeout)
+    return ms.runner.RPCRunner(rpc_config=cfg, evaluator_config=evaluator_config, max_workers=1)
+
+
+def cross_export(compiler: str, rt_mod) -> str:
+    """Builder export step for a board: link with the cross compiler (runs in a worker)."""
+    import os
+    import tempfile
+
+    from tvm.support import cc
+
+    path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
+    rt_mod.export_library(path, fcompile=cc.cross_compiler(compiler))
+    return path
+
+
+def builder_export_for(spec: TargetSpec):
+    if spec.runner == "rpc" and spec.rpc and spec.rpc.cross_compiler:
+        check_cross_compiler(spec)
+        return functools.partial(cross_export, spec.rpc.cross_compiler)
+    return None
+
+
+def board_for(spec: TargetSpec):
+    """The runtime's view of an rpc target (None for local targets)."""
+    from alexnet_tvm.runtime.artifact import RemoteBoard
+
+    if spec.runner != "rpc" or spec.rpc is None:
+        return None
+    check_board(spec)
+    return RemoteBoard(spec.rpc.tracker_host, spec.rpc.tracker_port, spec.rpc.key, spec.rpc.session_timeout)
