@@ -1,0 +1,70 @@
+"""bench writes every column side by side; committed logs cover the reference workloads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_compile import _targets, _tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_json_has_every_column(tmp_path, run_cli):
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    out = tmp_path / "bench"
+    res = run_cli("bench", model, "--target", "x86-avx2", "--batch", "1,2", "--runs", "3", "--untuned", "-o", out)
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "bench.json").read_text())
+    for key in ("read_bandwidth_gb_s", "batch1_weight_floor_ms", "fp32_peak_gflops", "gflop_per_image", "threads"):
+        assert r[key] > 0, key
+    assert [row["batch"] for row in r["rows"]] == [1, 2]
+    for row in r["rows"]:
+        for rt in ("pytorch", "onnxruntime", "tvm", "tvm-untuned"):
+            t = row[rt]
+            assert t["batch"] == row["batch"] and t["runs"] >= 3
+            assert 0 < t["p10_ms"] <= t["median_ms"] <= t["p90_ms"]
+            assert t["images_per_s"] == pytest.approx(1e3 * row["batch"] / t["median_ms"])
+        assert row["speedup_vs_pytorch"] == pytest.approx(row["pytorch"]["median_ms"] / row["tvm"]["median_ms"])
+        assert row["speedup_vs_onnxruntime"] == pytest.approx(
+            row["onnxruntime"]["median_ms"] / row["tvm"]["median_ms"])
+        assert 0 < row["tvm_fraction_of_fp32_peak"] < 1
+    md = (out / "bench.md").read_text()
+    assert md.count("\n| ") >= 3 and "TVM vs PyTorch" in md
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "x PyTorch" in res.output
+
+
+#: (name, arch, classes, input size, batch, target): workloads whose records are committed
+REFERENCE_WORKLOADS = [
+    ("demo", "cifar", 10, 32, 1, "x86-avx512"),
+    ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx512"),
+]
+
+
+@pytest.mark.parametrize("name,arch,classes,size,batch,target", REFERENCE_WORKLOADS)
+def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes, size, batch, target):
+    """A graph change that invalidates the committed records fails here, not silently in a slow build."""
+    from alexnet_tvm.compile.database import RECORDS, WORKLOADS, open_database
+    from alexnet_tvm.compile.importer import import_model
+    from alexnet_tvm.compile.pipeline import prepare
+    from alexnet_tvm.compile.tune import has_record, tuning_tasks
+    from alexnet_tvm.model.checkpoint import init_checkpoint
+
+    # The committed files, not a tune that may be writing to the work tree.
+    db = tmp_path / "db"
+    db.mkdir()
+    for f in (WORKLOADS, RECORDS):
+        (db / f).write_bytes(subprocess.run(["git", "show", f"HEAD:tuning_logs/{target}/{f}"], cwd=ROOT,
+                                            capture_output=True, check=True).stdout)
+    model = tmp_path / "model.pt"
+    init_checkpoint(arch, classes, model, input_size=size)
+    spec = _targets()[target]
+    tvm_target = spec.tvm_target()
+    tasks = tuning_tasks(prepare(import_model(model, batch).mod, tvm_target), tvm_target)
+    database = open_database(db, for_tuning=False)
+    missing = [t.task_name for t in tasks if not has_record(database, t, tvm_target)]
+    assert tasks and not missing, f"{name}: no committed record for {missing}"
