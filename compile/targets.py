@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from alexnet_tvm.runtime.host import host_cpu_flags
+
 from alexnet_tvm.errors import TargetError
 
 RUNNERS = ("local", "rpc")
@@ -181,16 +183,6 @@ def load_targets(path: Path) -> dict[str, TargetSpec]:
     if not isinstance(data, dict) or not isinstance(data.get("targets"), dict) or not data["targets"]:
         raise TargetError(f"{path}:1: needs a non-empty 'targets:' mapping")
     return {name: _parse_entry(str(name), d, where) for name, d in data["targets"].items()}
-
-
-def host_cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def pick_target(targets: dict[str, TargetSpec], name: str) -> TargetSpec:

@@ -18,6 +18,8 @@ from alexnet_tvm.errors import ArtifactError
 from alexnet_tvm.fsutil import sha256_file
 from alexnet_tvm.meta import ModelMeta
 
+from .host import host_cpu_flags
+
 log = logging.getLogger(__name__)
 
 LIB = "model.so"
@@ -56,16 +58,6 @@ def check_files(folder: Path, manifest: dict) -> None:
             raise ArtifactError(f"{p}: sha256 does not match the manifest (modified or corrupt); refusing to load it")
 
 
-def _host_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") or line.startswith("Features"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def check_runnable_here(manifest: dict) -> None:
     """Refuse a library this TVM or this CPU/GPU cannot run."""
     import tvm
@@ -83,7 +75,7 @@ def check_runnable_here(manifest: dict) -> None:
 
         if platform.machine() not in ("aarch64", "arm64") or "aarch64" not in tt:
             raise ArtifactError(f"artifact is cross-compiled for {t['name']}; run it on that board (or over RPC)")
-    missing = set(t.get("host_features") or []) - _host_flags()
+    missing = set(t.get("host_features") or []) - host_cpu_flags()
     if missing and platform_is_x86():
         raise ArtifactError(f"artifact targets {t['name']}; this CPU lacks {', '.join(sorted(missing))}")
 

@@ -41,6 +41,7 @@ from alexnet_tvm.errors import ArtifactError, RegistryError
 from alexnet_tvm.fsutil import atomic_dir, refuse_existing, sha256_file
 
 from .artifact import LIB, MANIFEST, PARAMS, check_files, read_manifest
+from .host import host_cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -281,17 +282,6 @@ class HostInfo:
     flags: set[str]
     machine: str
     tvm_version: str
-
-
-def host_cpu_flags() -> set[str]:
-    """/proc/cpuinfo flags (x86 'flags', Arm 'Features'); empty when unknown."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def host_info() -> HostInfo:

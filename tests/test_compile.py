@@ -175,7 +175,8 @@ def test_runtime_runs_an_artifact_with_torch_blocked(tiny_artifact):
 
 
 def test_auto_target_and_listing(run_cli):
-    from alexnet_tvm.compile.targets import host_cpu_flags, pick_target
+    from alexnet_tvm.compile.targets import pick_target
+    from alexnet_tvm.runtime.host import host_cpu_flags
 
     targets = _targets()
     picked = pick_target(targets, "auto")

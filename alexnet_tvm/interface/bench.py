@@ -55,15 +55,9 @@ def measure_read_bandwidth(threads: int, mbytes: int = 512, repeats: int = 5) ->
 
 def fp32_peak_gflops(threads: int) -> tuple[float, str]:
     """cores x GHz x FMA ports (2) x lanes x 2 flops: the nominal ceiling, from cpuinfo."""
-    flags, mhz = set(), 0.0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            if line.startswith("cpu MHz") and not mhz:
-                mhz = float(line.split(":", 1)[1])
-    except OSError:
-        pass
+    from alexnet_tvm.runtime.host import cpu_mhz, host_cpu_flags
+
+    flags, mhz = host_cpu_flags(), cpu_mhz()
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     ghz = mhz / 1000 if mhz else 2.0
     return threads * ghz * 2 * lanes * 2, f"{threads} cores x {ghz:.2f} GHz x 2 FMA x {lanes} lanes x 2"
@@ -150,7 +144,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         "gflop_per_image": flops / 1e9, "weight_mbytes": weight_bytes / 1e6,
         "read_bandwidth_gb_s": bw, "batch1_weight_floor_ms": weight_bytes / (bw * 1e9) * 1e3,
         "fp32_peak_gflops": peak, "fp32_peak_how": peak_how, "rows": rows,
-        "machine": os.uname().nodename, "cpu_flags_avx512": "avx512f" in open("/proc/cpuinfo").read(),
+        "machine": os.uname().nodename,
     }
     write_json(cfg.out_dir / "bench.json", result)
     write_text(cfg.out_dir / "bench.md", markdown_table(result))
