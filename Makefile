@@ -25,8 +25,14 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
+test-arm: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/test_armboard.py
+
+# The reference workloads with committed records: AlexNet-1000 (torchvision shape) at batch 1.
+BENCH_MODEL = runs/bench/alexnet1000.pt
 bench: $(STAMP)
-	$(CLI) bench runs/demo/model.pt --target auto --batch 1,16 --out runs/bench
+	test -f $(BENCH_MODEL) || $(CLI) init --arch torchvision --classes 1000 -o $(BENCH_MODEL)
+	$(CLI) bench $(BENCH_MODEL) --target auto --batch 1 --runs 30 -o runs/bench/alexnet1000
 
 clean:
 	rm -rf runs artifacts build *.egg-info

@@ -93,7 +93,7 @@ class _BudgetSpent(Exception):
     pass
 
 
-def _progress_callback(reports: list[TaskReport], bar, deadline: float | None):
+def _progress_callback(reports: list[TaskReport], bar, deadline: float | None, stop: dict):
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
@@ -119,11 +119,15 @@ def _progress_callback(reports: list[TaskReport], bar, deadline: float | None):
             tuned = [r for r in reports if r.best_ms is not None]
             total = sum(r.best_ms * r.weight for r in tuned)
             bar.set_postfix_str(f"best {total:.2f} ms over {len(tuned)}/{len(reports)} tasks")
+            # An exception raised here crosses the FFI and comes back as a bare RuntimeError,
+            # so the reason to stop is kept in ``stop`` for tune() to read.
             if measure_candidates and not costs:
                 first = str(errors[0]).strip().splitlines()
-                raise TuningError(f"task {rep.name}: a round of {len(measure_candidates)} candidates gave no valid "
-                                  f"measurement ({first[-1][:300] if first else 'unknown error'})")
+                stop["error"] = TuningError(f"task {rep.name}: a round of {len(measure_candidates)} candidates "
+                                            f"gave no valid measurement ({first[-1][:300] if first else 'unknown'})")
+                raise stop["error"]
             if deadline is not None and time.monotonic() > deadline:
+                stop["budget"] = True
                 raise _BudgetSpent()
 
     return Progress()
@@ -190,22 +194,20 @@ def tune(cfg: TuneConfig) -> TuneResult:
                           f_export=builder_export_for(spec))
     callbacks = list(ms.measure_callback.MeasureCallback.create("default"))
     bar = tqdm(total=total, unit="trial", desc=f"tune {spec.name}", disable=None)
-    callbacks.append(_progress_callback(reports, bar, deadline))
+    stop: dict = {}
+    callbacks.append(_progress_callback(reports, bar, deadline, stop))
     try:
         ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db_dir), max_trials_global=total,
                            max_trials_per_task=per_task, num_trials_per_iter=cfg.trials_per_round,
                            builder=builder, runner=runner, database=database, cost_model="xgb",
                            measure_callbacks=callbacks, task_scheduler="gradient")
-    except Exception as e:  # errors raised in our callback come back wrapped by the FFI
-        if isinstance(e, _BudgetSpent) or "_BudgetSpent" in str(e):
-            result.stopped_by_budget = True
-            log.info("time budget of %.1f min spent; records so far are kept", cfg.time_budget)
-        elif isinstance(e, TuningError):
+    except Exception:
+        if "error" in stop:
+            raise stop["error"] from None
+        if not stop.get("budget"):
             raise
-        elif "TuningError" in str(e):
-            raise TuningError(str(e).split("TuningError:", 1)[-1].strip().splitlines()[0]) from None
-        else:
-            raise
+        result.stopped_by_budget = True
+        log.info("time budget of %.1f min spent; records so far are kept", cfg.time_budget)
     finally:
         bar.close()
         builder.shutdown()

@@ -78,3 +78,14 @@ def test_round_without_valid_measurement_fails_loudly(tmp_path):
         tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=tmp_path / "logs", total_trials=4,
                         trials_per_task=2, trials_per_round=2, builder_timeout=0.01))
     assert _records(tmp_path / "logs" / TARGET) == []
+
+
+def test_time_budget_stops_after_the_round_and_keeps_records(tmp_path):
+    from alexnet_tvm.compile.tune import TuneConfig, tune
+
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    res = tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=tmp_path / "logs", total_trials=40,
+                          trials_per_task=4, trials_per_round=2, time_budget=0.001))
+    assert res.stopped_by_budget
+    assert 0 < res.trials < 40
+    assert len(_records(tmp_path / "logs" / TARGET)) >= 1
