@@ -183,6 +183,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
         return result
 
     total = min(total, per_task * len(pending))
+    _forget_unnamed_ms_handlers()
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         pending, work_dir=str(db_dir), seed=cfg.seed, num_threads=max(cores, 1))
     reports = [TaskReport(t.task_name, int(t.weight)) for t in pending]
@@ -221,6 +222,14 @@ def tune(cfg: TuneConfig) -> TuneResult:
     before, after = prune_database(db_dir)
     log.info("kept the %d best of %d records (per workload) in %s", after, before, db_dir)
     return result
+
+
+def _forget_unnamed_ms_handlers() -> None:
+    """MetaSchedule rebuilds its logging config from the handlers already on its logger and
+    crashes on an unnamed one, which a second tune in one process (a second batch size)
+    finds there. Unnamed handlers cannot be referenced by its config anyway."""
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    ms_logger.handlers = [h for h in ms_logger.handlers if h.get_name()]
 
 
 def _cleanup_logs(db_dir: Path) -> None:
