@@ -6,7 +6,6 @@ recorded Ascend outputs), so this module stays free of torch.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -167,7 +166,3 @@ def write_junit(rep: VerifyReport, path: Path) -> None:
            f'<testsuite name={quoteattr("alexnet-tvm verify " + rep.artifact)} tests="{len(cases)}" '
            f'failures="{failures}" errors="0" time="{rep.seconds:.3f}">\n' + "\n".join(cases) + "\n</testsuite>\n")
     write_text(Path(path), xml)
-
-
-def load_report(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

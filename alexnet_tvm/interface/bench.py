@@ -8,7 +8,6 @@ batch-1 floor is the weight bytes over it) and the fraction of fp32 FMA peak.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -204,7 +203,3 @@ def summary_lines(r: dict) -> list[str]:
         out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch and "
                    f"{row['speedup_vs_onnxruntime']:.2f}x ONNX Runtime (speed ratio, >1 = TVM faster)")
     return out
-
-
-def load_bench(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from alexnet_tvm.errors import VerifyError
 from alexnet_tvm.runtime.artifact import load_artifact
@@ -78,7 +77,3 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
     if cfg.junit:
         write_junit(rep, cfg.junit)
     return rep
-
-
-def as_array(x) -> np.ndarray:
-    return np.asarray(x)
