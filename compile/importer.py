@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,10 @@ import numpy as np
 from alexnet_tvm.errors import CheckpointError, ModelFormatError
 from alexnet_tvm.fsutil import sha256_file
 from alexnet_tvm.meta import ModelMeta, read_sidecar, sidecar_path
+from alexnet_tvm.model.formats import detect_format, program_batch
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "torchscript", "pt2", "checkpoint")
 
 
 @dataclass
@@ -33,30 +32,6 @@ class ImportedModel:
     source: Path
     source_format: str
     source_sha256: str
-
-
-def detect_format(path: Path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: no such model file")
-    if zipfile.is_zipfile(path):
-        try:
-            names = zipfile.ZipFile(path).namelist()
-        except zipfile.BadZipFile:
-            raise ModelFormatError(f"{path}: damaged zip archive") from None
-        if any("/code/" in n for n in names):
-            return "torchscript"
-        if any(n.endswith("/archive_format") for n in names):
-            return "pt2"
-        if any(n.endswith("/data.pkl") for n in names):
-            return "checkpoint"
-        raise ModelFormatError(f"{path}: a zip archive but not a PyTorch model")
-    if path.suffix == ".onnx":
-        return "onnx"
-    head = path.read_bytes()[:64]
-    if head[:1] == b"\x08":  # ONNX ModelProto starts with ir_version (field 1, varint)
-        return "onnx"
-    raise ModelFormatError(f"{path}: unknown model format (expected .onnx, TorchScript .pt, .pt2 or a checkpoint)")
 
 
 def _meta_or_default(path: Path, num_classes: int | None, input_size: int | None) -> ModelMeta:
@@ -181,8 +156,7 @@ def _pt2(path: Path, batch: int):
         ep = torch.export.load(str(path))
     except Exception as e:
         raise ModelFormatError(f"{path}: not a loadable torch.export program ({type(e).__name__})") from None
-    user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
-    exported_batch = int(user[0].meta["val"].shape[0])
+    exported_batch = program_batch(ep)
     if exported_batch != batch:
         raise ModelFormatError(f"{path}: the program was exported at batch {exported_batch} and is specialised "
                                f"on it; export it again with --batch {batch} (or build from the checkpoint)")

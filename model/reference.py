@@ -12,46 +12,32 @@ import torch
 from alexnet_tvm.errors import VerifyError
 from alexnet_tvm.meta import ModelMeta
 
-
-def _detect(path: Path) -> str:
-    from alexnet_tvm.compile.importer import detect_format
-
-    return detect_format(path)
+from .formats import detect_format, program_batch
 
 
-def load_torch_module(path: Path) -> tuple[torch.nn.Module, ModelMeta | None]:
-    """The eager (or scripted) module behind any of our model files, in eval mode.
-
-    A torch.export program is specialised on its example batch: it is run in
-    chunks of that batch (see ``program_batch``)."""
+def load_torch_module(path: Path) -> tuple[torch.nn.Module, ModelMeta | None, int | None]:
+    """The eager (or scripted) module behind any of our model files, in eval mode, and the
+    batch it is fixed to: a torch.export program is specialised on its example batch and
+    must be run in chunks of it (None: any batch)."""
     from .checkpoint import load_any_checkpoint
 
     path = Path(path)
-    fmt = _detect(path)
+    fmt = detect_format(path)
     if fmt == "checkpoint":
-        return load_any_checkpoint(path)
+        return (*load_any_checkpoint(path), None)
     if fmt == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu").eval(), None
+        return torch.jit.load(str(path), map_location="cpu").eval(), None, None
     if fmt == "pt2":
-        return torch.export.load(str(path)).module(), None
+        ep = torch.export.load(str(path))
+        return ep.module(), None, program_batch(ep)
     raise VerifyError(f"{path}: an ONNX model has no PyTorch form; verify with --against onnxruntime "
                       "or pass --model CHECKPOINT")
-
-
-def program_batch(path: Path) -> int | None:
-    """The batch a .pt2 program was exported at (None for batch-agnostic formats)."""
-    if _detect(path) != "pt2":
-        return None
-    ep = torch.export.load(str(path))
-    user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
-    return int(user[0].meta["val"].shape[0])
 
 
 def torch_reference(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     from alexnet_tvm.runtime.bench import run_in_batches
 
-    module, _ = load_torch_module(path)
-    batch = program_batch(path)
+    module, _, batch = load_torch_module(path)
     if threads:
         torch.set_num_threads(threads)
 
@@ -65,9 +51,9 @@ def torch_reference(path: Path, threads: int | None = None) -> Callable[[np.ndar
 def onnx_file_for(path: Path, batch: int, workdir: Path | None = None) -> Path:
     """The model as ONNX: the file itself, or an export (dynamic batch) into a temp folder."""
     path = Path(path)
-    if _detect(path) == "onnx":
+    if detect_format(path) == "onnx":
         return path
-    module, meta = load_torch_module(path)
+    module, meta, pb = load_torch_module(path)
     size = meta.input_size if meta else None
     if size is None:
         from alexnet_tvm.meta import read_sidecar
@@ -77,7 +63,6 @@ def onnx_file_for(path: Path, batch: int, workdir: Path | None = None) -> Path:
     out = workdir / "reference.onnx"
     from .export import ExportConfig, export_onnx_file
 
-    pb = program_batch(path)
     x = torch.zeros(pb or batch, 3, size, size)
     export_onnx_file(module, x, out, ExportConfig(checkpoint=path, fmt="onnx", out=out, dynamic_batch=pb is None))
     return out

@@ -99,11 +99,11 @@ def run_bench(cfg: BenchConfig) -> dict:
     spec = pick_target(load_targets(cfg.targets_file or default_targets_file()), cfg.target)
     if not spec.is_cpu or spec.runner != "local":
         raise ToolkitError(f"bench runs local CPU targets; {spec.name} is {spec.kind}/{spec.runner}")
-    threads = cfg.threads or int(dict(spec.target).get("num-cores", os.cpu_count() or 1)) \
-        if isinstance(spec.target, dict) else (cfg.threads or os.cpu_count() or 1)
+    cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
+    threads = cfg.threads or int(cores or os.cpu_count() or 1)
     torch.set_num_threads(threads)
     os.environ.setdefault("TVM_NUM_THREADS", str(threads))
-    module, meta = load_torch_module(cfg.model)
+    module, meta, _ = load_torch_module(cfg.model)
     size = meta.input_size if meta else 224
     flops, weight_bytes = model_flops_and_weights(module, size)
     bw = measure_read_bandwidth(threads)
