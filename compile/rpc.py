@@ -48,11 +48,51 @@ def free_boards(summary: dict, key: str) -> int:
     return int(q.get("free", 0)) if q else 0
 
 
+def board_registered(summary: dict, key: str) -> bool:
+    """A live board keeps a connection to the tracker (listed under ``server:<key>``) even while
+    it serves a session; a dead one drops out, while the tracker's queue may still count it."""
+    return any(s.get("key") == f"server:{key}" for s in summary.get("server_info", []))
+
+
+def bounded_session(rpc_config):
+    """Stands in for MetaSchedule's create-session step in the runner worker.
+
+    The stock one asks the tracker for a board and waits for ever once that board is gone
+    (killed, unplugged), so a tune would hang instead of failing. Here a board that the
+    tracker no longer lists fails at once, and a request for a listed one is bounded by the
+    session timeout; either way the candidate is reported as a failed measurement, and a
+    round with no valid measurement ends the tune with this message (records so far kept).
+    """
+    host, port, key = rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.tracker_key
+    wait = float(rpc_config.session_timeout_sec or 60)
+    summary = tracker_summary(host, port, timeout=min(wait, 10.0))
+    if not board_registered(summary, key):
+        raise RPCError(f"the board under key {key!r} left tracker {host}:{port} (killed or disconnected)")
+    out: list = []
+    err: list = []
+
+    def request():
+        try:
+            out.append(rpc_config.connect_server())
+        except Exception as e:  # noqa: BLE001 - reported below
+            err.append(e)
+
+    t = threading.Thread(target=request, daemon=True)
+    t.start()
+    t.join(wait)
+    if t.is_alive():
+        raise RPCError(f"no board under key {key!r} at tracker {host}:{port} answered within {wait:.0f} s")
+    if err:
+        last = (str(err[0]).strip().splitlines() or [""])[-1]
+        raise RPCError(f"board {key!r}: {type(err[0]).__name__}: {last}")
+    return out[0]
+
+
 def check_board(spec: TargetSpec, timeout: float = 10.0) -> None:
     """Fail early, with the cause, instead of letting MetaSchedule wait on a missing board."""
     assert spec.rpc is not None
     summary = tracker_summary(spec.rpc.tracker_host, spec.rpc.tracker_port, timeout)
-    if spec.rpc.key not in summary.get("queue_info", {}):
+    if not board_registered(summary, spec.rpc.key):
         raise RPCError(f"no board is registered with tracker {spec.rpc.tracker} under key {spec.rpc.key!r}")
     if free_boards(summary, spec.rpc.key) < 1:
         raise RPCError(f"every board under key {spec.rpc.key!r} at {spec.rpc.tracker} is busy")
@@ -74,7 +114,8 @@ def make_rpc_runner(spec: TargetSpec, evaluator_config):
     cfg = ms.runner.RPCConfig(tracker_host=spec.rpc.tracker_host, tracker_port=spec.rpc.tracker_port,
                               tracker_key=spec.rpc.key, session_priority=1,
                               session_timeout_sec=spec.rpc.session_timeout)
-    return ms.runner.RPCRunner(rpc_config=cfg, evaluator_config=evaluator_config, max_workers=1)
+    return ms.runner.RPCRunner(rpc_config=cfg, evaluator_config=evaluator_config, max_workers=1,
+                               f_create_session=bounded_session)
 
 
 def cross_export(compiler: str, rt_mod) -> str:

@@ -122,7 +122,7 @@ def _progress_callback(reports: list[TaskReport], bar, deadline: float | None, s
             # An exception raised here crosses the FFI and comes back as a bare RuntimeError,
             # so the reason to stop is kept in ``stop`` for tune() to read.
             if measure_candidates and not costs:
-                first = str(errors[0]).strip().splitlines()
+                first = str(errors[-1]).strip().splitlines()  # the latest cause
                 stop["error"] = TuningError(f"task {rep.name}: a round of {len(measure_candidates)} candidates "
                                             f"gave no valid measurement ({first[-1][:300] if first else 'unknown'})")
                 raise stop["error"]

@@ -142,3 +142,45 @@ def test_cuda_tune_without_gpu_says_so(tmp_path, run_cli, one_line_error):
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     one_line_error(run_cli("tune", model, "--target", "cuda-sm90", "--logs-dir", tmp_path / "l"), "no", "GPU")
 
+
+
+def test_board_killed_mid_tune_fails_clearly_and_keeps_records(rpc_env, tmp_path):
+    folder, targets, _ = rpc_env
+    tport = int(targets.read_text().split('tracker: "127.0.0.1:')[1].split('"')[0])
+    victim = subprocess.Popen(CLI + ["rpc", "server", "--tracker", f"127.0.0.1:{tport}", "--key", "victim",
+                                     "--port", str(_free_port())], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    other = tmp_path / "targets.yaml"
+    other.write_text(targets.read_text().replace("key: local, session_timeout: 60", "key: victim, session_timeout: 20"))
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    logs = tmp_path / "logs"
+    db = logs / "x86-rpc" / "database_tuning_record.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = subprocess.run(CLI + ["rpc", "status", "--tracker", f"127.0.0.1:{tport}"], capture_output=True, text=True)
+        if "victim" in r.stdout:
+            break
+        time.sleep(2)
+    tune = subprocess.Popen(CLI + ["tune", str(model), "--target", "x86-rpc", "--targets-file", str(other),
+                                   "--logs-dir", str(logs), "--trials", "60", "--trials-per-task", "6",
+                                   "--trials-per-round", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and tune.poll() is None:
+            if db.exists() and len(db.read_text().splitlines()) >= 2:
+                break
+            time.sleep(1)
+        kept = db.read_text().splitlines()
+        assert len(kept) >= 2, "no records before the board died"
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        _, err = tune.communicate(timeout=600)  # bounded: the run must end by itself
+    finally:
+        for p in (tune, victim):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    last = err.strip().splitlines()[-1]
+    assert tune.returncode == 2 and last.startswith("error:") and "no valid measurement" in last, err[-1500:]
+    assert "victim" in last and "left tracker" in last, last  # the cause is named
+    assert db.read_text().splitlines()[: len(kept)] == kept  # nothing lost: a re-run resumes from here
