@@ -16,6 +16,7 @@ from alexnet_tvm.runtime.artifact import FORMAT_VERSION, LIB, MANIFEST, PARAMS
 from .database import database_digest, open_database
 from .importer import import_model
 from .pipeline import apply_records, compile_module, is_gpu, prepare
+from .precision import check_precision, with_precision
 from .targets import TargetSpec
 from .tune import db_dir_for, has_record, tuning_tasks
 
@@ -31,6 +32,8 @@ class BuildConfig:
     logs_dir: Path
     batch: int = 1
     force: bool = False
+    #: "fp32" or "bf16" (FC weights stored as bf16, see precision.py)
+    precision: str = "fp32"
 
 
 @dataclass
@@ -75,12 +78,13 @@ def build(cfg: BuildConfig) -> BuildResult:
 
     from alexnet_tvm.fsutil import refuse_existing
 
+    check_precision(cfg.precision)
     refuse_existing(cfg.out, cfg.force)
     t0 = time.perf_counter()
     spec = cfg.target
     target = spec.tvm_target()
     imported = import_model(cfg.model, cfg.batch)
-    prepared = prepare(imported.mod, target)
+    prepared = prepare(with_precision(imported.mod, cfg.precision), target)
     tasks = tuning_tasks(prepared, target)
     db_dir = db_dir_for(cfg.logs_dir, spec)
     database = open_database(db_dir, for_tuning=False)
@@ -113,6 +117,7 @@ def build(cfg: BuildConfig) -> BuildResult:
             "tvm_version": tvm.__version__,
             "tuning": {"database": str(db_dir), "digest": database_digest(db_dir), "tasks": len(tasks),
                        "tuned": len(tasks) - len(untuned), "untuned": untuned},
+            "precision": cfg.precision,
             "prepacked_params": prepacked,
             "num_params": len(params),
             "build_seconds": round(time.perf_counter() - t0, 2),

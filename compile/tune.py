@@ -17,6 +17,7 @@ from alexnet_tvm.errors import TuningError
 
 from .importer import import_model
 from .pipeline import is_gpu, prepare
+from .precision import check_precision, with_precision
 from .targets import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class TuneConfig:
     trials_per_round: int = 32
     seed: int = 0
     builder_timeout: float = 120.0
+    #: "fp32" or "bf16" (FC weights stored as bf16, see precision.py)
+    precision: str = "fp32"
 
 
 @dataclass
@@ -153,6 +156,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
     from .workers import WarmBuilder
 
     spec = cfg.target
+    check_precision(cfg.precision)
     target = spec.tvm_target()
     cores = int(target.attrs.get("num-cores", 0) or 0) if spec.is_cpu else 0
     if spec.is_cpu and cores < 1:
@@ -171,7 +175,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
         raise TuningError(f"target {spec.name} needs a CUDA GPU to measure on and this machine has none "
                           "(build works without one: it uses DLight default schedules)")
     imported = import_model(cfg.model, cfg.batch)
-    prepared = prepare(imported.mod, target)
+    prepared = prepare(with_precision(imported.mod, cfg.precision), target)
     tasks = tuning_tasks(prepared, target)
     db_dir = db_dir_for(cfg.logs_dir, spec)
     database = open_database(db_dir, for_tuning=True)

@@ -16,14 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_json_has_every_column(tmp_path, run_cli):
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
-    res = run_cli("bench", model, "--target", "x86-avx2", "--batch", "1,2", "--runs", "3", "--untuned", "-o", out)
+    res = run_cli("bench", model, "--target", "x86-avx2", "--batch", "1,2", "--runs", "3", "--untuned", "--bf16",
+                  "-o", out)
     assert res.exit_code == 0, res.output
     r = json.loads((out / "bench.json").read_text())
     for key in ("read_bandwidth_gb_s", "batch1_weight_floor_ms", "fp32_peak_gflops", "gflop_per_image", "threads"):
         assert r[key] > 0, key
     assert [row["batch"] for row in r["rows"]] == [1, 2]
     for row in r["rows"]:
-        for rt in ("pytorch", "onnxruntime", "tvm", "tvm-untuned"):
+        for rt in ("pytorch", "onnxruntime", "tvm", "tvm-bf16", "tvm-untuned"):
             t = row[rt]
             assert t["batch"] == row["batch"] and t["runs"] >= 3
             assert 0 < t["p10_ms"] <= t["median_ms"] <= t["p90_ms"]
@@ -32,12 +33,15 @@ def test_bench_json_has_every_column(tmp_path, run_cli):
         assert row["speedup_vs_onnxruntime"] == pytest.approx(
             row["onnxruntime"]["median_ms"] / row["tvm"]["median_ms"])
         assert 0 < row["tvm_fraction_of_fp32_peak"] < 1
+        assert row["bf16_speedup_vs_onnxruntime"] == pytest.approx(
+            row["onnxruntime"]["median_ms"] / row["tvm-bf16"]["median_ms"])
+        assert 0 < row["bf16_max_abs_error_rel_range"] < 1e-2  # bf16 rounding shows, but small
     md = (out / "bench.md").read_text()
     table = [ln for ln in md.splitlines() if ln.startswith("| ")]
     assert len(table) == 3 and "TVM vs PyTorch" in table[0]  # header + one row per batch
     assert table[1].startswith("| 1 |") and table[2].startswith("| 2 |")
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "x PyTorch" in res.output
+    assert "x PyTorch" in res.output and "bf16 FC weights" in res.output
 
 
 #: (name, arch, classes, input size, batch, target): workloads whose records are committed

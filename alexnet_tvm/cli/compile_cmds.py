@@ -10,6 +10,9 @@ from alexnet_tvm.paths import default_targets_file, default_tuning_logs
 
 targets_option = click.option("--targets-file", type=click.Path(path_type=Path), default=None,
                               help="Default: targets.yaml of the project.")
+precision_option = click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
+                                 show_default=True,
+                                 help="bf16: store the FC weights as bf16 (half the weight traffic; fp32 math).")
 logs_option = click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
                            help="Tuning databases, one folder per target. Default: the project's tuning_logs/.")
 
@@ -49,10 +52,11 @@ def targets_cmd(targets_file: Path | None) -> None:
 @click.option("--time-budget", type=float, default=None, help="Minutes; stop after the round that crosses it.")
 @click.option("--trials-per-round", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@precision_option
 @targets_option
 @logs_option
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
-         time_budget: float | None, trials_per_round: int, seed: int, targets_file: Path | None,
+         time_budget: float | None, trials_per_round: int, seed: int, precision: str, targets_file: Path | None,
          logs_dir: Path | None) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
     from alexnet_tvm.compile.tune import TuneConfig, format_report, tune as run_tune
@@ -61,7 +65,8 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
     for b in [batch] if batch else spec.batch_sizes:
         res = run_tune(TuneConfig(model=model, target=spec, logs_dir=logs_dir or default_tuning_logs(), batch=b,
                                   total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
-                                  trials_per_round=trials_per_round, seed=seed))
+                                  trials_per_round=trials_per_round, seed=seed,
+                                  precision=precision))
         click.echo(f"{spec.name} batch {b}: {res.tasks} tasks, {res.already_tuned} already tuned, "
                    f"{res.tuned_now} tuned now, {res.trials} trials in {res.seconds:.0f} s"
                    + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
@@ -76,17 +81,19 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Artifact folder. Default: artifacts/<model>-<target>-b<batch>.")
 @click.option("--force", is_flag=True)
+@precision_option
 @targets_option
 @logs_option
-def build(model: Path, target_name: str, batch: int, out: Path | None, force: bool, targets_file: Path | None,
-          logs_dir: Path | None) -> None:
+def build(model: Path, target_name: str, batch: int, out: Path | None, force: bool, precision: str,
+          targets_file: Path | None, logs_dir: Path | None) -> None:
     """Build a deployable artifact (library, parameters, manifest) with the tuning records."""
     from alexnet_tvm.compile.build import BuildConfig, build as run_build
 
     spec = resolve_target(target_name, targets_file)
-    out = out or Path("artifacts") / f"{model.name.split('.')[0]}-{spec.name}-b{batch}"
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    out = out or Path("artifacts") / f"{model.name.split('.')[0]}-{spec.name}-b{batch}{suffix}"
     res = run_build(BuildConfig(model=model, target=spec, out=out, logs_dir=logs_dir or default_tuning_logs(),
-                                batch=batch, force=force))
+                                batch=batch, force=force, precision=precision))
     click.echo(f"wrote {res.out} in {res.seconds:.1f} s ({res.tuned}/{res.tasks} tasks tuned"
                + (f"; UNTUNED: {', '.join(res.untuned)}" if res.untuned else "") + ")")
 

@@ -11,13 +11,18 @@ from alexnet_tvm.errors import ToolkitError
 
 
 class ToolkitGroup(click.Group):
-    """Turns every :class:`ToolkitError` into one line on stderr and exit status 2."""
+    """Turns every :class:`ToolkitError`, and a bad option of a command, into one line on
+    stderr and exit status 2 (click's own usage block would be three)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ToolkitError as e:
             click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except click.UsageError as e:
+            where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
+            click.echo(f"error: {where}{e.format_message()}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

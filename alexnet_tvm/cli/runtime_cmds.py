@@ -87,9 +87,10 @@ COMMANDS.append(demo)
 @click.option("--runs", default=20, show_default=True, help="Timed runs per runtime (median, p10, p90).")
 @click.option("--threads", type=int, default=None, help="Default: the target's num-cores.")
 @click.option("--untuned", is_flag=True, help="Also time TVM without tuning records (slow).")
+@click.option("--bf16", is_flag=True, help="Also time TVM with bf16 FC weights (build --precision bf16).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/bench"),
               show_default=True)
-def bench(model: Path, target: str, batches: str, runs: int, threads: int | None, untuned: bool,
+def bench(model: Path, target: str, batches: str, runs: int, threads: int | None, untuned: bool, bf16: bool,
           out_dir: Path) -> None:
     """Time PyTorch, ONNX Runtime and TVM side by side; write bench.json, bench.md, bench.png."""
     from alexnet_tvm.errors import ToolkitError
@@ -102,7 +103,7 @@ def bench(model: Path, target: str, batches: str, runs: int, threads: int | None
     if not sizes or min(sizes) < 1 or runs < 3:
         raise ToolkitError("--batch needs positive sizes and --runs at least 3")
     res = run_bench(BenchConfig(model=model, target=target, batches=sizes, out_dir=out_dir, runs=runs,
-                                threads=threads, untuned=untuned))
+                                threads=threads, untuned=untuned, bf16=bf16))
     click.echo("\n".join(summary_lines(res)))
 
 

@@ -32,6 +32,8 @@ class BenchConfig:
     runs: int = 20
     threads: int | None = None
     untuned: bool = False
+    #: also time a build with bf16 FC weights (see compile/precision.py)
+    bf16: bool = False
     targets_file: Path | None = None
     logs_dir: Path | None = None
 
@@ -117,25 +119,38 @@ def run_bench(cfg: BenchConfig) -> dict:
     for b in cfg.batches:
         x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
         runtimes = {"pytorch": ref_torch, "onnxruntime": ref_ort}
-        builds = {"tvm": logs}
+        builds = {"tvm": (logs, "fp32")}
+        if cfg.bf16:
+            builds["tvm-bf16"] = (logs, "bf16")
         if cfg.untuned:
-            builds["tvm-untuned"] = cfg.out_dir / "empty-logs"
+            builds["tvm-untuned"] = (cfg.out_dir / "empty-logs", "fp32")
         untuned_tasks = {}
-        for name, ldir in builds.items():
+        for name, (ldir, precision) in builds.items():
             art_dir = cfg.out_dir / f"artifact-{name}-b{b}"
-            res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, logs_dir=ldir, batch=b, force=True))
+            res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, logs_dir=ldir, batch=b, force=True,
+                                    precision=precision))
             untuned_tasks[name] = res.untuned
             runtimes[name] = load_artifact(art_dir).run_batch
         row = {"batch": b, "untuned_tasks": untuned_tasks}
+        outputs = {}
         for name, fn in runtimes.items():
             slow = name == "tvm-untuned"
             t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
                               max_seconds=60 if slow else None)
             row[name] = t.to_dict()
+            outputs[name] = np.asarray(fn(x))
             log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
         tv = row["tvm"]["median_ms"]
         row["speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / tv
         row["speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / tv
+        if "tvm-bf16" in row:
+            bf = row["tvm-bf16"]["median_ms"]
+            ref = outputs["pytorch"]
+            row["bf16_speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / bf
+            row["bf16_speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / bf
+            # the price: how far bf16 weights move the logits, relative to their range
+            row["bf16_max_abs_error_rel_range"] = float(np.abs(outputs["tvm-bf16"] - ref).max()
+                                                        / max(float(np.ptp(ref)), 1.0))
         row["tvm_fraction_of_fp32_peak"] = flops * b / (tv / 1e3) / 1e9 / peak
         rows.append(row)
     result = {
@@ -151,7 +166,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     return result
 
 
-RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-untuned")
+RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-bf16", "tvm-untuned")
 
 
 def markdown_table(r: dict) -> str:
@@ -202,4 +217,8 @@ def summary_lines(r: dict) -> list[str]:
     for row in r["rows"]:
         out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch and "
                    f"{row['speedup_vs_onnxruntime']:.2f}x ONNX Runtime (speed ratio, >1 = TVM faster)")
+        if "bf16_speedup_vs_pytorch" in row:
+            out.append(f"batch {row['batch']}: TVM with bf16 FC weights is {row['bf16_speedup_vs_pytorch']:.2f}x "
+                       f"PyTorch and {row['bf16_speedup_vs_onnxruntime']:.2f}x ONNX Runtime (fp32); its logits "
+                       f"differ by {row['bf16_max_abs_error_rel_range']:.1e} of their range")
     return out
