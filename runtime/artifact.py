@@ -116,6 +116,17 @@ class Artifact:
                               *self.params)
         return out.numpy()
 
+    def time_on_device(self, runs: int = 20):
+        """Latency measured where the library runs (on the board for an RPC artifact, on the
+        GPU for CUDA): neither the network nor host-device copies are counted."""
+        import tvm
+
+        from .bench import Timing
+
+        x = tvm.runtime.tensor(np.zeros(self.input_shape, np.float32), self.device)
+        timer = self.vm.time_evaluator("main", self.device, number=1, repeat=runs)
+        return Timing.from_samples("tvm", self.batch, 1e3 * np.asarray(timer(x, *self.params).results))
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Any number of images: chunked to the built batch, the last chunk padded."""
         from .bench import run_in_batches

@@ -22,6 +22,12 @@ class Timing:
     def images_per_s(self) -> float:
         return 1e3 * self.batch / self.median_ms if self.median_ms > 0 else float("inf")
 
+    @classmethod
+    def from_samples(cls, name: str, batch: int, samples_ms) -> "Timing":
+        a = np.asarray(samples_ms, dtype=np.float64)
+        return cls(name, batch, len(a), float(np.median(a)), float(np.percentile(a, 10)),
+                   float(np.percentile(a, 90)))
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["images_per_s"] = self.images_per_s
@@ -56,5 +62,4 @@ def time_callable(name: str, fn: Callable[[np.ndarray], object], x: np.ndarray, 
         samples.append(1e3 * (time.perf_counter() - t))
         if max_seconds is not None and time.perf_counter() - start > max_seconds and len(samples) >= 3:
             break
-    a = np.asarray(samples)
-    return Timing(name, len(x), len(a), float(np.median(a)), float(np.percentile(a, 10)), float(np.percentile(a, 90)))
+    return Timing.from_samples(name, len(x), samples)

@@ -124,3 +124,11 @@ def test_tune_build_verify_on_the_emulated_arm64_board(armboard):
     rep = json.loads(rep_path.read_text())
     assert rep["passed"] and rep["random"]["images"] == 4
     assert rep["random"]["max_abs_error"] < 1e-4 and rep["random"]["top1_agreement"] == 1.0
+
+    out = folder / "bench"
+    r = subprocess.run(CLI + ["bench", str(model), "--batch", "1", "--runs", "3", "-o", str(out), *common],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    res = json.loads((out / "bench.json").read_text())
+    assert res["where"] == "board" and res["emulated"] is True and res["rows"][0]["tvm"]["median_ms"] > 0
+    assert "not ARM timings" in r.stdout

@@ -94,6 +94,24 @@ def test_tune_build_verify_through_rpc(rpc_env):
     assert rep["passed"] and rep["random"]["max_abs_error"] < 1e-4
 
 
+def test_bench_times_the_library_on_the_board(rpc_env, tmp_path):
+    _, targets, _ = rpc_env
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    out = tmp_path / "bench"
+    r = subprocess.run(CLI + ["bench", str(model), "--target", "x86-rpc", "--targets-file", str(targets),
+                              "--logs-dir", str(tmp_path / "logs"), "--batch", "1,2", "--runs", "5", "-o", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    res = json.loads((out / "bench.json").read_text())
+    assert res["where"] == "board" and res["emulated"] is False
+    assert [row["batch"] for row in res["rows"]] == [1, 2]
+    for row in res["rows"]:
+        t = row["tvm"]
+        assert t["runs"] == 5 and 0 < t["p10_ms"] <= t["median_ms"] <= t["p90_ms"]
+        assert "pytorch" not in row and "speedup_vs_pytorch" not in row  # no cross-machine ratio
+    assert "board 'local'" in (out / "bench.md").read_text()
+
+
 def test_unreachable_tracker_and_unknown_key(rpc_env, tmp_path):
     folder, targets, _ = rpc_env
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
@@ -141,6 +159,8 @@ def test_cuda_tune_without_gpu_says_so(tmp_path, run_cli, one_line_error):
         pytest.skip("this machine has a GPU")
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     one_line_error(run_cli("tune", model, "--target", "cuda-sm90", "--logs-dir", tmp_path / "l"), "no", "GPU")
+    one_line_error(run_cli("bench", model, "--target", "cuda-sm90", "--logs-dir", tmp_path / "l",
+                           "-o", tmp_path / "b"), "GPU")
 
 
 

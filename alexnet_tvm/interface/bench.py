@@ -99,8 +99,12 @@ def run_bench(cfg: BenchConfig) -> dict:
     from alexnet_tvm.runtime.references import OnnxRuntimeReference
 
     spec = pick_target(load_targets(cfg.targets_file or default_targets_file()), cfg.target)
-    if not spec.is_cpu or spec.runner != "local":
-        raise ToolkitError(f"bench runs local CPU targets; {spec.name} is {spec.kind}/{spec.runner}")
+    if spec.runner == "rpc":
+        return _bench_board(cfg, spec)
+    if spec.kind == "cuda":
+        return _bench_gpu(cfg, spec)
+    if not spec.is_cpu:
+        raise ToolkitError(f"bench runs CPU, CUDA and RPC-board targets; {spec.name} is {spec.kind}")
     cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
     threads = cfg.threads or int(cores or os.cpu_count() or 1)
     torch.set_num_threads(threads)
@@ -160,28 +164,103 @@ def run_bench(cfg: BenchConfig) -> dict:
         "fp32_peak_gflops": peak, "fp32_peak_how": peak_how, "rows": rows,
         "machine": os.uname().nodename,
     }
+    return _write_results(cfg, result)
+
+
+def _write_results(cfg: BenchConfig, result: dict) -> dict:
     write_json(cfg.out_dir / "bench.json", result)
     write_text(cfg.out_dir / "bench.md", markdown_table(result))
     plot(result, cfg.out_dir / "bench.png")
     return result
 
 
+def _build_tvm(cfg: BenchConfig, spec, batch: int):
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.paths import default_tuning_logs
+
+    art_dir = cfg.out_dir / f"artifact-tvm-b{batch}"
+    res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, logs_dir=cfg.logs_dir or default_tuning_logs(),
+                            batch=batch, force=True))
+    return art_dir, res.untuned
+
+
+def _bench_board(cfg: BenchConfig, spec) -> dict:
+    """TVM on the board, timed there (network excluded). PyTorch and ONNX Runtime do not run
+    on the board, so there is no ratio: comparing with the host would compare machines."""
+    from alexnet_tvm.compile.rpc import board_for
+    from alexnet_tvm.runtime.artifact import load_artifact
+
+    board = board_for(spec)  # one-line error when the tracker or the board is missing
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    emulated = "emulated" in spec.description.lower()
+    rows = []
+    for b in cfg.batches:
+        art_dir, untuned = _build_tvm(cfg, spec, b)
+        t = load_artifact(art_dir, board=board).time_on_device(cfg.runs)
+        rows.append({"batch": b, "untuned_tasks": {"tvm": untuned}, "tvm": t.to_dict()})
+        log.info("batch %d tvm on board %s: median %.2f ms", b, spec.rpc.key, t.median_ms)
+    note = (f"TVM timed on the board {spec.rpc.key!r} (tracker {spec.rpc.tracker}), network excluded."
+            + (" EMULATED board (qemu-user): these timings are not ARM timings." if emulated else ""))
+    return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "board",
+                                "emulated": emulated, "note": note, "rows": rows})
+
+
+def _bench_gpu(cfg: BenchConfig, spec) -> dict:
+    """PyTorch eager on the GPU against the TVM CUDA library, both timed on the device."""
+    import torch
+    import tvm
+
+    from alexnet_tvm.model.reference import load_torch_module
+    from alexnet_tvm.runtime.artifact import load_artifact
+    from alexnet_tvm.runtime.bench import time_callable
+
+    if not tvm.cuda(0).exist or not torch.cuda.is_available():
+        raise ToolkitError(f"bench on {spec.name} needs a CUDA GPU and this machine has none")
+    module, meta, _ = load_torch_module(cfg.model)
+    module = module.cuda().eval()
+    size = meta.input_size if meta else 224
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for b in cfg.batches:
+        x = torch.randn(b, 3, size, size, device="cuda")
+
+        def eager(_):
+            with torch.no_grad():
+                module(x)
+            torch.cuda.synchronize()
+
+        t_torch = time_callable("pytorch", eager, np.zeros((b,)), runs=cfg.runs, warmup=5)
+        art_dir, untuned = _build_tvm(cfg, spec, b)
+        t_tvm = load_artifact(art_dir).time_on_device(cfg.runs)
+        rows.append({"batch": b, "untuned_tasks": {"tvm": untuned}, "pytorch": t_torch.to_dict(),
+                     "tvm": t_tvm.to_dict(), "speedup_vs_pytorch": t_torch.median_ms / t_tvm.median_ms})
+    note = f"PyTorch eager (CUDA) and TVM on {torch.cuda.get_device_name(0)}."
+    return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "gpu",
+                                "note": note, "rows": rows})
+
+
 RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-bf16", "tvm-untuned")
+
+
+RATIOS = (("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime"))
 
 
 def markdown_table(r: dict) -> str:
     present = [k for k in RUNTIMES if any(k in row for row in r["rows"])]
-    head = "| batch | " + " | ".join(f"{k} ms (median) | {k} fps" for k in present) + \
-        " | TVM vs PyTorch | TVM vs ORT |\n"
-    head += "|---" * (1 + 2 * len(present) + 2) + "|\n"
+    ratios = [(title, key) for title, key in RATIOS if all(key in row for row in r["rows"])]
+    head = "| batch | " + " | ".join([f"{k} ms (median) | {k} fps" for k in present] + [t for t, _ in ratios]) + \
+        " |\n"
+    head += "|---" * (1 + 2 * len(present) + len(ratios)) + "|\n"
     lines = []
     for row in r["rows"]:
         cells = [str(row["batch"])]
         for k in present:
             t = row.get(k)
             cells += [f"{t['median_ms']:.2f}", f"{t['images_per_s']:.0f}"] if t else ["-", "-"]
-        cells += [f"{row['speedup_vs_pytorch']:.2f}x", f"{row['speedup_vs_onnxruntime']:.2f}x"]
+        cells += [f"{row[key]:.2f}x" for _, key in ratios]
         lines.append("| " + " | ".join(cells) + " |")
+    if "note" in r:
+        return head + "\n".join(lines) + f"\n\n{r['note']}\n"
     foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} runs after warm-up.\n"
             f"Read bandwidth {r['read_bandwidth_gb_s']:.1f} GB/s: batch-1 weight floor "
             f"{r['batch1_weight_floor_ms']:.2f} ms for {r['weight_mbytes']:.0f} MB of fp32 weights.\n"
@@ -215,8 +294,11 @@ def plot(r: dict, path: Path) -> None:
 def summary_lines(r: dict) -> list[str]:
     out = [markdown_table(r).rstrip()]
     for row in r["rows"]:
-        out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch and "
-                   f"{row['speedup_vs_onnxruntime']:.2f}x ONNX Runtime (speed ratio, >1 = TVM faster)")
+        if "speedup_vs_onnxruntime" in row:
+            out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch and "
+                       f"{row['speedup_vs_onnxruntime']:.2f}x ONNX Runtime (speed ratio, >1 = TVM faster)")
+        elif "speedup_vs_pytorch" in row:
+            out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch (>1 = TVM faster)")
         if "bf16_speedup_vs_pytorch" in row:
             out.append(f"batch {row['batch']}: TVM with bf16 FC weights is {row['bf16_speedup_vs_pytorch']:.2f}x "
                        f"PyTorch and {row['bf16_speedup_vs_onnxruntime']:.2f}x ONNX Runtime (fp32); its logits "
