@@ -22,25 +22,37 @@ def tracker_summary(host: str, port: int, timeout: float = 10.0) -> dict:
             pass
     except OSError as e:
         raise RPCError(f"RPC tracker {host}:{port} is unreachable ({e.strerror or e})") from None
-    out: dict = {}
-    err: list = []
 
     def query():
-        try:
-            from tvm import rpc
+        from tvm import rpc
 
-            out.update(rpc.connect_tracker(host, port).summary())
-        except Exception as e:  # noqa: BLE001 - reported below
+        return rpc.connect_tracker(host, port).summary()
+
+    return _within(timeout, query, f"RPC tracker {host}:{port} did not answer within {timeout:.0f} s",
+                   f"RPC tracker {host}:{port}")
+
+
+def _within(timeout: float, fn, late: str, failed: str):
+    """``fn()`` on a daemon thread, or an RPCError after ``timeout`` s: the TVM RPC client
+    calls block without a deadline of their own."""
+    out: list = []
+    err: list = []
+
+    def call():
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 - the FFI raises assorted types; reported below
             err.append(e)
 
-    t = threading.Thread(target=query, daemon=True)
+    t = threading.Thread(target=call, daemon=True)
     t.start()
     t.join(timeout)
     if t.is_alive():
-        raise RPCError(f"RPC tracker {host}:{port} did not answer within {timeout:.0f} s")
+        raise RPCError(late)
     if err:
-        raise RPCError(f"RPC tracker {host}:{port}: {type(err[0]).__name__}: {err[0]}")
-    return out
+        last = (str(err[0]).strip().splitlines() or [""])[-1]
+        raise RPCError(f"{failed}: {type(err[0]).__name__}: {last}")
+    return out[0]
 
 
 def free_boards(summary: dict, key: str) -> int:
@@ -68,24 +80,9 @@ def bounded_session(rpc_config):
     summary = tracker_summary(host, port, timeout=min(wait, 10.0))
     if not board_registered(summary, key):
         raise RPCError(f"the board under key {key!r} left tracker {host}:{port} (killed or disconnected)")
-    out: list = []
-    err: list = []
-
-    def request():
-        try:
-            out.append(rpc_config.connect_server())
-        except Exception as e:  # noqa: BLE001 - reported below
-            err.append(e)
-
-    t = threading.Thread(target=request, daemon=True)
-    t.start()
-    t.join(wait)
-    if t.is_alive():
-        raise RPCError(f"no board under key {key!r} at tracker {host}:{port} answered within {wait:.0f} s")
-    if err:
-        last = (str(err[0]).strip().splitlines() or [""])[-1]
-        raise RPCError(f"board {key!r}: {type(err[0]).__name__}: {last}")
-    return out[0]
+    return _within(wait, rpc_config.connect_server,
+                   f"no board under key {key!r} at tracker {host}:{port} answered within {wait:.0f} s",
+                   f"board {key!r}")
 
 
 def check_board(spec: TargetSpec, timeout: float = 10.0) -> None:
