@@ -74,6 +74,14 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def read_json(path: Path, error: type[Exception], what: str) -> Any:
+    """The parsed file, or ``error`` with one line naming the file and what it should be."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path}: unreadable {what} ({e})") from None
+
+
 def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

@@ -5,7 +5,6 @@ It is plain data (no torch) so that the thin runtime can read it on a board.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,8 +64,6 @@ def read_sidecar(path: Path) -> ModelMeta:
     side = sidecar_path(path)
     if not side.is_file():
         raise CheckpointError(f"{path}: its sidecar {side.name} is missing")
-    try:
-        data = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{side}: unreadable sidecar ({e})") from None
-    return ModelMeta.from_dict(data, source=str(side))
+    from .fsutil import read_json
+
+    return ModelMeta.from_dict(read_json(side, CheckpointError, "sidecar"), source=str(side))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from alexnet_tvm.errors import ArtifactError, DatabaseError, RegistryError
-from alexnet_tvm.fsutil import atomic_path, refuse_existing, sha256_file, write_json, write_text
+from alexnet_tvm.fsutil import atomic_path, read_json, refuse_existing, sha256_file, write_json, write_text
 from alexnet_tvm.runtime.artifact import LIB, MANIFEST, PARAMS, check_files, read_manifest
 from alexnet_tvm.runtime.distribution import (
     INDEX, LOGS_KIND, LOGS_META, PACK_FORMAT, PACK_KIND, PACK_META, PACKS_DIR, SUMS, TUNING_DIR,
@@ -96,10 +96,7 @@ class PackResult:
 
 
 def _load_report(path: Path) -> dict:
-    try:
-        report = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RegistryError(f"{path}: unreadable verify report ({e})") from None
+    report = read_json(path, RegistryError, "verify report")
     if not isinstance(report, dict) or not isinstance(report.get("passed"), bool) or "against" not in report:
         raise RegistryError(f"{path}: not a verify report (write one with `verify --report`)")
     if not report["passed"]:

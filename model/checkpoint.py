@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -76,13 +75,6 @@ def load_any_checkpoint(path: Path) -> tuple[nn.Module, ModelMeta]:
     if w is None:
         raise CheckpointError(f"{path}: no sidecar {sidecar_path(path).name} and not a torchvision AlexNet state_dict")
     return load_checkpoint(path, meta_for_torchvision_weights(path, int(w.shape[0])))
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable ({e})") from None
 
 
 def init_checkpoint(arch: str, num_classes: int, out: Path, input_size: int | None = None, width: float = 1.0,

@@ -7,7 +7,6 @@ library is code, and loading a tampered one is running it.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_tvm.errors import ArtifactError
-from alexnet_tvm.fsutil import sha256_file
+from alexnet_tvm.fsutil import read_json, sha256_file
 from alexnet_tvm.meta import ModelMeta
 
 from .host import host_cpu_flags
@@ -33,10 +32,7 @@ def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{folder}: not an artifact ({MANIFEST} is missing)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path}: unreadable manifest ({e})") from None
+    manifest = read_json(path, ArtifactError, "manifest")
     for key in ("format_version", "input", "output", "meta", "target", "tvm_version", "files"):
         if key not in manifest:
             raise ArtifactError(f"{path}: manifest lacks {key!r}")

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterator
 
 from alexnet_tvm.errors import ArtifactError, RegistryError
-from alexnet_tvm.fsutil import atomic_dir, refuse_existing, sha256_file
+from alexnet_tvm.fsutil import atomic_dir, read_json, refuse_existing, sha256_file
 
 from .artifact import LIB, MANIFEST, PARAMS, check_files, read_manifest
 from .host import host_cpu_flags
@@ -505,10 +505,7 @@ def extract_archive(archive: Path, dest: Path, label: str | None = None) -> Cont
                                 "refusing it")
     for meta_name, kind in ((PACK_META, PACK_KIND), (LOGS_META, LOGS_KIND)):
         if meta_name in sums:
-            try:
-                meta = json.loads((root / meta_name).read_text())
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise RegistryError(f"{where}: unreadable {meta_name} ({e})") from None
+            meta = read_json(root / meta_name, RegistryError, "pack description")
             if not isinstance(meta, dict) or meta.get("kind") != kind:
                 raise RegistryError(f"{where}: {meta_name} is not an {kind} description")
             if meta.get("format") != PACK_FORMAT:
