@@ -44,19 +44,21 @@ def test_bench_json_has_every_column(tmp_path, run_cli):
     assert "x PyTorch" in res.output and "bf16 FC weights" in res.output
 
 
-#: (name, arch, classes, input size, batch, target): workloads whose records are committed
+#: (name, arch, classes, input size, batch, target, precision): workloads whose records are committed
 REFERENCE_WORKLOADS = [
-    ("demo", "cifar", 10, 32, 1, "x86-avx512"),
-    ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx512"),
+    ("demo", "cifar", 10, 32, 1, "x86-avx512", "fp32"),
+    ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx512", "fp32"),
+    ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx512", "fp32"),
 ]
 
 
-@pytest.mark.parametrize("name,arch,classes,size,batch,target", REFERENCE_WORKLOADS)
-def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes, size, batch, target):
+@pytest.mark.parametrize("name,arch,classes,size,batch,target,precision", REFERENCE_WORKLOADS)
+def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes, size, batch, target, precision):
     """A graph change that invalidates the committed records fails here, not silently in a slow build."""
     from alexnet_tvm.compile.database import RECORDS, WORKLOADS, open_database
     from alexnet_tvm.compile.importer import import_model
     from alexnet_tvm.compile.pipeline import prepare
+    from alexnet_tvm.compile.precision import with_precision
     from alexnet_tvm.compile.tune import has_record, tuning_tasks
     from alexnet_tvm.model.checkpoint import init_checkpoint
 
@@ -70,7 +72,8 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     init_checkpoint(arch, classes, model, input_size=size)
     spec = _targets()[target]
     tvm_target = spec.tvm_target()
-    tasks = tuning_tasks(prepare(import_model(model, batch).mod, tvm_target), tvm_target)
+    mod = with_precision(import_model(model, batch).mod, precision)
+    tasks = tuning_tasks(prepare(mod, tvm_target), tvm_target)
     database = open_database(db, for_tuning=False)
     missing = [t.task_name for t in tasks if not has_record(database, t, tvm_target)]
     assert tasks and not missing, f"{name}: no committed record for {missing}"
