@@ -47,6 +47,9 @@ def test_bench_json_has_every_column(tmp_path, run_cli):
 #: (name, arch, classes, input size, batch, target, precision): workloads whose records are committed
 REFERENCE_WORKLOADS = [
     ("demo", "cifar", 10, 32, 1, "x86-avx512", "fp32"),
+    ("demo", "cifar", 10, 32, 16, "x86-avx512", "fp32"),
+    ("demo", "cifar", 10, 32, 1, "x86-avx2", "fp32"),
+    ("demo", "cifar", 10, 32, 16, "x86-avx2", "fp32"),
     ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx512", "fp32"),
     ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx512", "fp32"),
     ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx2", "fp32"),
