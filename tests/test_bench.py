@@ -52,6 +52,8 @@ REFERENCE_WORKLOADS = [
     ("demo", "cifar", 10, 32, 16, "x86-avx2", "fp32"),
     ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx512", "fp32"),
     ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx512", "fp32"),
+    ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx512", "bf16"),
+    ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx512", "bf16"),
     ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx2", "fp32"),
     ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx2", "fp32"),
 ]
