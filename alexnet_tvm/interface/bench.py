@@ -90,7 +90,6 @@ def model_flops_and_weights(module, input_size: int) -> tuple[float, int]:
 def run_bench(cfg: BenchConfig) -> dict:
     import torch
 
-    from alexnet_tvm.compile.build import BuildConfig, build
     from alexnet_tvm.compile.targets import load_targets, pick_target
     from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
     from alexnet_tvm.paths import default_targets_file, default_tuning_logs
@@ -130,10 +129,7 @@ def run_bench(cfg: BenchConfig) -> dict:
             builds["tvm-untuned"] = (cfg.out_dir / "empty-logs", "fp32")
         untuned_tasks = {}
         for name, (ldir, precision) in builds.items():
-            art_dir = cfg.out_dir / f"artifact-{name}-b{b}"
-            res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, logs_dir=ldir, batch=b, force=True,
-                                    precision=precision))
-            untuned_tasks[name] = res.untuned
+            art_dir, untuned_tasks[name] = _build_tvm(cfg, spec, b, name, ldir, precision)
             runtimes[name] = load_artifact(art_dir).run_batch
         row = {"batch": b, "untuned_tasks": untuned_tasks}
         outputs = {}
@@ -174,13 +170,15 @@ def _write_results(cfg: BenchConfig, result: dict) -> dict:
     return result
 
 
-def _build_tvm(cfg: BenchConfig, spec, batch: int):
+def _build_tvm(cfg: BenchConfig, spec, batch: int, name: str = "tvm", logs_dir: Path | None = None,
+               precision: str = "fp32") -> tuple[Path, list[str]]:
+    """The artifact to time (rebuilt each run, so it matches the records now) and its untuned tasks."""
     from alexnet_tvm.compile.build import BuildConfig, build
     from alexnet_tvm.paths import default_tuning_logs
 
-    art_dir = cfg.out_dir / f"artifact-tvm-b{batch}"
-    res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, logs_dir=cfg.logs_dir or default_tuning_logs(),
-                            batch=batch, force=True))
+    art_dir = cfg.out_dir / f"artifact-{name}-b{batch}"
+    res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, batch=batch, force=True, precision=precision,
+                            logs_dir=logs_dir or cfg.logs_dir or default_tuning_logs()))
     return art_dir, res.untuned
 
 
