@@ -38,6 +38,8 @@ class TuneConfig:
     builder_timeout: float = 120.0
     #: "fp32" or "bf16" (FC weights stored as bf16, see precision.py)
     precision: str = "fp32"
+    #: also tune tasks that already have records (the old records seed the cost model)
+    extend: bool = False
 
 
 @dataclass
@@ -179,10 +181,11 @@ def tune(cfg: TuneConfig) -> TuneResult:
     tasks = tuning_tasks(prepared, target)
     db_dir = db_dir_for(cfg.logs_dir, spec)
     database = open_database(db_dir, for_tuning=True)
-    pending = [t for t in tasks if not has_record(database, t, target)]
+    missing = [t for t in tasks if not has_record(database, t, target)]
+    pending = tasks if cfg.extend else missing
     t0 = time.perf_counter()
-    log.info("%d tasks, %d already have records, %d to tune", len(tasks), len(tasks) - len(pending), len(pending))
-    result = TuneResult(db_dir, len(tasks), len(tasks) - len(pending), 0, 0, 0.0, False)
+    log.info("%d tasks, %d already have records, %d to tune", len(tasks), len(tasks) - len(missing), len(pending))
+    result = TuneResult(db_dir, len(tasks), len(tasks) - len(missing), 0, 0, 0.0, False)
     if not pending:
         return result
 

@@ -58,6 +58,15 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
     res3 = subprocess.run(_tune_cmd(model, logs), capture_output=True, text=True, timeout=600)
     assert res3.returncode == 0
     assert "0 tuned now, 0 trials" in res3.stdout
+    done = _records(db)
+
+    # --extend spends more trials on tasks that already have records, and adds to the log.
+    res4 = subprocess.run(_tune_cmd(model, logs, trials=6) + ["--extend"], capture_output=True, text=True,
+                          timeout=600)
+    assert res4.returncode == 0, res4.stderr[-2000:]
+    summary = [ln for ln in res4.stdout.splitlines() if "already tuned" in ln][0]
+    assert int(summary.split(" trials in ")[0].split(", ")[-1]) == 6, summary
+    assert len(_records(db)) > len(done)
 
     # build uses the records: every task tuned, manifest says so, and the digest matches.
     from alexnet_tvm.compile.build import BuildConfig, build
