@@ -39,8 +39,8 @@ def _bf16_fc_weights(mod):
 
     func = mod["main"]
     num_input = int(func.attrs["num_input"]) if func.attrs and "num_input" in func.attrs else len(func.params)
-    weights = {p for p in func.params[num_input:]}
-    matmul, permute, astype = (tvm.ir.Op.get(n) for n in ("relax.matmul", "relax.permute_dims", "relax.astype"))
+    weights = set(func.params[num_input:])
+    matmul, permute = tvm.ir.Op.get("relax.matmul"), tvm.ir.Op.get("relax.permute_dims")
 
     @mutator
     class Rewrite(PyExprMutator):

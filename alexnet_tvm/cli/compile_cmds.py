@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from alexnet_tvm.compile.precision import PRECISIONS
 from alexnet_tvm.paths import default_targets_file, default_tuning_logs
 
 targets_option = click.option("--targets-file", type=click.Path(path_type=Path), default=None,
                               help="Default: targets.yaml of the project.")
-precision_option = click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
+precision_option = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
                                  show_default=True,
                                  help="bf16: store the FC weights as bf16 (half the weight traffic; fp32 math).")
 logs_option = click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
