@@ -13,6 +13,10 @@ from .errors import CheckpointError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Weight precisions a build can have. Here, not in compile/, because the CLI offers them
+# as choices and the CLI must import on a board that has no compile package.
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass
 class ModelMeta:

@@ -14,8 +14,7 @@ The rewrite runs before `prepare`, in `tune` and `build` alike, so the tuned wor
 from __future__ import annotations
 
 from alexnet_tvm.errors import ToolkitError
-
-PRECISIONS = ("fp32", "bf16")
+from alexnet_tvm.meta import PRECISIONS
 
 
 def check_precision(precision: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from alexnet_tvm.compile.precision import PRECISIONS
+from alexnet_tvm.meta import PRECISIONS
 from alexnet_tvm.paths import default_targets_file, default_tuning_logs
 
 targets_option = click.option("--targets-file", type=click.Path(path_type=Path), default=None,
