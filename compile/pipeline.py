@@ -1,7 +1,8 @@
 """The Relax passes around tuning, shared by `tune` and `build` so database keys match.
 
-prepare():  decompose, legalize, fuse (the `zero` pipeline) and, on CPU, mark weight
-            buffers layout-free so MetaSchedule may choose a packed weight layout.
+prepare():  optionally convert the convs to NHWC, then decompose, legalize, fuse (the
+            `zero` pipeline) and, on CPU, mark weight buffers layout-free so MetaSchedule
+            may choose a packed weight layout.
 lower():    apply the tuning records, split the weight repacking out of `main` into
             `main_transform_params` (run once at build time), then compile.
 """
@@ -17,12 +18,20 @@ def is_gpu(target) -> bool:
     return "gpu" in [str(k) for k in target.keys]
 
 
-def prepare(mod, target):
+def prepare(mod, target, conv_layout: str = "NCHW"):
+    """``conv_layout="NHWC"`` puts channels innermost, where MetaSchedule's CPU tiling
+    vectorizes them (64-384 channels, multiples of 16); in NCHW its innermost loop is the
+    output width (55, 27 or 13 in AlexNet), which vectorizes badly. The kernels stay OIHW:
+    a permuted kernel would be a computed value, not a parameter, and lose its layout-free
+    mark. The input and the flatten get one transpose each."""
     import tvm
     from tvm import relax
     from tvm.relax import transform as T
 
-    passes = [T.DecomposeOpsForInference(), T.CanonicalizeBindings(), relax.get_pipeline("zero")]
+    passes = []
+    if conv_layout == "NHWC":
+        passes.append(T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OIHW"]}))
+    passes += [T.DecomposeOpsForInference(), T.CanonicalizeBindings(), relax.get_pipeline("zero")]
     if not is_gpu(target):
         passes.append(T.AttachAttrLayoutFreeBuffers())
     with target, tvm.transform.PassContext(opt_level=3):

@@ -14,6 +14,9 @@ from alexnet_tvm.runtime.host import host_cpu_flags
 from alexnet_tvm.errors import TargetError
 
 RUNNERS = ("local", "rpc")
+#: Layouts the convolutions are tuned and built in. The model is NCHW; "NHWC" converts the
+#: convs (the weights stay OIHW parameters, so MetaSchedule still chooses their packing).
+CONV_LAYOUTS = ("NCHW", "NHWC")
 AUTO = "auto"
 
 
@@ -45,6 +48,7 @@ class TargetSpec:
     trials_per_task: int = 128
     runner: str = "local"
     rpc: RPCConfig | None = None
+    conv_layout: str = "NCHW"
 
     def tvm_target(self):
         import tvm
@@ -119,7 +123,8 @@ def _pos_int(value: Any, path: tuple, where: _Where) -> int:
     return value
 
 
-KNOWN_KEYS = {"description", "target", "host", "host_features", "batch_sizes", "tuning", "runner", "rpc"}
+KNOWN_KEYS = {"description", "target", "host", "host_features", "batch_sizes", "tuning", "runner", "rpc",
+              "conv_layout"}
 
 
 def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
@@ -150,6 +155,9 @@ def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
     spec.total_trials = _pos_int(tuning.get("total_trials", spec.total_trials), p + ("tuning", "total_trials"), where)
     spec.trials_per_task = _pos_int(tuning.get("trials_per_task", spec.trials_per_task),
                                     p + ("tuning", "trials_per_task"), where)
+    spec.conv_layout = d.get("conv_layout", spec.conv_layout)
+    if spec.conv_layout not in CONV_LAYOUTS:
+        raise where.err(p + ("conv_layout",), f"must be one of {', '.join(CONV_LAYOUTS)}")
     spec.runner = d.get("runner", "local")
     if spec.runner not in RUNNERS:
         raise where.err(p + ("runner",), f"must be one of {', '.join(RUNNERS)}")

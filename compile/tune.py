@@ -177,7 +177,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
         raise TuningError(f"target {spec.name} needs a CUDA GPU to measure on and this machine has none "
                           "(build works without one: it uses DLight default schedules)")
     imported = import_model(cfg.model, cfg.batch)
-    prepared = prepare(with_precision(imported.mod, cfg.precision), target)
+    prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout)
     tasks = tuning_tasks(prepared, target)
     db_dir = db_dir_for(cfg.logs_dir, spec)
     database = open_database(db_dir, for_tuning=True)

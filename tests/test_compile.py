@@ -72,6 +72,38 @@ def test_every_variant_and_format_builds_a_verified_artifact(tmp_path, arch, fmt
     assert rep.random.images == 5  # 5 images through a batch-2 library: chunked and padded
 
 
+@pytest.mark.parametrize("arch", ["torchvision", "paper", "cifar"])
+def test_nhwc_conv_layout_builds_a_verified_artifact(tmp_path, arch):
+    """conv_layout: NHWC changes every conv workload (channels innermost) and nothing the user sees."""
+    import dataclasses
+
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.compile.importer import import_model
+    from alexnet_tvm.compile.pipeline import prepare
+    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.interface.verify import VerifyConfig, run_verify
+
+    ckpt = _tiny_checkpoint(tmp_path / "m", arch)
+    nchw = _targets()[TARGET]
+    nhwc = dataclasses.replace(nchw, conv_layout="NHWC")
+    target = nhwc.tvm_target()
+    mod = import_model(ckpt, 2).mod
+    convs = {layout: [t for t in tuning_tasks(prepare(mod, target, layout), target) if "conv2d" in t.task_name]
+             for layout in ("NCHW", "NHWC")}
+    assert len(convs["NHWC"]) == len(convs["NCHW"]) == 5
+    for layout, tasks in convs.items():
+        for t in tasks:
+            assert f"conv2d_{layout.lower()}" in t.dispatched[0].script(), (layout, t.task_name)
+    art = tmp_path / "art"
+    build(BuildConfig(model=ckpt, target=nhwc, out=art, logs_dir=tmp_path / "logs", batch=2))
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["target"]["conv_layout"] == "NHWC"
+    assert manifest["input"]["shape"] == [2, 3, 32 if arch == "cifar" else 224] + [32 if arch == "cifar" else 224]
+    rep = run_verify(VerifyConfig(artifact=art, against="pytorch", model=ckpt, random_count=3))
+    assert rep.passed, rep.failures
+    assert rep.random.max_abs_error < 1e-4 and rep.random.top1_agreement == 1.0
+
+
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tinyart")
@@ -199,6 +231,7 @@ def test_unknown_target_name(tiny_artifact, run_cli, one_line_error):
     ("targets:\n  a:\n    description: no target\n", ":2: targets.a: missing key 'target'"),
     ("targets:\n  a:\n    target: 'llvm -mcpu=haswell'\n", ":3: targets.a.target"),
     ("targets:\n  a:\n    target: {kind: llvm}\n    batch_sizes: [1, -4]\n", ":4: targets.a.batch_sizes"),
+    ("targets:\n  a:\n    target: {kind: llvm}\n    conv_layout: NWHC\n", ":4: targets.a.conv_layout"),
     ("targets:\n  a: [unclosed\n", "malformed YAML"),
 ])
 def test_malformed_targets_file_names_key_and_line(tmp_path, tiny_artifact, run_cli, one_line_error, text, fragment):
