@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_tvm.errors import TuningError
+from alexnet_tvm.runtime.host import THREADS_ENV, use_threads
 
 from .importer import import_model
 from .pipeline import is_gpu, prepare
@@ -151,11 +153,9 @@ def _make_runner(target: TargetSpec):
 
 def tune(cfg: TuneConfig) -> TuneResult:
     import tvm  # noqa: F401
-    from tqdm import tqdm
     from tvm.s_tir import meta_schedule as ms
 
     from .database import open_database
-    from .workers import WarmBuilder
 
     spec = cfg.target
     check_precision(cfg.precision)
@@ -194,9 +194,36 @@ def tune(cfg: TuneConfig) -> TuneResult:
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         pending, work_dir=str(db_dir), seed=cfg.seed, num_threads=max(cores, 1))
     reports = [TaskReport(t.task_name, int(t.weight)) for t in pending]
-    deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
-    from .rpc import builder_export_for
+    threads_before = os.environ.get(THREADS_ENV)
+    if spec.runner == "local" and spec.is_cpu:
+        use_threads(cores)  # the runner's workers measure with the cores the library will use
+    try:
+        _run_tuner(cfg, spec, contexts, weights, database, total, per_task, cores, reports, result)
+    finally:
+        _restore_env(THREADS_ENV, threads_before)
+    result.reports = reports
+    result.trials = sum(r.trials for r in reports)
+    result.tuned_now = sum(1 for t in pending if has_record(database, t, target))
+    result.seconds = time.perf_counter() - t0
+    _cleanup_logs(db_dir)
+    from .database import prune_database
 
+    before, after = prune_database(db_dir)
+    log.info("kept the %d best of %d records (per workload) in %s", after, before, db_dir)
+    return result
+
+
+def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, total: int, per_task: int,
+               cores: int, reports: list[TaskReport], result: TuneResult) -> None:
+    """MetaSchedule's task loop with our warm builder, progress and budget; a spent budget is a
+    normal end (the records are kept), any other failure is raised."""
+    from tqdm import tqdm
+    from tvm.s_tir import meta_schedule as ms
+
+    from .rpc import builder_export_for
+    from .workers import WarmBuilder
+
+    deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
     runner = _make_runner(spec)  # checks the board first when it is remote
     builder = WarmBuilder(max_workers=max(cores, 1), timeout_sec=cfg.builder_timeout,
                           f_export=builder_export_for(spec))
@@ -205,8 +232,9 @@ def tune(cfg: TuneConfig) -> TuneResult:
     stop: dict = {}
     callbacks.append(_progress_callback(reports, bar, deadline, stop))
     try:
-        ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db_dir), max_trials_global=total,
-                           max_trials_per_task=per_task, num_trials_per_iter=cfg.trials_per_round,
+        ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(result.db_dir),
+                           max_trials_global=total, max_trials_per_task=per_task,
+                           num_trials_per_iter=cfg.trials_per_round,
                            builder=builder, runner=runner, database=database, cost_model="xgb",
                            measure_callbacks=callbacks, task_scheduler="gradient")
     except Exception:
@@ -219,16 +247,13 @@ def tune(cfg: TuneConfig) -> TuneResult:
     finally:
         bar.close()
         builder.shutdown()
-    result.reports = reports
-    result.trials = sum(r.trials for r in reports)
-    result.tuned_now = sum(1 for t in pending if has_record(database, t, target))
-    result.seconds = time.perf_counter() - t0
-    _cleanup_logs(db_dir)
-    from .database import prune_database
 
-    before, after = prune_database(db_dir)
-    log.info("kept the %d best of %d records (per workload) in %s", after, before, db_dir)
-    return result
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _forget_unnamed_ms_handlers() -> None:

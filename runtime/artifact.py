@@ -17,7 +17,7 @@ from alexnet_tvm.errors import ArtifactError
 from alexnet_tvm.fsutil import read_json, sha256_file
 from alexnet_tvm.meta import ModelMeta
 
-from .host import host_cpu_flags
+from .host import host_cpu_flags, use_threads
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,12 @@ def _remote_session(board: RemoteBoard):
                        f"({type(e).__name__}: {str(e).strip().splitlines()[-1][:160]})") from None
 
 
+def _num_cores(manifest: dict) -> int | None:
+    """The cores the library was tuned and split for (a target dict's num-cores)."""
+    target = manifest["target"].get("target")
+    return target.get("num-cores") if isinstance(target, dict) else None
+
+
 def load_artifact(folder: Path, check_host: bool = True, board: RemoteBoard | None = None) -> Artifact:
     """Checksums first, then load the library here or on a remote board."""
     import tvm
@@ -172,6 +178,8 @@ def load_artifact(folder: Path, check_host: bool = True, board: RemoteBoard | No
         if check_host:
             check_runnable_here(manifest)
         dev = tvm.cuda(0) if manifest["target"].get("kind") == "cuda" else tvm.cpu(0)
+        if manifest["target"].get("kind") != "cuda":
+            use_threads(_num_cores(manifest))
         lib = tvm.runtime.load_module(str(folder / LIB))
     vm = relax.VirtualMachine(lib, dev)
     loaded = tvm.runtime.load_param_dict((folder / PARAMS).read_bytes())

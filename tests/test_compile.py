@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -204,6 +205,26 @@ def test_runtime_runs_an_artifact_with_torch_blocked(tiny_artifact):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok (3, 4)"
+
+
+def test_runtime_uses_the_cores_the_library_was_built_for(tiny_artifact):
+    """A 2-core library runs on 2 threads here, not on TVM's x86 default of half the CPUs;
+    a user's TVM_NUM_THREADS still wins."""
+    _, art = tiny_artifact
+    code = textwrap.dedent(f"""
+        import numpy as np, tvm
+        from alexnet_tvm.runtime.artifact import load_artifact
+        a = load_artifact({str(art)!r})
+        a.predict(np.zeros((1,) + a.input_shape[1:], np.float32))
+        print(tvm.get_global_func("runtime.NumThreads")())
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    cores = _targets()[TARGET].target["num-cores"]
+    for user, expected in ((None, min(cores, os.cpu_count())), ("1", 1)):
+        run_env = dict(env, **({"TVM_NUM_THREADS": user} if user else {}))
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=run_env)
+        assert res.returncode == 0, res.stderr
+        assert int(res.stdout.strip()) == expected, (user, res.stdout)
 
 
 def test_auto_target_and_listing(run_cli):

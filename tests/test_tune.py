@@ -113,3 +113,36 @@ def test_time_budget_stops_after_the_round_and_keeps_records(tmp_path):
     assert res.stopped_by_budget
     assert 0 < res.trials < 40
     assert len(_records(tmp_path / "logs" / TARGET)) >= 1
+
+
+def _child_tvm_threads() -> int:
+    """Threads the TVM runtime uses in a process started now (as the runner's workers are)."""
+    code = "import tvm; tvm.get_global_func('runtime.NumThreads')(); print(tvm.get_global_func('runtime.NumThreads')())"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              timeout=120).stdout.strip())
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_runner_workers_measure_with_the_targets_cores(tmp_path, monkeypatch):
+    """TVM alone runs half the logical CPUs on x86; candidates measured that way lose their
+    parallel loops. The runner's workers must see the target's num-cores, and the variable is
+    put back afterwards."""
+    from alexnet_tvm.compile import tune as tune_mod
+
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    seen = {}
+
+    def spy(spec):
+        seen["threads"] = _child_tvm_threads()
+        raise _Stop()
+
+    monkeypatch.setattr(tune_mod, "_make_runner", spy)
+    spec = _targets()[TARGET]
+    with pytest.raises(_Stop):
+        tune_mod.tune(tune_mod.TuneConfig(model=_tiny_checkpoint(tmp_path / "m", "cifar"), target=spec,
+                                          logs_dir=tmp_path / "logs", total_trials=4))
+    assert seen["threads"] == min(spec.target["num-cores"], os.cpu_count())
+    assert "TVM_NUM_THREADS" not in os.environ
