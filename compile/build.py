@@ -84,7 +84,7 @@ def build(cfg: BuildConfig) -> BuildResult:
     spec = cfg.target
     target = spec.tvm_target()
     imported = import_model(cfg.model, cfg.batch)
-    prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout)
+    prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
     tasks = tuning_tasks(prepared, target)
     db_dir = db_dir_for(cfg.logs_dir, spec)
     database = open_database(db_dir, for_tuning=False)
@@ -113,7 +113,7 @@ def build(cfg: BuildConfig) -> BuildResult:
             "meta": imported.meta.to_dict(),
             "target": {"name": spec.name, "target": spec.target, "host": spec.host,
                        "host_features": spec.host_features, "kind": spec.kind, "runner": spec.runner,
-                       "conv_layout": spec.conv_layout,
+                       "conv_layout": spec.conv_layout, "winograd_tile": spec.winograd_tile,
                        "tvm_target": str(target)},
             "tvm_version": tvm.__version__,
             "tuning": {"database": str(db_dir), "digest": database_digest(db_dir), "tasks": len(tasks),

@@ -350,8 +350,13 @@ def _cost(body: str) -> float:
         return float("inf")
 
 
-def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, validate: bool = True) -> MergeResult:
+def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, validate: bool = True,
+                         replace: bool = False) -> MergeResult:
     """Merge the database in ``src`` into ``dest`` (created if absent), deduplicated, best first kept.
+
+    With ``replace``, the records ``dest`` holds for a workload that ``src`` has records for
+    are dropped first: timings taken on another machine are not comparable with these, so
+    the faster-looking old ones must not win the "best record" choice.
 
     Records name their workload by line number in ``database_workload.json``, so
     incoming workloads are matched to existing ones by identical line text and
@@ -387,11 +392,12 @@ def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, valida
     seen: set[tuple[int, str]] = set()
     merged: list[tuple[int, str, str]] = []  # (workload, body, line)
     n_old = 0
+    replaced = {new_map[_split_record(line, str(src / RECORDS))[0]] for line in new_r} if replace else set()
     for lines, mapping, where in ((old_r, old_map, dest / RECORDS), (new_r, new_map, src / RECORDS)):
         for line in lines:
             idx, body = _split_record(line, str(where))
             wl = mapping[idx]  # in range: check_database checked every index
-            if (wl, body) in seen:
+            if (wl, body) in seen or (mapping is old_map and wl in replaced):
                 continue
             seen.add((wl, body))
             merged.append((wl, body, line if wl == idx else f"[{wl},{body}"))

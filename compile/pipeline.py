@@ -18,19 +18,25 @@ def is_gpu(target) -> bool:
     return "gpu" in [str(k) for k in target.keys]
 
 
-def prepare(mod, target, conv_layout: str = "NCHW"):
+def prepare(mod, target, conv_layout: str = "NCHW", winograd_tile: int = 0):
     """``conv_layout="NHWC"`` puts channels innermost, where MetaSchedule's CPU tiling
     vectorizes them (64-384 channels, multiples of 16); in NCHW its innermost loop is the
     output width (55, 27 or 13 in AlexNet), which vectorizes badly. The kernels stay OIHW:
     a permuted kernel would be a computed value, not a parameter, and lose its layout-free
-    mark. The input and the flatten get one transpose each."""
+    mark. The input and the flatten get one transpose each. ``winograd_tile`` > 0 then
+    turns the 3x3 convs into Winograd convolutions (see winograd.py)."""
     import tvm
     from tvm import relax
     from tvm.relax import transform as T
 
+    from .winograd import winograd_convs
+
     passes = []
     if conv_layout == "NHWC":
         passes.append(T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OIHW"]}))
+    if winograd_tile:
+        passes.append(tvm.transform.module_pass(lambda m, _ctx: winograd_convs(m, winograd_tile), opt_level=0,
+                                                name="WinogradConvs"))
     passes += [T.DecomposeOpsForInference(), T.CanonicalizeBindings(), relax.get_pipeline("zero")]
     if not is_gpu(target):
         passes.append(T.AttachAttrLayoutFreeBuffers())

@@ -13,6 +13,8 @@ from alexnet_tvm.runtime.host import host_cpu_flags
 
 from alexnet_tvm.errors import TargetError
 
+from .winograd import WINOGRAD_TILES
+
 RUNNERS = ("local", "rpc")
 #: Layouts the convolutions are tuned and built in. The model is NCHW; "NHWC" converts the
 #: convs (the weights stay OIHW parameters, so MetaSchedule still chooses their packing).
@@ -49,6 +51,8 @@ class TargetSpec:
     runner: str = "local"
     rpc: RPCConfig | None = None
     conv_layout: str = "NCHW"
+    #: Winograd F(m x m, 3x3) output tile for the 3x3 convs; 0 = direct convolution (NHWC CPU only)
+    winograd_tile: int = 0
 
     def tvm_target(self):
         import tvm
@@ -124,7 +128,7 @@ def _pos_int(value: Any, path: tuple, where: _Where) -> int:
 
 
 KNOWN_KEYS = {"description", "target", "host", "host_features", "batch_sizes", "tuning", "runner", "rpc",
-              "conv_layout"}
+              "conv_layout", "winograd_tile"}
 
 
 def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
@@ -158,6 +162,11 @@ def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
     spec.conv_layout = d.get("conv_layout", spec.conv_layout)
     if spec.conv_layout not in CONV_LAYOUTS:
         raise where.err(p + ("conv_layout",), f"must be one of {', '.join(CONV_LAYOUTS)}")
+    spec.winograd_tile = d.get("winograd_tile", 0)
+    if spec.winograd_tile not in WINOGRAD_TILES:
+        raise where.err(p + ("winograd_tile",), f"must be one of {', '.join(map(str, WINOGRAD_TILES))} (0 = off)")
+    if spec.winograd_tile and (spec.conv_layout != "NHWC" or not spec.is_cpu):
+        raise where.err(p + ("winograd_tile",), "needs conv_layout: NHWC on an llvm (CPU) target")
     spec.runner = d.get("runner", "local")
     if spec.runner not in RUNNERS:
         raise where.err(p + ("runner",), f"must be one of {', '.join(RUNNERS)}")

@@ -42,6 +42,9 @@ class TuneConfig:
     precision: str = "fp32"
     #: also tune tasks that already have records (the old records seed the cost model)
     extend: bool = False
+    #: tune this model's tasks from an empty log, then replace their records in the target's
+    #: database (for a new machine: records timed elsewhere would win the best-record choice)
+    fresh: bool = False
 
 
 @dataclass
@@ -73,6 +76,11 @@ class TuneResult:
 
 def db_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
     return Path(logs_dir) / target.name
+
+
+def fresh_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
+    """Scratch database of a ``fresh`` run; it survives a kill, so a re-run resumes from it."""
+    return Path(logs_dir) / ".fresh" / target.name
 
 
 def tuning_tasks(prepared, target) -> list:
@@ -177,16 +185,21 @@ def tune(cfg: TuneConfig) -> TuneResult:
         raise TuningError(f"target {spec.name} needs a CUDA GPU to measure on and this machine has none "
                           "(build works without one: it uses DLight default schedules)")
     imported = import_model(cfg.model, cfg.batch)
-    prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout)
+    prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
     tasks = tuning_tasks(prepared, target)
     db_dir = db_dir_for(cfg.logs_dir, spec)
-    database = open_database(db_dir, for_tuning=True)
+    work_dir = fresh_dir_for(cfg.logs_dir, spec) if cfg.fresh else db_dir
+    database = open_database(work_dir, for_tuning=True)
     missing = [t for t in tasks if not has_record(database, t, target)]
     pending = tasks if cfg.extend else missing
     t0 = time.perf_counter()
-    log.info("%d tasks, %d already have records, %d to tune", len(tasks), len(tasks) - len(missing), len(pending))
-    result = TuneResult(db_dir, len(tasks), len(tasks) - len(missing), 0, 0, 0.0, False)
+    log.info("%d tasks, %d already have records%s, %d to tune", len(tasks), len(tasks) - len(missing),
+             f" in {work_dir}" if cfg.fresh else "", len(pending))
+    result = TuneResult(work_dir, len(tasks), len(tasks) - len(missing), 0, 0, 0.0, False)
     if not pending:
+        if cfg.fresh:
+            _merge_fresh(work_dir, db_dir, done=True)
+        result.db_dir = db_dir
         return result
 
     total = min(total, per_task * len(pending))
@@ -205,12 +218,29 @@ def tune(cfg: TuneConfig) -> TuneResult:
     result.trials = sum(r.trials for r in reports)
     result.tuned_now = sum(1 for t in pending if has_record(database, t, target))
     result.seconds = time.perf_counter() - t0
-    _cleanup_logs(db_dir)
+    _cleanup_logs(work_dir)
     from .database import prune_database
 
-    before, after = prune_database(db_dir)
-    log.info("kept the %d best of %d records (per workload) in %s", after, before, db_dir)
+    before, after = prune_database(work_dir)
+    log.info("kept the %d best of %d records (per workload) in %s", after, before, work_dir)
+    if cfg.fresh:
+        _merge_fresh(work_dir, db_dir, done=all(has_record(database, t, target) for t in tasks))
+    result.db_dir = db_dir
     return result
+
+
+def _merge_fresh(work_dir: Path, db_dir: Path, done: bool) -> None:
+    """Put a fresh run's records in place of the old ones for the same workloads. The scratch
+    database goes once every task has a record there; until then a re-run resumes from it."""
+    import shutil
+
+    from .pack import merge_tuning_records
+
+    res = merge_tuning_records(work_dir, db_dir, replace=True)
+    log.info("fresh records replace the old ones for their workloads in %s (%d -> %d records)",
+             db_dir, res.records_before, res.records_after)
+    if done:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, total: int, per_task: int,

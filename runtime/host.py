@@ -8,18 +8,23 @@ from pathlib import Path
 
 
 @functools.lru_cache(maxsize=1)
-def _cpuinfo() -> tuple[frozenset[str], float]:
+def _cpuinfo() -> tuple[frozenset[str], float, str, int]:
     flags: frozenset[str] = frozenset()
     mhz = 0.0
+    vendor, family = "", 0
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")) and not flags:
                 flags = frozenset(line.split(":", 1)[1].split())
             elif line.startswith("cpu MHz") and not mhz:
                 mhz = float(line.split(":", 1)[1])
+            elif line.startswith("vendor_id") and not vendor:
+                vendor = line.split(":", 1)[1].strip()
+            elif line.startswith("cpu family") and not family:
+                family = int(line.split(":", 1)[1])
     except (OSError, ValueError):
         pass
-    return flags, mhz
+    return flags, mhz, vendor, family
 
 
 def host_cpu_flags() -> set[str]:
@@ -30,6 +35,15 @@ def host_cpu_flags() -> set[str]:
 def cpu_mhz() -> float:
     """Nominal clock of the first core in MHz; 0 when unknown."""
     return _cpuinfo()[1]
+
+
+def fp32_lanes_per_fma() -> int:
+    """fp32 lanes one FMA pipe retires per cycle. AMD Zen 4 (family 0x19) runs AVX-512 as two
+    256-bit halves, so its AVX-512 FMA does 8 lanes a cycle, not 16; Zen 5 and Intel do 16."""
+    flags, _, vendor, family = _cpuinfo()
+    if "avx512f" in flags:
+        return 8 if vendor == "AuthenticAMD" and family == 0x19 else 16
+    return 8 if "avx2" in flags else 4
 
 
 THREADS_ENV = "TVM_NUM_THREADS"

@@ -80,7 +80,7 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     spec = _targets()[target]
     tvm_target = spec.tvm_target()
     mod = with_precision(import_model(model, batch).mod, precision)
-    tasks = tuning_tasks(prepare(mod, tvm_target, spec.conv_layout), tvm_target)
+    tasks = tuning_tasks(prepare(mod, tvm_target, spec.conv_layout, spec.winograd_tile), tvm_target)
     database = open_database(db, for_tuning=False)
     missing = [t.task_name for t in tasks if not has_record(database, t, tvm_target)]
     assert tasks and not missing, f"{name}: no committed record for {missing}"

@@ -105,6 +105,33 @@ def test_nhwc_conv_layout_builds_a_verified_artifact(tmp_path, arch):
     assert rep.random.max_abs_error < 1e-4 and rep.random.top1_agreement == 1.0
 
 
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_convs_build_a_verified_artifact(tmp_path, tile):
+    """winograd_tile turns exactly the three 3x3 convs into Winograd tasks whose kernel transform
+    runs at build time, and the artifact still agrees with PyTorch."""
+    import dataclasses
+
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.compile.importer import import_model
+    from alexnet_tvm.compile.pipeline import prepare
+    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.interface.verify import VerifyConfig, run_verify
+
+    ckpt = _tiny_checkpoint(tmp_path / "m", "torchvision")
+    spec = dataclasses.replace(_targets()[TARGET], conv_layout="NHWC", winograd_tile=tile)
+    target = spec.tvm_target()
+    tasks = [t.task_name for t in tuning_tasks(prepare(import_model(ckpt, 2).mod, target, "NHWC", tile), target)]
+    assert sum("conv2d_winograd" in n for n in tasks) == 3, tasks
+    assert not any("kernel_transform" in n for n in tasks), tasks  # lifted out of main: not tuned
+    assert sum(n.startswith("fused_conv2d") and "winograd" not in n for n in tasks) == 2, tasks  # conv1, conv2
+    art = tmp_path / "art"
+    build(BuildConfig(model=ckpt, target=spec, out=art, logs_dir=tmp_path / "logs", batch=2))
+    assert json.loads((art / "manifest.json").read_text())["target"]["winograd_tile"] == tile
+    rep = run_verify(VerifyConfig(artifact=art, against="pytorch", model=ckpt, random_count=3))
+    assert rep.passed, rep.failures
+    assert rep.random.max_abs_error < 1e-4 and rep.random.top1_agreement == 1.0
+
+
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tinyart")
@@ -253,6 +280,9 @@ def test_unknown_target_name(tiny_artifact, run_cli, one_line_error):
     ("targets:\n  a:\n    target: 'llvm -mcpu=haswell'\n", ":3: targets.a.target"),
     ("targets:\n  a:\n    target: {kind: llvm}\n    batch_sizes: [1, -4]\n", ":4: targets.a.batch_sizes"),
     ("targets:\n  a:\n    target: {kind: llvm}\n    conv_layout: NWHC\n", ":4: targets.a.conv_layout"),
+    ("targets:\n  a:\n    target: {kind: llvm}\n    conv_layout: NHWC\n    winograd_tile: 3\n",
+     ":5: targets.a.winograd_tile"),
+    ("targets:\n  a:\n    target: {kind: llvm}\n    winograd_tile: 4\n", "needs conv_layout: NHWC"),
     ("targets:\n  a: [unclosed\n", "malformed YAML"),
 ])
 def test_malformed_targets_file_names_key_and_line(tmp_path, tiny_artifact, run_cli, one_line_error, text, fragment):

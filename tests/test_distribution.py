@@ -635,6 +635,19 @@ def test_merge_reindexes_workloads_dedups_and_keeps_best(tmp_path):
     assert sorted(_read_db(dest)[1]) == [("A", "a0", 0.5), ("B", "b1", 1.0), ("C", "c1", 3.0)]
 
 
+def test_merge_with_replace_drops_the_old_records_of_incoming_workloads(tmp_path):
+    from alexnet_tvm.compile.pack import merge_tuning_records
+
+    # old records (timed on a faster machine) look better, yet the incoming ones must win
+    dest = _db(tmp_path / "dest", ["A", "B"], [(0, "a1", [0.1]), (0, "a2", [0.2]), (1, "b1", [1.0])])
+    src = _db(tmp_path / "src", ["A", "C"], [(0, "a7", [0.7]), (1, "c1", [3.0])])
+    r = merge_tuning_records(src, dest, validate=False, replace=True)
+    assert (r.records_before, r.records_after, r.records_added) == (3, 3, 2)
+    wl, recs = _read_db(dest)
+    assert wl == ["A", "B", "C"]
+    assert sorted(recs) == [("A", "a7", 0.7), ("B", "b1", 1.0), ("C", "c1", 3.0)]
+
+
 def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli, one_line_error, tree_snapshot):
     from alexnet_tvm.compile.database import check_database
 

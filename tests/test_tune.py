@@ -77,6 +77,18 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
     assert r.untuned == [] and manifest["tuning"]["tuned"] == manifest["tuning"]["tasks"] > 0
     assert manifest["tuning"]["digest"] == database_digest(db)
 
+    # --fresh re-tunes from an empty log and the new records replace the old ones per workload
+    # (records timed on another machine must not win the best-record choice).
+    before = {json.dumps(json.loads(ln)[1]) for ln in _records(db)}
+    n_workloads = len({json.loads(ln)[0] for ln in _records(db)})
+    res5 = subprocess.run(_tune_cmd(model, logs) + ["--fresh"], capture_output=True, text=True, timeout=900)
+    assert res5.returncode == 0, res5.stderr[-2000:]
+    assert ", 0 already tuned," in res5.stdout, res5.stdout
+    after = _records(db)
+    assert len({json.loads(ln)[0] for ln in after}) == n_workloads
+    assert not {json.dumps(json.loads(ln)[1]) for ln in after} & before, "old records survived --fresh"
+    assert not (logs / ".fresh" / TARGET).exists()  # every task has a fresh record: scratch removed
+
 
 def _round(callback, n: int, valid: int, secs: float = 1e-3):
     from types import SimpleNamespace as NS

@@ -56,10 +56,9 @@ def measure_read_bandwidth(threads: int, mbytes: int = 512, repeats: int = 5) ->
 
 def fp32_peak_gflops(threads: int) -> tuple[float, str]:
     """cores x GHz x FMA ports (2) x lanes x 2 flops: the nominal ceiling, from cpuinfo."""
-    from alexnet_tvm.runtime.host import cpu_mhz, host_cpu_flags
+    from alexnet_tvm.runtime.host import cpu_mhz, fp32_lanes_per_fma
 
-    flags, mhz = host_cpu_flags(), cpu_mhz()
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    mhz, lanes = cpu_mhz(), fp32_lanes_per_fma()
     ghz = mhz / 1000 if mhz else 2.0
     return threads * ghz * 2 * lanes * 2, f"{threads} cores x {ghz:.2f} GHz x 2 FMA x {lanes} lanes x 2"
 
