@@ -45,6 +45,8 @@ class TuneConfig:
     #: tune this model's tasks from an empty log, then replace their records in the target's
     #: database (for a new machine: records timed elsewhere would win the best-record choice)
     fresh: bool = False
+    #: tune only the tasks whose name contains one of these (e.g. "matmul": the FC layers)
+    only: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,6 +100,16 @@ def tuning_tasks(prepared, target) -> list:
         mod = T.DeadCodeElimination(["main"])(mod)
     tasks = ms.relax_integration.extract_tasks(mod, target)
     return [t for t in tasks if not t.task_name.startswith("reshape")]
+
+
+def _select(tasks: list, only: tuple[str, ...]) -> list:
+    """The tasks whose name contains one of ``only`` (all when empty); none is an error."""
+    if not only:
+        return tasks
+    chosen = [t for t in tasks if any(s in t.task_name for s in only)]
+    if not chosen:
+        raise TuningError(f"--only {', '.join(only)}: no task matches (tasks: {', '.join(t.task_name for t in tasks)})")
+    return chosen
 
 
 def has_record(database, task, target) -> bool:
@@ -186,7 +198,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
                           "(build works without one: it uses DLight default schedules)")
     imported = import_model(cfg.model, cfg.batch)
     prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
-    tasks = tuning_tasks(prepared, target)
+    tasks = _select(tuning_tasks(prepared, target), cfg.only)
     db_dir = db_dir_for(cfg.logs_dir, spec)
     work_dir = fresh_dir_for(cfg.logs_dir, spec) if cfg.fresh else db_dir
     database = open_database(work_dir, for_tuning=True)

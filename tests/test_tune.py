@@ -89,6 +89,16 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
     assert not {json.dumps(json.loads(ln)[1]) for ln in after} & before, "old records survived --fresh"
     assert not (logs / ".fresh" / TARGET).exists()  # every task has a fresh record: scratch removed
 
+    # --only puts the trials where the user wants them (here the FC layers), and nothing else runs.
+    res6 = subprocess.run(_tune_cmd(model, logs, trials=6) + ["--extend", "--only", "matmul"], capture_output=True,
+                          text=True, timeout=600)
+    assert res6.returncode == 0, res6.stderr[-2000:]
+    report = res6.stdout.split("speedup", 1)[1].strip().splitlines()
+    assert report and all(ln.startswith("fused_matmul") for ln in report), res6.stdout
+    res7 = subprocess.run(_tune_cmd(model, logs) + ["--only", "winograd"], capture_output=True, text=True,
+                          timeout=600)
+    assert res7.returncode == 2 and "--only winograd: no task matches" in res7.stderr, res7.stderr[-500:]
+
 
 def _round(callback, n: int, valid: int, secs: float = 1e-3):
     from types import SimpleNamespace as NS

@@ -57,11 +57,13 @@ def targets_cmd(targets_file: Path | None) -> None:
 @click.option("--fresh", is_flag=True,
               help="Tune from an empty log, then replace this model's records (records timed on another machine "
                    "are not comparable with new ones).")
+@click.option("--only", multiple=True, metavar="TEXT",
+              help="Tune only the tasks whose name contains TEXT (repeatable), e.g. matmul for the FC layers.")
 @precision_option
 @targets_option
 @logs_option
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
-         time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, precision: str,
+         time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, only: tuple[str, ...], precision: str,
          targets_file: Path | None, logs_dir: Path | None) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
     from alexnet_tvm.compile.tune import TuneConfig, format_report, tune as run_tune
@@ -71,7 +73,7 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
         res = run_tune(TuneConfig(model=model, target=spec, logs_dir=logs_dir or default_tuning_logs(), batch=b,
                                   total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
                                   trials_per_round=trials_per_round, seed=seed,
-                                  precision=precision, extend=extend, fresh=fresh))
+                                  precision=precision, extend=extend, fresh=fresh, only=only))
         click.echo(f"{spec.name} batch {b}: {res.tasks} tasks, {res.already_tuned} already tuned, "
                    f"{res.tuned_now} tuned now, {res.trials} trials in {res.seconds:.0f} s"
                    + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
