@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -82,6 +83,55 @@ def check_database(folder: Path, repair: bool = False) -> tuple[int, int]:
     return len(w.lines), len(r.lines)
 
 
+def workload_key(line: str) -> str:
+    """A workload line's identity: its structural hash. Two lines of one workload can differ in
+    text (the PrimFunc's parameter names follow the Relax graph's numbering), never in hash."""
+    return str(json.loads(line)[0])
+
+
+def split_record(line: str, where: str) -> tuple[int, str]:
+    """(workload index, the rest of the line after it)."""
+    m = _RECORD_PREFIX.match(line)
+    if not m:
+        raise DatabaseError(f"{where}: a tuning record that does not start with its workload index")
+    return int(m.group(1)), line[m.end():].strip()
+
+
+_RECORD_PREFIX = re.compile(r"^\[\s*(-?\d+)\s*,")
+
+
+def dedupe_workloads(folder: Path) -> int:
+    """Fold workload lines with one structural hash into the first, re-pointing their records.
+
+    MetaSchedule's JSONDatabase numbers a newly committed workload by the count of *distinct*
+    workloads it loaded, but appends it as the next *line*: after a duplicate line every new
+    workload's records point one line too early, at another workload (seen: Winograd traces
+    filed under an FC layer). Returns the number of lines folded."""
+    folder = Path(folder)
+    w_lines = _check_file(folder / WORKLOADS, None).lines
+    first: dict[str, int] = {}
+    remap: dict[int, int] = {}
+    kept: list[str] = []
+    for i, line in enumerate(w_lines):
+        key = workload_key(line)
+        if key not in first:
+            first[key] = len(kept)
+            kept.append(line)
+        remap[i] = first[key]
+    if len(kept) == len(w_lines):
+        return 0
+    rec_path = folder / RECORDS
+    records = []
+    for line in _check_file(rec_path, len(w_lines)).lines:
+        idx, body = split_record(line, str(rec_path))
+        records.append(f"[{remap[idx]},{body}")
+    log.warning("%s: folded %d duplicate workload lines into their first copies", folder, len(w_lines) - len(kept))
+    # records first: their new indices are all below len(kept), valid with either workload file
+    write_text(rec_path, "".join(r + "\n" for r in records))
+    write_text(folder / WORKLOADS, "".join(w + "\n" for w in kept))
+    return len(w_lines) - len(kept)
+
+
 def open_database(folder: Path, for_tuning: bool):
     """A JSONDatabase on the checked files; read-only users get a private copy."""
     from tvm.s_tir.meta_schedule.database import JSONDatabase
@@ -90,6 +140,7 @@ def open_database(folder: Path, for_tuning: bool):
     if for_tuning:
         folder.mkdir(parents=True, exist_ok=True)
         check_database(folder, repair=True)
+        dedupe_workloads(folder)  # before MetaSchedule appends to it (see there)
         where = folder
     else:
         check_database(folder, repair=False)

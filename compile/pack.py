@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -36,7 +35,7 @@ from alexnet_tvm.runtime.distribution import (
     safe_component, sha256_digest, utc_now, verify_summary,
 )
 
-from .database import RECORDS, WORKLOADS, check_database, database_digest
+from .database import RECORDS, WORKLOADS, check_database, database_digest, dedupe_workloads, split_record, workload_key
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,6 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 #: (the same rule as ``prune_database``)
 DEFAULT_KEEP = 8
 
-_RECORD_PREFIX = re.compile(r"^\[\s*(-?\d+)\s*,")
 
 
 # --------------------------------------------------------------------------- archives
@@ -333,13 +331,6 @@ class MergeResult:
     records_after: int
 
 
-def _split_record(line: str, where: str) -> tuple[int, str]:
-    m = _RECORD_PREFIX.match(line)
-    if not m:
-        raise DatabaseError(f"{where}: a tuning record that does not start with its workload index")
-    return int(m.group(1)), line[m.end():].strip()
-
-
 def _cost(body: str) -> float:
     """Mean measured seconds of a record; unmeasured or failed records sort last."""
     try:
@@ -359,7 +350,7 @@ def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, valida
     the faster-looking old ones must not win the "best record" choice.
 
     Records name their workload by line number in ``database_workload.json``, so
-    incoming workloads are matched to existing ones by identical line text and
+    incoming workloads are matched to existing ones by structural hash and
     appended otherwise, and every incoming record is rewritten to the new index.
     Existing lines keep their positions, so a reader between the two file
     replacements still sees a consistent pair. At most ``keep`` records (the
@@ -372,30 +363,33 @@ def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, valida
         raise RegistryError("--keep must be at least 1")
     check_database(src)
     check_database(dest)  # an absent folder is an empty database
+    if (dest / WORKLOADS).exists():
+        dedupe_workloads(dest)
     old_w = _lines(dest / WORKLOADS)
     old_r = _lines(dest / RECORDS)
     new_w = _lines(src / WORKLOADS)
     new_r = _lines(src / RECORDS)
 
     workloads = list(old_w)
-    first: dict[str, int] = {}
+    first: dict[str, int] = {}  # structural hash -> index in dest (text can differ, see workload_key)
     for i, line in enumerate(old_w):
-        first.setdefault(line, i)
-    old_map = {i: first[line] for i, line in enumerate(old_w)}
+        first.setdefault(workload_key(line), i)
+    old_map = {i: first[workload_key(line)] for i, line in enumerate(old_w)}
     new_map: dict[int, int] = {}
     for i, line in enumerate(new_w):
-        if line not in first:
-            first[line] = len(workloads)
+        key = workload_key(line)
+        if key not in first:
+            first[key] = len(workloads)
             workloads.append(line)
-        new_map[i] = first[line]
+        new_map[i] = first[key]
 
     seen: set[tuple[int, str]] = set()
     merged: list[tuple[int, str, str]] = []  # (workload, body, line)
     n_old = 0
-    replaced = {new_map[_split_record(line, str(src / RECORDS))[0]] for line in new_r} if replace else set()
+    replaced = {new_map[split_record(line, str(src / RECORDS))[0]] for line in new_r} if replace else set()
     for lines, mapping, where in ((old_r, old_map, dest / RECORDS), (new_r, new_map, src / RECORDS)):
         for line in lines:
-            idx, body = _split_record(line, str(where))
+            idx, body = split_record(line, str(where))
             wl = mapping[idx]  # in range: check_database checked every index
             if (wl, body) in seen or (mapping is old_map and wl in replaced):
                 continue

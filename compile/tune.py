@@ -217,7 +217,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
     total = min(total, per_task * len(pending))
     _forget_unnamed_ms_handlers()
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        pending, work_dir=str(db_dir), seed=cfg.seed, num_threads=max(cores, 1))
+        pending, work_dir=str(work_dir), seed=cfg.seed, num_threads=max(cores, 1))
     reports = [TaskReport(t.task_name, int(t.weight)) for t in pending]
     threads_before = os.environ.get(THREADS_ENV)
     if spec.runner == "local" and spec.is_cpu:
