@@ -648,6 +648,33 @@ def test_merge_with_replace_drops_the_old_records_of_incoming_workloads(tmp_path
     assert sorted(recs) == [("A", "a7", 0.7), ("B", "b1", 1.0), ("C", "c1", 3.0)]
 
 
+def test_duplicate_workload_lines_are_folded_and_merges_match_by_hash(tmp_path):
+    """Two lines of one workload (same structural hash, other parameter names) make MetaSchedule
+    file new records one line too early; they are folded, records re-pointed, and a merge maps
+    an incoming copy onto the existing line instead of appending a duplicate."""
+    from alexnet_tvm.compile.database import dedupe_workloads
+    from alexnet_tvm.compile.pack import merge_tuning_records
+
+    dest = _db(tmp_path / "dest", ["A", "B"], [(0, "a1", [1.0]), (1, "b1", [2.0])])
+    wl = dest / "database_workload.json"
+    wl.write_text(wl.read_text() + '["A",{"m":"A, other names"}]\n["C",{"m":"C"}]\n')
+    rec = dest / "database_tuning_record.json"
+    rec.write_text(rec.read_text() + '[2,[["a2"],[0.5],{"kind":"llvm"},null]]\n[3,[["c1"],[3.0],{"kind":"llvm"},null]]\n')
+    assert dedupe_workloads(dest) == 1
+    names, recs = _read_db(dest)
+    assert names == ["A", "B", "C"]
+    assert sorted(recs) == [("A", "a1", 1.0), ("A", "a2", 0.5), ("B", "b1", 2.0), ("C", "c1", 3.0)]
+    assert dedupe_workloads(dest) == 0
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "database_workload.json").write_text('["B",{"m":"B, renamed"}]\n')
+    (src / "database_tuning_record.json").write_text('[0,[["b9"],[0.1],{"kind":"llvm"},null]]\n')
+    r = merge_tuning_records(src, dest, validate=False, replace=True)
+    assert r.workloads_added == 0
+    assert sorted(_read_db(dest)[1]) == [("A", "a1", 1.0), ("A", "a2", 0.5), ("B", "b9", 0.1), ("C", "c1", 3.0)]
+
+
 def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli, one_line_error, tree_snapshot):
     from alexnet_tvm.compile.database import check_database
 
