@@ -89,6 +89,19 @@ def workload_key(line: str) -> str:
     return str(json.loads(line)[0])
 
 
+def fold_workloads(lines: list[str], into: list[str], first: dict[str, int]) -> dict[int, int]:
+    """Append to ``into`` each line whose workload (structural hash) ``first`` does not know yet;
+    return where each of ``lines`` now lives in ``into``."""
+    where: dict[int, int] = {}
+    for i, line in enumerate(lines):
+        key = workload_key(line)
+        if key not in first:
+            first[key] = len(into)
+            into.append(line)
+        where[i] = first[key]
+    return where
+
+
 def split_record(line: str, where: str) -> tuple[int, str]:
     """(workload index, the rest of the line after it)."""
     m = _RECORD_PREFIX.match(line)
@@ -109,15 +122,8 @@ def dedupe_workloads(folder: Path) -> int:
     filed under an FC layer). Returns the number of lines folded."""
     folder = Path(folder)
     w_lines = _check_file(folder / WORKLOADS, None).lines
-    first: dict[str, int] = {}
-    remap: dict[int, int] = {}
     kept: list[str] = []
-    for i, line in enumerate(w_lines):
-        key = workload_key(line)
-        if key not in first:
-            first[key] = len(kept)
-            kept.append(line)
-        remap[i] = first[key]
+    remap = fold_workloads(w_lines, kept, {})
     if len(kept) == len(w_lines):
         return 0
     rec_path = folder / RECORDS

@@ -35,7 +35,7 @@ from alexnet_tvm.runtime.distribution import (
     safe_component, sha256_digest, utc_now, verify_summary,
 )
 
-from .database import RECORDS, WORKLOADS, check_database, database_digest, dedupe_workloads, split_record, workload_key
+from .database import RECORDS, WORKLOADS, check_database, database_digest, dedupe_workloads, fold_workloads, split_record
 
 log = logging.getLogger(__name__)
 
@@ -370,18 +370,10 @@ def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, valida
     new_w = _lines(src / WORKLOADS)
     new_r = _lines(src / RECORDS)
 
-    workloads = list(old_w)
+    workloads: list[str] = []
     first: dict[str, int] = {}  # structural hash -> index in dest (text can differ, see workload_key)
-    for i, line in enumerate(old_w):
-        first.setdefault(workload_key(line), i)
-    old_map = {i: first[workload_key(line)] for i, line in enumerate(old_w)}
-    new_map: dict[int, int] = {}
-    for i, line in enumerate(new_w):
-        key = workload_key(line)
-        if key not in first:
-            first[key] = len(workloads)
-            workloads.append(line)
-        new_map[i] = first[key]
+    old_map = fold_workloads(old_w, workloads, first)  # the identity: dest was folded above
+    new_map = fold_workloads(new_w, workloads, first)
 
     seen: set[tuple[int, str]] = set()
     merged: list[tuple[int, str, str]] = []  # (workload, body, line)

@@ -47,6 +47,19 @@ def _kernel_transform(kernel, m: int):
         name="kernel_pack")
 
 
+def _two_sided(x, mat, size: int, name: str, rule: str):
+    """out[i, j, p, c] = sum over a, b of x[a, b, p, c] * mat[a, i] * mat[b, j]: the data and the
+    inverse transforms, shaped (i, j, p, c, a, b) as MetaSchedule's Winograd rules expect."""
+    from tvm import te
+
+    alpha = int(x.shape[0])
+    r_a = te.reduce_axis((0, alpha), "r_a")
+    r_b = te.reduce_axis((0, alpha), "r_b")
+    return te.compute((size, size, int(x.shape[2]), int(x.shape[3])),
+                      lambda i, j, p, c: te.sum(x[r_a, r_b, p, c] * mat[r_a, i] * mat[r_b, j], axis=[r_a, r_b]),
+                      name=name, attrs={"schedule_rule": rule})
+
+
 def _conv(data, kernel_pack, pads: tuple[int, int, int, int], m: int):
     """NHWC data, transformed kernel -> NHWC output; stage layout as MetaSchedule's rules expect."""
     from tvm import te, topi
@@ -68,23 +81,13 @@ def _conv(data, kernel_pack, pads: tuple[int, int, int, int], m: int):
         (alpha, alpha, p_total, ci),
         lambda eps, nu, p, c: data_pad[p // (nh * nw), ((p // nw) % nh) * m + eps, (p % nw) * m + nu, c],
         name="input_tile", attrs={"schedule_rule": "None"})
-    r_a = te.reduce_axis((0, alpha), "r_a")
-    r_b = te.reduce_axis((0, alpha), "r_b")
-    data_pack = te.compute(
-        (alpha, alpha, p_total, ci),
-        lambda eps, nu, p, c: te.sum(input_tile[r_a, r_b, p, c] * b[r_a, eps] * b[r_b, nu], axis=[r_a, r_b]),
-        name="data_pack", attrs={"schedule_rule": "conv2d_nhwc_winograd_data_pack"})
+    data_pack = _two_sided(input_tile, b, alpha, "data_pack", "conv2d_nhwc_winograd_data_pack")
     rc = te.reduce_axis((0, ci), name="rc")
     bgemm = te.compute(
         (alpha, alpha, p_total, co),
         lambda eps, nu, p, k: te.sum(data_pack[eps, nu, p, rc] * kernel_pack[eps, nu, rc, k], axis=[rc]),
         name="bgemm", attrs={"meta_schedule.write_cache_level": [2]})
-    r_a2 = te.reduce_axis((0, alpha), "r_a")
-    r_b2 = te.reduce_axis((0, alpha), "r_b")
-    inverse = te.compute(
-        (m, m, p_total, co),
-        lambda vh, vw, p, k: te.sum(bgemm[r_a2, r_b2, p, k] * a[r_a2, vh] * a[r_b2, vw], axis=[r_a2, r_b2]),
-        name="inverse", attrs={"schedule_rule": "conv2d_nhwc_winograd_inverse"})
+    inverse = _two_sided(bgemm, a, m, "inverse", "conv2d_nhwc_winograd_inverse")
     return te.compute(
         (n, oh, ow, co),
         lambda i, y, x, k: inverse[y % m, x % m, i * nh * nw + (y // m) * nw + (x // m), k],
