@@ -29,11 +29,11 @@ test-arm: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_armboard.py
 
 # The reference workload with committed records: AlexNet-1000 (torchvision shape), batch 1 and 16,
-# fp32 and (opt-in build) bf16 FC weights. Results: runs/bench/alexnet1000/bench.{json,md,png}.
+# fp32 and (opt-in build) bf16 FC weights. Results: runs/bench/alexnet1000/{bench.json,bench.md,bench.png,layers.md}.
 BENCH_MODEL = runs/bench/alexnet1000.pt
 bench: $(STAMP)
 	test -f $(BENCH_MODEL) || $(CLI) init --arch torchvision --classes 1000 -o $(BENCH_MODEL)
-	$(CLI) bench $(BENCH_MODEL) --target auto --batch 1,16 --bf16 --runs 30 -o runs/bench/alexnet1000
+	$(CLI) bench $(BENCH_MODEL) --target auto --batch 1,16 --bf16 --layers --runs 30 -o runs/bench/alexnet1000
 
 clean:
 	rm -rf runs artifacts build *.egg-info

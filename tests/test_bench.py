@@ -17,7 +17,7 @@ def test_bench_json_has_every_column(tmp_path, run_cli):
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
     res = run_cli("bench", model, "--target", "x86-avx2", "--batch", "1,2", "--runs", "3", "--untuned", "--bf16",
-                  "-o", out)
+                  "--layers", "-o", out)
     assert res.exit_code == 0, res.output
     r = json.loads((out / "bench.json").read_text())
     for key in ("read_bandwidth_gb_s", "batch1_weight_floor_ms", "fp32_peak_gflops", "gflop_per_image", "threads"):
@@ -42,6 +42,32 @@ def test_bench_json_has_every_column(tmp_path, run_cli):
     assert table[1].startswith("| 1 |") and table[2].startswith("| 2 |")
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "x PyTorch" in res.output and "bf16 FC weights" in res.output
+    _check_layers(model, out, r)
+
+
+def _check_layers(model: Path, out: Path, r: dict) -> None:
+    """Every conv and FC layer of the model is timed in both runtimes, and the kernels add up
+    to about the whole-model time (a missed or doubled kernel would show)."""
+    import torch
+
+    from alexnet_tvm.model.reference import load_torch_module
+
+    module = load_torch_module(model)[0]
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+    fcs = sum(isinstance(m, torch.nn.Linear) for m in module.modules())
+    for row in r["rows"]:
+        layers = {x["layer"]: x for x in row["layers"]}
+        expected = [f"conv{i + 1}" for i in range(convs)] + [f"fc{i + 1}" for i in range(fcs)]
+        for name in expected:
+            x = layers[name]
+            assert x["tvm_ms"] > 0 and x["onnxruntime_ms"] > 0, x
+            assert x["speedup_vs_onnxruntime"] == pytest.approx(x["onnxruntime_ms"] / x["tvm_ms"])
+        assert f"conv{convs + 1}" not in layers and f"fc{fcs + 1}" not in layers
+        total = layers["sum"]
+        assert total["tvm_ms"] == pytest.approx(sum(x["tvm_ms"] or 0 for x in row["layers"] if x["layer"] != "sum"))
+        assert 0.2 * row["tvm"]["median_ms"] < total["tvm_ms"] < 3 * row["tvm"]["median_ms"]
+    md = (out / "layers.md").read_text()
+    assert "### batch 1" in md and "### batch 2" in md and "| conv1 |" in md and f"| fc{fcs} |" in md
 
 
 #: (name, arch, classes, input size, batch, target, precision): workloads whose records are committed

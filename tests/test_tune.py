@@ -168,3 +168,16 @@ def test_runner_workers_measure_with_the_targets_cores(tmp_path, monkeypatch):
                                           logs_dir=tmp_path / "logs", total_trials=4))
     assert seen["threads"] == min(spec.target["num-cores"], os.cpu_count())
     assert "TVM_NUM_THREADS" not in os.environ
+
+
+def test_cpu_candidates_are_timed_with_cold_weights():
+    """In the model no layer finds its weights in cache (the FC layers stream 234 MB through
+    L3), so local CPU candidates are timed one cold run at a time; remote boards and GPUs
+    keep warm repeats (the flush is an x86 CPU routine)."""
+    from alexnet_tvm.compile.tune import evaluator_config
+
+    targets = _targets()
+    cold = evaluator_config(targets[TARGET])
+    assert cold.enable_cpu_cache_flush and cold.number == 1 and cold.repeat >= 3 and cold.min_repeat_ms == 0
+    for name in ("armboard", "cuda-sm90"):
+        assert not evaluator_config(targets[name]).enable_cpu_cache_flush, name

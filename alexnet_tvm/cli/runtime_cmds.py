@@ -88,12 +88,14 @@ COMMANDS.append(demo)
 @click.option("--threads", type=int, default=None, help="Default: the target's num-cores.")
 @click.option("--untuned", is_flag=True, help="Also time TVM without tuning records (slow).")
 @click.option("--bf16", is_flag=True, help="Also time TVM with bf16 FC weights (build --precision bf16).")
+@click.option("--layers", is_flag=True,
+              help="Also time each layer inside the model, TVM against ONNX Runtime (layers.md).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/bench"),
               show_default=True)
 @click.option("--targets-file", type=click.Path(path_type=Path), default=None)
 @click.option("--logs-dir", type=click.Path(path_type=Path), default=None, help="Default: the project's tuning_logs/.")
 def bench(model: Path, target: str, batches: str, runs: int, threads: int | None, untuned: bool, bf16: bool,
-          out_dir: Path, targets_file: Path | None, logs_dir: Path | None) -> None:
+          layers: bool, out_dir: Path, targets_file: Path | None, logs_dir: Path | None) -> None:
     """Time PyTorch, ONNX Runtime and TVM side by side; write bench.json, bench.md, bench.png."""
     from alexnet_tvm.errors import ToolkitError
     from alexnet_tvm.interface.bench import BenchConfig, run_bench, summary_lines
@@ -105,7 +107,7 @@ def bench(model: Path, target: str, batches: str, runs: int, threads: int | None
     if not sizes or min(sizes) < 1 or runs < 3:
         raise ToolkitError("--batch needs positive sizes and --runs at least 3")
     res = run_bench(BenchConfig(model=model, target=target, batches=sizes, out_dir=out_dir, runs=runs,
-                                threads=threads, untuned=untuned, bf16=bf16, targets_file=targets_file,
+                                threads=threads, untuned=untuned, bf16=bf16, layers=layers, targets_file=targets_file,
                                 logs_dir=logs_dir))
     click.echo("\n".join(summary_lines(res)))
 

@@ -34,6 +34,8 @@ class BenchConfig:
     untuned: bool = False
     #: also time a build with bf16 FC weights (see compile/precision.py)
     bf16: bool = False
+    #: also break the fp32 TVM and ONNX Runtime times down per layer, inside the model (layers.md)
+    layers: bool = False
     targets_file: Path | None = None
     logs_dir: Path | None = None
 
@@ -127,9 +129,11 @@ def run_bench(cfg: BenchConfig) -> dict:
         if cfg.untuned:
             builds["tvm-untuned"] = (cfg.out_dir / "empty-logs", "fp32")
         untuned_tasks = {}
+        artifacts = {}
         for name, (ldir, precision) in builds.items():
             art_dir, untuned_tasks[name] = _build_tvm(cfg, spec, b, name, ldir, precision)
-            runtimes[name] = load_artifact(art_dir).run_batch
+            artifacts[name] = load_artifact(art_dir)
+            runtimes[name] = artifacts[name].run_batch
         row = {"batch": b, "untuned_tasks": untuned_tasks}
         outputs = {}
         for name, fn in runtimes.items():
@@ -152,6 +156,8 @@ def run_bench(cfg: BenchConfig) -> dict:
             row["bf16_max_abs_error_rel_range"] = float(np.abs(outputs["tvm-bf16"] - ref).max()
                                                         / max(float(np.ptp(ref)), 1.0))
         row["tvm_fraction_of_fp32_peak"] = flops * b / (tv / 1e3) / 1e9 / peak
+        if cfg.layers:
+            row["layers"] = _layer_times(artifacts["tvm"], onnx_path, x, threads, cfg.runs)
         rows.append(row)
     result = {
         "model": str(cfg.model), "target": spec.name, "threads": threads, "runs": cfg.runs,
@@ -163,8 +169,24 @@ def run_bench(cfg: BenchConfig) -> dict:
     return _write_results(cfg, result)
 
 
+def _layer_times(artifact, onnx_path: Path, x: np.ndarray, threads: int, runs: int) -> list[dict]:
+    import tvm
+
+    from alexnet_tvm.runtime.layers import match_layers, ort_node_times, tvm_kernel_times
+
+    args = [tvm.runtime.tensor(x, artifact.device), *artifact.params]
+    rows = match_layers(tvm_kernel_times(artifact.vm, args, runs), ort_node_times(onnx_path, x, threads, runs))
+    return [r.to_dict() for r in rows]
+
+
 def _write_results(cfg: BenchConfig, result: dict) -> dict:
+    from alexnet_tvm.runtime.layers import layers_markdown
+
     write_json(cfg.out_dir / "bench.json", result)
+    layer_rows = [row for row in result["rows"] if "layers" in row]
+    if layer_rows:
+        write_text(cfg.out_dir / "layers.md", "# Time per layer inside the model (median ms)\n\n"
+                   + "\n".join(layers_markdown(row["batch"], row["layers"]) for row in layer_rows))
     write_text(cfg.out_dir / "bench.md", markdown_table(result))
     plot(result, cfg.out_dir / "bench.png")
     return result
@@ -297,6 +319,12 @@ def summary_lines(r: dict) -> list[str]:
                        f"{row['speedup_vs_onnxruntime']:.2f}x ONNX Runtime (speed ratio, >1 = TVM faster)")
         elif "speedup_vs_pytorch" in row:
             out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch (>1 = TVM faster)")
+        if "layers" in row:
+            worst = min((r for r in row["layers"] if r["speedup_vs_onnxruntime"] and r["layer"] not in ("other", "sum")),
+                        key=lambda r: r["speedup_vs_onnxruntime"], default=None)
+            if worst is not None:
+                out.append(f"batch {row['batch']}: slowest layer against ONNX Runtime: {worst['layer']} "
+                           f"{worst['tvm_ms']:.2f} ms vs {worst['onnxruntime_ms']:.2f} ms (layers.md)")
         if "bf16_speedup_vs_pytorch" in row:
             out.append(f"batch {row['batch']}: TVM with bf16 FC weights is {row['bf16_speedup_vs_pytorch']:.2f}x "
                        f"PyTorch and {row['bf16_speedup_vs_onnxruntime']:.2f}x ONNX Runtime (fp32); its logits "
