@@ -123,6 +123,14 @@ class Artifact:
         timer = self.vm.time_evaluator("main", self.device, number=1, repeat=runs)
         return Timing.from_samples("tvm", self.batch, 1e3 * np.asarray(timer(x, *self.params).results))
 
+    def kernel_times(self, x: np.ndarray, runs: int = 20) -> list[tuple[str, float]]:
+        """(kernel, median ms) of each call inside one whole-model run (see layers.py)."""
+        import tvm
+
+        from .layers import tvm_kernel_times
+
+        return tvm_kernel_times(self.vm, [tvm.runtime.tensor(x, self.device), *self.params], runs)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Any number of images: chunked to the built batch, the last chunk padded."""
         from .bench import run_in_batches

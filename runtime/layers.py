@@ -101,21 +101,13 @@ def tvm_kernel_times(vm, args: list, runs: int = 20, warmup: int = 3) -> list[tu
 def ort_node_times(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 20,
                    warmup: int = 3) -> list[tuple[str, str, float]]:
     """(node, op type, median ms) in execution order, from ONNX Runtime's own profiler."""
-    import onnxruntime as ort
+    from .references import OnnxRuntimeReference
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = os.path.join(tmp, "ort")
-        sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-        feed = {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
-        for _ in range(warmup):
-            sess.run(None, feed)
-        for _ in range(runs):
-            sess.run(None, feed)
-        events = json.loads(Path(sess.end_profiling()).read_text())
+        ref = OnnxRuntimeReference(onnx_path, threads, profile_prefix=os.path.join(tmp, "ort"))
+        for _ in range(warmup + runs):
+            ref(x)
+        events = json.loads(Path(ref.sess.end_profiling()).read_text())
     samples: dict[str, list[float]] = defaultdict(list)
     ops: dict[str, str] = {}
     order: list[str] = []

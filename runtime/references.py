@@ -12,13 +12,17 @@ from alexnet_tvm.errors import VerifyError
 class OnnxRuntimeReference:
     """Runs an ONNX file, chunking to its fixed batch when it has one."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, profile_prefix: str | None = None):
+        """``profile_prefix``: record ONNX Runtime's per-node profile there (see layers.py)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        if profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
         try:
             self.sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:

@@ -170,12 +170,9 @@ def run_bench(cfg: BenchConfig) -> dict:
 
 
 def _layer_times(artifact, onnx_path: Path, x: np.ndarray, threads: int, runs: int) -> list[dict]:
-    import tvm
+    from alexnet_tvm.runtime.layers import match_layers, ort_node_times
 
-    from alexnet_tvm.runtime.layers import match_layers, ort_node_times, tvm_kernel_times
-
-    args = [tvm.runtime.tensor(x, artifact.device), *artifact.params]
-    rows = match_layers(tvm_kernel_times(artifact.vm, args, runs), ort_node_times(onnx_path, x, threads, runs))
+    rows = match_layers(artifact.kernel_times(x, runs), ort_node_times(onnx_path, x, threads, runs))
     return [r.to_dict() for r in rows]
 
 
