@@ -18,6 +18,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = ("fp32", "bf16")
 
 
+def default_resize_size(input_size: int) -> int:
+    """The short side an image is resized to before the centre crop: torchvision's 256 for
+    224 (the same 8/7 ratio at other sizes); small inputs (CIFAR-sized) are not cropped."""
+    return input_size if input_size <= 64 else int(round(input_size * 256 / 224))
+
+
 @dataclass
 class ModelMeta:
     """What a consumer needs to rebuild, feed and label the model."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from alexnet_tvm.errors import CheckpointError, ModelFormatError
 from alexnet_tvm.fsutil import sha256_file
-from alexnet_tvm.meta import ModelMeta, read_sidecar, sidecar_path
+from alexnet_tvm.meta import ModelMeta, default_resize_size, read_sidecar, sidecar_path
 from alexnet_tvm.model.formats import detect_format, program_batch
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _meta_or_default(path: Path, num_classes: int | None, input_size: int | None
     if num_classes is None or input_size is None:
         raise CheckpointError(f"{path}: no sidecar {sidecar_path(path).name}; cannot tell the input size and classes")
     return ModelMeta(arch="unknown", num_classes=num_classes, input_size=input_size,
-                     resize_size=input_size if input_size <= 64 else int(round(input_size * 256 / 224)),
+                     resize_size=default_resize_size(input_size),
                      class_names=[f"class_{i}" for i in range(num_classes)])
 
 

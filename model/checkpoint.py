@@ -10,7 +10,7 @@ from torch import nn
 
 from alexnet_tvm.errors import CheckpointError
 from alexnet_tvm.fsutil import atomic_path, write_json
-from alexnet_tvm.meta import ModelMeta, read_sidecar, sidecar_path
+from alexnet_tvm.meta import ModelMeta, default_resize_size, read_sidecar, sidecar_path
 
 from .variants import build_model, check_input_size, get_variant, load_state_dict_strict
 
@@ -90,6 +90,6 @@ def init_checkpoint(arch: str, num_classes: int, out: Path, input_size: int | No
     torch.manual_seed(seed)
     model = build_model(arch, num_classes, width)
     meta = ModelMeta(arch=arch, num_classes=num_classes, input_size=size,
-                     resize_size=size if size <= 64 else int(round(size * 256 / 224)), width=width,
+                     resize_size=default_resize_size(size), width=width,
                      class_names=[f"class_{i}" for i in range(num_classes)], extra={"init": f"random seed {seed}"})
     save_checkpoint(model, meta, Path(out))

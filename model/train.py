@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from alexnet_tvm.errors import CheckpointError, OutputExistsError, ToolkitError
 from alexnet_tvm.fsutil import atomic_path, write_json
-from alexnet_tvm.meta import ModelMeta
+from alexnet_tvm.meta import ModelMeta, default_resize_size
 
 from .checkpoint import load_weights, save_checkpoint
 from .datasets import TransformedImages, load_dataset
@@ -116,7 +116,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     spec = get_variant(cfg.arch)
     input_size = cfg.input_size or spec.default_input_size
     check_input_size(spec, input_size)
-    resize_size = cfg.resize_size or (input_size if input_size <= 64 else int(round(input_size * 256 / 224)))
+    resize_size = cfg.resize_size or default_resize_size(input_size)
     if resize_size < input_size:
         raise ToolkitError(f"resize size {resize_size} is smaller than the input size {input_size}")
     cfg.input_size, cfg.resize_size = input_size, resize_size
