@@ -60,6 +60,8 @@ def _from_onnx_model(model, path: Path, batch: int, meta: ModelMeta | None):
     from tvm.relax.frontend import detach_params
     from tvm.relax.frontend.onnx import from_onnx
 
+    from .onnx_canonical import canonical_fc
+
     name, dims, classes = _onnx_io(model)
     if len(dims) != 4:
         raise ModelFormatError(f"{path}: input {name!r} has rank {len(dims)}; an image model needs N,C,H,W (rank 4)")
@@ -67,6 +69,7 @@ def _from_onnx_model(model, path: Path, batch: int, meta: ModelMeta | None):
         raise ModelFormatError(f"{path}: input {name!r} has {dims[1]} channels; expected 3")
     meta = meta or _meta_or_default(path, classes, dims[2])
     shape = (batch, 3, meta.input_size, meta.input_size)
+    canonical_fc(model)
     try:
         try:
             mod = from_onnx(model, shape_dict={name: list(shape)}, keep_params_in_input=True)

@@ -1,6 +1,7 @@
 """The Relax passes around tuning, shared by `tune` and `build` so database keys match.
 
-prepare():  optionally convert the convs to NHWC, then decompose, legalize, fuse (the
+prepare():  bring every exporter's graph to one canonical form (canonical.py), optionally
+            convert the convs to NHWC, then decompose, legalize, fuse (the
             `zero` pipeline) and, on CPU, mark weight buffers layout-free so MetaSchedule
             may choose a packed weight layout.
 lower():    apply the tuning records, split the weight repacking out of `main` into
@@ -29,9 +30,10 @@ def prepare(mod, target, conv_layout: str = "NCHW", winograd_tile: int = 0):
     from tvm import relax
     from tvm.relax import transform as T
 
+    from .canonical import canonicalize
     from .winograd import winograd_convs
 
-    passes = []
+    passes = [tvm.transform.module_pass(lambda m, _ctx: canonicalize(m), opt_level=0, name="Canonicalize")]
     if conv_layout == "NHWC":
         passes.append(T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OIHW"]}))
     if winograd_tile:
