@@ -10,10 +10,10 @@ from pathlib import Path
 
 from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.fsutil import atomic_dir, sha256_file, write_json
+from alexnet_tvm.records import database_digest, open_database
 
-from alexnet_tvm.runtime.artifact import FORMAT_VERSION, LIB, MANIFEST, PARAMS
+from alexnet_tvm.artifact_format import FORMAT_VERSION, LIB, MANIFEST, PARAMS
 
-from .database import database_digest, open_database
 from .importer import import_model
 from .pipeline import apply_records, compile_module, is_gpu, prepare
 from .precision import check_precision, with_precision

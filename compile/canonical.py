@@ -35,7 +35,8 @@ def _spatial(ty) -> tuple[int, int] | None:
 
 
 def _is_identity_pool(call) -> bool:
-    """A pool whose output equals its input (NCHW, as the frontends emit it)."""
+    """A pool whose output equals its input (NCHW, as the frontends emit it): a 1x1/stride-1
+    average pool, an adaptive pool to the input's own size, a global mean over a 1x1 map."""
     name = call.op.name
     attrs = call.attrs
     if name == "relax.nn.avg_pool2d":
@@ -46,6 +47,9 @@ def _is_identity_pool(call) -> bool:
         out = attrs.output_size
         return (attrs.layout == "NCHW" and hw is not None and out is not None
                 and tuple(int(v) for v in out) == hw)
+    if name == "relax.mean":  # ONNX GlobalAveragePool
+        axes = [int(a) for a in attrs.axis] if attrs.axis is not None else []
+        return bool(attrs.keepdims) and sorted(axes) == [2, 3] and _spatial(call.args[0].ty) == (1, 1)
     return False
 
 

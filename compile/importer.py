@@ -1,7 +1,8 @@
 """Every model format into one Relax IRModule with detached parameters.
 
 Formats: ONNX, a TorchScript archive (via the TorchScript ONNX exporter), a
-``torch.export`` program (.pt2) and a training checkpoint (state_dict + sidecar).
+``torch.export`` program (.pt2) and a state_dict (ours with its sidecar, or a bare one).
+None needs a sidecar: model/describe.py reads the input size and classes from the file.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_tvm.errors import CheckpointError, ModelFormatError
+from alexnet_tvm.errors import ModelFormatError
 from alexnet_tvm.fsutil import sha256_file
-from alexnet_tvm.meta import ModelMeta, default_resize_size, read_sidecar, sidecar_path
+from alexnet_tvm.meta import ModelMeta
+from alexnet_tvm.model.describe import (PROBE_SIZES, ModelOverrides, describe_module, describe_onnx,
+                                        describe_program, onnx_io, sidecar_or)
 from alexnet_tvm.model.formats import detect_format, program_batch
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -34,40 +36,18 @@ class ImportedModel:
     source_sha256: str
 
 
-def _meta_or_default(path: Path, num_classes: int | None, input_size: int | None) -> ModelMeta:
-    if sidecar_path(path).is_file():
-        return read_sidecar(path)
-    if num_classes is None or input_size is None:
-        raise CheckpointError(f"{path}: no sidecar {sidecar_path(path).name}; cannot tell the input size and classes")
-    return ModelMeta(arch="unknown", num_classes=num_classes, input_size=input_size,
-                     resize_size=default_resize_size(input_size),
-                     class_names=[f"class_{i}" for i in range(num_classes)])
-
-
-def _onnx_io(model) -> tuple[str, list, int | None]:
-    init = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in init]
-    if len(inputs) != 1:
-        raise ModelFormatError(f"expected one image input, found {len(inputs)}")
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    out_dims = [d.dim_value if d.HasField("dim_value") else None
-                for d in model.graph.output[0].type.tensor_type.shape.dim]
-    classes = out_dims[-1] if out_dims and out_dims[-1] else None
-    return inputs[0].name, dims, classes
-
-
-def _from_onnx_model(model, path: Path, batch: int, meta: ModelMeta | None):
+def _from_onnx_model(model, path: Path, batch: int, meta: ModelMeta | None, o: ModelOverrides):
     from tvm.relax.frontend import detach_params
     from tvm.relax.frontend.onnx import from_onnx
 
     from .onnx_canonical import canonical_fc
 
-    name, dims, classes = _onnx_io(model)
+    name, dims, _ = onnx_io(model, path)
     if len(dims) != 4:
         raise ModelFormatError(f"{path}: input {name!r} has rank {len(dims)}; an image model needs N,C,H,W (rank 4)")
     if dims[1] not in (None, 3):
         raise ModelFormatError(f"{path}: input {name!r} has {dims[1]} channels; expected 3")
-    meta = meta or _meta_or_default(path, classes, dims[2])
+    meta = meta or sidecar_or(path, lambda: describe_onnx(model, path), o)
     shape = (batch, 3, meta.input_size, meta.input_size)
     canonical_fc(model)
     try:
@@ -96,25 +76,26 @@ def _simplify(model, name: str, shape: tuple):
     return simplified
 
 
-def _onnx(path: Path, batch: int):
+def _onnx(path: Path, batch: int, o: ModelOverrides):
     import onnx
 
     try:
         model = onnx.load(str(path))
     except Exception as e:
         raise ModelFormatError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-    return _from_onnx_model(model, path, batch, None)
+    return _from_onnx_model(model, path, batch, None, o)
 
 
-def _torchscript(path: Path, batch: int):
+def _torchscript(path: Path, batch: int, o: ModelOverrides):
     import onnx
     import torch
 
-    meta = _meta_or_default(path, None, None)
     try:
         scripted = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
         raise ModelFormatError(f"{path}: not a loadable TorchScript archive ({type(e).__name__})") from None
+    sizes = (o.input_size,) if o.input_size else PROBE_SIZES
+    meta = sidecar_or(path, lambda: describe_module(scripted, path, sizes), o)
     x = torch.zeros(batch, 3, meta.input_size, meta.input_size)
     with tempfile.TemporaryDirectory() as d:
         onnx_path = Path(d) / "model.onnx"
@@ -134,7 +115,7 @@ def _torchscript(path: Path, batch: int):
                                        f"({type(e2).__name__})") from None
             return _from_program(ep, path, batch, meta)
         model = onnx.load(str(onnx_path))
-    return _from_onnx_model(model, path, batch, meta)
+    return _from_onnx_model(model, path, batch, meta, o)
 
 
 def _from_program(ep, path: Path, batch: int, meta: ModelMeta):
@@ -151,14 +132,14 @@ def _from_program(ep, path: Path, batch: int, meta: ModelMeta):
     return mod, params.get("main", []), name, (batch, 3, meta.input_size, meta.input_size), meta
 
 
-def _pt2(path: Path, batch: int):
+def _pt2(path: Path, batch: int, o: ModelOverrides):
     import torch
 
-    meta = _meta_or_default(path, None, None)
     try:
         ep = torch.export.load(str(path))
     except Exception as e:
         raise ModelFormatError(f"{path}: not a loadable torch.export program ({type(e).__name__})") from None
+    meta = sidecar_or(path, lambda: describe_program(ep, path), o)
     exported_batch = program_batch(ep)
     if exported_batch != batch:
         raise ModelFormatError(f"{path}: the program was exported at batch {exported_batch} and is specialised "
@@ -166,12 +147,12 @@ def _pt2(path: Path, batch: int):
     return _from_program(ep, path, batch, meta)
 
 
-def _checkpoint(path: Path, batch: int):
+def _checkpoint(path: Path, batch: int, o: ModelOverrides):
     import torch
 
     from alexnet_tvm.model.checkpoint import load_any_checkpoint
 
-    model, meta = load_any_checkpoint(path)
+    model, meta = load_any_checkpoint(path, o)
     x = torch.zeros(batch, 3, meta.input_size, meta.input_size)
     with torch.no_grad():
         ep = torch.export.export(model, (x,))
@@ -181,12 +162,14 @@ def _checkpoint(path: Path, batch: int):
 _IMPORTERS = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2, "checkpoint": _checkpoint}
 
 
-def import_model(path: Path, batch: int = 1) -> ImportedModel:
+def import_model(path: Path, batch: int = 1, overrides: ModelOverrides | None = None) -> ImportedModel:
+    """``overrides``: the user's --input-size/--classes/--class-names/--mean/--std, over what
+    the file (or its sidecar) says."""
     path = Path(path)
     fmt = detect_format(path)
     if batch < 1:
         raise ModelFormatError("batch must be at least 1")
-    mod, params, name, shape, meta = _IMPORTERS[fmt](path, batch)
+    mod, params, name, shape, meta = _IMPORTERS[fmt](path, batch, overrides or ModelOverrides())
     log.info("imported %s (%s) as Relax: input %s %s, %d parameter tensors", path, fmt, name, shape, len(params))
     return ImportedModel(mod, list(params), name, tuple(shape), meta, path, fmt, sha256_file(path))
 

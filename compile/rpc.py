@@ -132,13 +132,3 @@ def builder_export_for(spec: TargetSpec):
         check_cross_compiler(spec)
         return functools.partial(cross_export, spec.rpc.cross_compiler)
     return None
-
-
-def board_for(spec: TargetSpec):
-    """The runtime's view of an rpc target (None for local targets)."""
-    from alexnet_tvm.runtime.artifact import RemoteBoard
-
-    if spec.runner != "rpc" or spec.rpc is None:
-        return None
-    check_board(spec)
-    return RemoteBoard(spec.rpc.tracker_host, spec.rpc.tracker_port, spec.rpc.key, spec.rpc.session_timeout)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_tvm.errors import TuningError
-from alexnet_tvm.runtime.host import THREADS_ENV, use_threads
+from alexnet_tvm.host import THREADS_ENV, use_threads
 
 from .importer import import_model
 from .pipeline import is_gpu, prepare
@@ -190,7 +190,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
     import tvm  # noqa: F401
     from tvm.s_tir import meta_schedule as ms
 
-    from .database import open_database
+    from alexnet_tvm.records import open_database
 
     spec = cfg.target
     check_precision(cfg.precision)
@@ -246,7 +246,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
     result.tuned_now = sum(1 for t in pending if has_record(database, t, target))
     result.seconds = time.perf_counter() - t0
     _cleanup_logs(work_dir)
-    from .database import prune_database
+    from alexnet_tvm.records import prune_database
 
     before, after = prune_database(work_dir)
     log.info("kept the %d best of %d records (per workload) in %s", after, before, work_dir)
@@ -261,7 +261,7 @@ def _merge_fresh(work_dir: Path, db_dir: Path, done: bool) -> None:
     database goes once every task has a record there; until then a re-run resumes from it."""
     import shutil
 
-    from .pack import merge_tuning_records
+    from alexnet_tvm.records import merge_tuning_records
 
     res = merge_tuning_records(work_dir, db_dir, replace=True)
     log.info("fresh records replace the old ones for their workloads in %s (%d -> %d records)",

@@ -18,9 +18,6 @@ workloads and the rounding (still far inside the verify gates).
 
 from __future__ import annotations
 
-#: targets.yaml validates winograd_tile against these (with the file and line)
-WINOGRAD_TILES = (0, 2, 4)
-
 
 def _kernel_transform(kernel, m: int):
     """OIHW 3x3 kernel -> (alpha, alpha, CI, CO), output channels innermost for the GEMM."""

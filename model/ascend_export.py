@@ -20,7 +20,7 @@ import torch
 from alexnet_tvm.errors import ExportError
 from alexnet_tvm.fsutil import atomic_path, refuse_existing, write_json
 from alexnet_tvm.meta import sidecar_path
-from alexnet_tvm.runtime.ascend import BATCH_AXIS_NAME, INPUT_NAME, OPSET, OUTPUT_NAME
+from alexnet_tvm.ascend_modelzoo import BATCH_AXIS_NAME, INPUT_NAME, OPSET, OUTPUT_NAME
 
 from .checkpoint import load_any_checkpoint
 from .export import ExportConfig, _check, _sample, export_onnx_file

@@ -50,8 +50,10 @@ def save_checkpoint(model: nn.Module, meta: ModelMeta, path: Path) -> None:
 def load_checkpoint(path: Path, meta: ModelMeta | None = None) -> tuple[nn.Module, ModelMeta]:
     """Rebuild the model that the sidecar describes and load its weights, in eval mode."""
     path = Path(path)
-    state = load_weights(path)
-    meta = meta or read_sidecar(path)
+    return _rebuild(load_weights(path), meta or read_sidecar(path), path)
+
+
+def _rebuild(state: dict, meta: ModelMeta, path: Path) -> tuple[nn.Module, ModelMeta]:
     check_input_size(get_variant(meta.arch), meta.input_size)
     model = build_model(meta.arch, meta.num_classes, meta.width)
     load_state_dict_strict(model, state, str(path))
@@ -59,22 +61,46 @@ def load_checkpoint(path: Path, meta: ModelMeta | None = None) -> tuple[nn.Modul
     return model, meta
 
 
-def meta_for_torchvision_weights(path: Path, num_classes: int = 1000) -> ModelMeta:
-    """A sidecar for a bare torchvision alexnet-owt-*.pth, which ships without one."""
-    return ModelMeta(arch="torchvision", num_classes=num_classes, input_size=224, resize_size=256,
-                     class_names=[f"class_{i}" for i in range(num_classes)])
+def _fits(arch: str, state: dict) -> float | None:
+    """The width at which variant ``arch`` has exactly ``state``'s keys and shapes, else None."""
+    from .variants import VARIANTS
+
+    c1 = state.get("features.0.weight")
+    head = state.get("classifier.6.weight")
+    if c1 is None or head is None or c1.dim() != 4:
+        return None
+    base = VARIANTS[arch].build(2, 1.0).features[0].out_channels
+    width = round(float(c1.shape[0]) / base, 4)
+    own = build_model(arch, int(head.shape[0]), width).state_dict()
+    if set(own) != set(state) or any(tuple(own[k].shape) != tuple(state[k].shape) for k in own):
+        return None
+    return width
 
 
-def load_any_checkpoint(path: Path) -> tuple[nn.Module, ModelMeta]:
-    """Our checkpoint (with sidecar) or a bare torchvision state_dict."""
+def describe_state_dict(path: Path, state: dict) -> ModelMeta:
+    """A bare state_dict (torchvision's ``alexnet-owt-*.pth``, or any variant's): its keys and
+    shapes tell the variant, width and classes; the input size is the variant's default."""
+    from .describe import meta_from
+    from .variants import VARIANTS
+
+    for arch, spec in VARIANTS.items():
+        width = _fits(arch, state)
+        if width is not None:
+            classes = int(state["classifier.6.weight"].shape[0])
+            return meta_from(arch, classes, spec.default_input_size, width, source="state_dict shapes")
+    raise CheckpointError(f"{path}: no sidecar {sidecar_path(path).name} and the state_dict fits no AlexNet "
+                          f"variant ({', '.join(VARIANTS)}); pass a sidecar or export TorchScript/ONNX")
+
+
+def load_any_checkpoint(path: Path, overrides=None) -> tuple[nn.Module, ModelMeta]:
+    """Our checkpoint (with sidecar) or a bare state_dict of any variant; ``overrides``
+    (describe.ModelOverrides) are the user's flags over either."""
+    from .describe import ModelOverrides, apply_overrides
+
     path = Path(path)
-    if sidecar_path(path).exists():
-        return load_checkpoint(path)
     state = load_weights(path)
-    w = state.get("classifier.6.weight")
-    if w is None:
-        raise CheckpointError(f"{path}: no sidecar {sidecar_path(path).name} and not a torchvision AlexNet state_dict")
-    return load_checkpoint(path, meta_for_torchvision_weights(path, int(w.shape[0])))
+    meta = read_sidecar(path) if sidecar_path(path).exists() else describe_state_dict(path, state)
+    return _rebuild(state, apply_overrides(meta, overrides or ModelOverrides(), str(path)), path)
 
 
 def init_checkpoint(arch: str, num_classes: int, out: Path, input_size: int | None = None, width: float = 1.0,

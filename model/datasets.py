@@ -1,7 +1,8 @@
 """Labelled image sets: an ImageFolder tree, CIFAR-10 python batches, and the embedded digits.
 
-Every source yields PIL images; the transforms are the runtime's PIL + numpy ones,
-so training, evaluation and deployment see identical tensors.
+Every source yields PIL images; the transforms and the ImageFolder scan are the core
+PIL + numpy ones (:mod:`alexnet_tvm.preprocess`), so training, evaluation and
+deployment see identical images and tensors.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from alexnet_tvm.errors import DatasetError
-from alexnet_tvm.runtime.preprocess import IMAGE_SUFFIXES, crop, load_image, resize_short_side, to_chw
+from alexnet_tvm.preprocess import crop, load_image, resize_short_side, scan_class_folders, to_chw
 
 EMBEDDED = "digits"
 
@@ -92,18 +93,9 @@ def split_by_class(labels: list[int], seed: int, val_fraction: float = 0.1) -> t
 
 
 def _scan_class_dirs(root: Path) -> tuple[list[str], list[Path], list[int]]:
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(classes) < 2:
-        raise DatasetError(f"{root}: an ImageFolder needs at least 2 class folders, found {len(classes)}")
-    paths: list[Path] = []
-    labels: list[int] = []
-    for ci, c in enumerate(classes):
-        files = sorted(p for p in (root / c).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DatasetError(f"{root / c}: class folder has no images")
-        paths += files
-        labels += [ci] * len(files)
-    return classes, paths, labels
+    """The shared ImageFolder reading (:func:`alexnet_tvm.preprocess.scan_class_folders`), at least 2 classes."""
+    tree = scan_class_folders(root, min_classes=2)
+    return tree.classes, tree.paths, tree.labels
 
 
 def _fingerprint_files(root: Path, paths: list[Path], labels: list[int]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -48,19 +47,20 @@ def torch_reference(path: Path, threads: int | None = None) -> Callable[[np.ndar
     return lambda x: run_in_batches(once, x, batch)
 
 
-def onnx_file_for(path: Path, batch: int, workdir: Path | None = None) -> Path:
-    """The model as ONNX: the file itself, or an export (dynamic batch) into a temp folder."""
+def onnx_file_for(path: Path, batch: int, workdir: Path, input_size: int | None = None) -> Path:
+    """The model as ONNX: the file itself, or an export (dynamic batch) into ``workdir``
+    (the caller's temp folder, which it removes). ``input_size``: where the file has no
+    sidecar, the size the artifact was built at (its manifest knows it)."""
     path = Path(path)
     if detect_format(path) == "onnx":
         return path
     module, meta, pb = load_torch_module(path)
-    size = meta.input_size if meta else None
+    size = input_size or (meta.input_size if meta else None)
     if size is None:
         from alexnet_tvm.meta import read_sidecar
 
         size = read_sidecar(path).input_size
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="alexnet-tvm-onnx-"))
-    out = workdir / "reference.onnx"
+    out = Path(workdir) / "reference.onnx"
     from .export import ExportConfig, export_onnx_file
 
     x = torch.zeros(pb or batch, 3, size, size)

@@ -106,6 +106,26 @@ def _cifar(num_classes: int, width: float) -> nn.Module:
     return AlexNet(features, nn.Identity(), _classifier(c5 * 2 * 2, _c(4096, width), num_classes))
 
 
+def _caffe(num_classes: int, width: float) -> nn.Module:
+    """BVLC's reference AlexNet (the ONNX model zoos' bvlc_alexnet): 227x227 input, conv1
+    without padding, the two-GPU split kept as groups=2 in conv2/4/5, LRN (k=1, Caffe's
+    default) after conv1 and conv2, before their pools."""
+    c1, c2, c3, c4, c5 = (2 * max(2, int(round(c * width / 2))) for c in (96, 256, 384, 384, 256))
+
+    def lrn() -> nn.Module:
+        return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
+    features = nn.Sequential(
+        nn.Conv2d(3, c1, 11, stride=4), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(c1, c2, 5, padding=2, groups=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c3, c4, 3, padding=1, groups=2), nn.ReLU(inplace=True),
+        nn.Conv2d(c4, c5, 3, padding=1, groups=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+    )
+    return AlexNet(features, nn.Identity(), _classifier(c5 * 36, _c(4096, width), num_classes))
+
+
 VARIANTS: dict[str, VariantSpec] = {
     "torchvision": VariantSpec(
         "torchvision", "torchvision layout, 64-channel conv1; loads alexnet-owt-*.pth",
@@ -118,6 +138,9 @@ VARIANTS: dict[str, VariantSpec] = {
     "half": VariantSpec(
         "half", "48/128/192/192/128 convs, 2048-unit FCs (flowers tutorial)",
         224, None, 63, _imagenet_style((48, 128, 192, 192, 128), 2048, lrn=False)),
+    "caffe": VariantSpec(
+        "caffe", "BVLC reference (Caffe lineage): 227x227, groups=2 in conv2/4/5, LRN after conv1/conv2",
+        227, 227, 227, _caffe),
 }
 
 

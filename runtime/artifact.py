@@ -13,18 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_tvm.artifact_format import FORMAT_VERSION, LIB, MANIFEST, PARAMS
 from alexnet_tvm.errors import ArtifactError
 from alexnet_tvm.fsutil import read_json, sha256_file
+from alexnet_tvm.host import use_threads
 from alexnet_tvm.meta import ModelMeta
 
-from .host import host_cpu_flags, use_threads
+from .compat import check_runnable_here
 
 log = logging.getLogger(__name__)
-
-LIB = "model.so"
-PARAMS = "params.bin"
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
 
 
 def read_manifest(folder: Path) -> dict:
@@ -52,34 +49,6 @@ def check_files(folder: Path, manifest: dict) -> None:
             raise ArtifactError(f"{folder}: {name} is missing")
         if sha256_file(p) != digest:
             raise ArtifactError(f"{p}: sha256 does not match the manifest (modified or corrupt); refusing to load it")
-
-
-def check_runnable_here(manifest: dict) -> None:
-    """Refuse a library this TVM or this CPU/GPU cannot run."""
-    import tvm
-
-    if manifest["tvm_version"] != tvm.__version__:
-        raise ArtifactError(f"artifact built with TVM {manifest['tvm_version']}, this runtime has {tvm.__version__}")
-    t = manifest["target"]
-    if t.get("kind") == "cuda":
-        if not tvm.cuda(0).exist:
-            raise ArtifactError(f"artifact targets CUDA ({t['name']}) and this machine has no CUDA GPU")
-        return
-    tt = str(t.get("tvm_target", ""))
-    if "mtriple" in tt and "x86_64" not in tt:
-        import platform
-
-        if platform.machine() not in ("aarch64", "arm64") or "aarch64" not in tt:
-            raise ArtifactError(f"artifact is cross-compiled for {t['name']}; run it on that board (or over RPC)")
-    missing = set(t.get("host_features") or []) - host_cpu_flags()
-    if missing and platform_is_x86():
-        raise ArtifactError(f"artifact targets {t['name']}; this CPU lacks {', '.join(sorted(missing))}")
-
-
-def platform_is_x86() -> bool:
-    import platform
-
-    return platform.machine() in ("x86_64", "AMD64")
 
 
 @dataclass

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_tvm.preprocess import eval_transform, load_image
+
 from .artifact import load_artifact
-from .preprocess import eval_transform, load_image
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alexnet_tvm.errors import AscendError, OutputExistsError
+from alexnet_tvm.errors import AscendError, DatasetError, OutputExistsError
 from alexnet_tvm.meta import ModelMeta
 from alexnet_tvm.runtime import ascend as A
 
@@ -358,7 +358,7 @@ def test_labels_command(env: Env, run_cli, tmp_path: Path, one_line_error) -> No
 ])
 def test_bad_label_files(tmp_path: Path, text: str, fragment: str) -> None:
     (tmp_path / "val.txt").write_text(text)
-    with pytest.raises(AscendError) as e:
+    with pytest.raises(DatasetError) as e:  # a label file is data, not Ascend-specific
         A.read_labels(tmp_path / "val.txt")
     assert fragment in str(e.value)
 
@@ -481,7 +481,7 @@ def test_missing_result_without_summary_needs_the_inputs(env: Env, bin_run: Path
     one_line_error(_metric(run_cli, bin_run, env, "--inputs", env.inputs), "no result for input b",
                    "expected b_0.bin")
     res = A.load_results(bin_run)  # without the inputs: the labelled image without a result is counted
-    top = A.topk_accuracy(res.logits, res.names, A.read_labels(env.ranked_labels).labels)
+    top = A.vision_metric_topk(res.logits, res.names, A.read_labels(env.ranked_labels).labels)
     assert any("1 labelled images have no result" in w for w in top.warnings) and top.n_images == 12
 
 
@@ -548,7 +548,7 @@ def test_results_and_labels_must_match(env: Env, bin_run: Path, tmp_path: Path, 
     # labels beyond the output size are misses, as in vision_metric, and counted
     big = tmp_path / "big.txt"
     big.write_text("".join(f"{n}.JPEG {11 if i == 0 else 0}\n" for i, n in enumerate(env.names)))
-    top = A.topk_accuracy(res.logits, res.names, A.read_labels(big).labels)
+    top = A.vision_metric_topk(res.logits, res.names, A.read_labels(big).labels)
     assert any("1 labels lie outside the 10 output classes" in w for w in top.warnings)
 
 
@@ -592,10 +592,10 @@ def test_metric_1001_classes_and_tiny_outputs() -> None:
     logits = rng.standard_normal((4, 1001)).astype(np.float32)
     names = ["a", "b", "c", "d"]
     labels = {n: int(np.argmax(logits[i])) - 1 for i, n in enumerate(names)}
-    top = A.topk_accuracy(logits, names, labels)
+    top = A.vision_metric_topk(logits, names, labels)
     assert top.top(1) == 1.0 and top.table()["value"][1] == {"key": "Number of classes", "value": "1001"}
-    small = A.topk_accuracy(np.array([[3, 2, 1], [1, 3, 2], [2, 1, 3]], np.float32), ["x", "y", "z"],
-                            {"x": 0, "y": 2, "z": 1})  # ranks 0, 1, 2
+    small = A.vision_metric_topk(np.array([[3, 2, 1], [1, 3, 2], [2, 1, 3]], np.float32), ["x", "y", "z"],
+                                 {"x": 0, "y": 2, "z": 1})  # ranks 0, 1, 2
     assert small.to_json() == ('{"title": "Overall statistical evaluation", "value": [{"key": "Number of images", '
                                '"value": "3"}, {"key": "Number of classes", "value": "3"}, {"key": "Top1 accuracy", '
                                '"value": "33.33%"}, {"key": "Top2 accuracy", "value": "66.67%"}, '
@@ -608,8 +608,8 @@ def test_result_json_refuses_overwrite(env: Env, bin_run: Path, run_cli, tmp_pat
     one_line_error(_metric(run_cli, bin_run, env, "-o", out), "already exists")
     assert out.read_text() == "keep"
     with pytest.raises(OutputExistsError):
-        A.write_result_json(out, A.topk_accuracy(np.eye(3, dtype=np.float32), ["x", "y", "z"],
-                                                 {"x": 0, "y": 1, "z": 2}))
+        A.write_result_json(out, A.vision_metric_topk(np.eye(3, dtype=np.float32), ["x", "y", "z"],
+                                                      {"x": 0, "y": 1, "z": 2}))
 
 
 def test_ties_break_as_vision_metric_does() -> None:
@@ -625,7 +625,7 @@ def test_ties_break_as_vision_metric_does() -> None:
             if order[k] == labels[n]:
                 hits[k] += 1
                 break
-    np.testing.assert_array_equal(A.topk_accuracy(logits, names, labels).hits, hits)
+    np.testing.assert_array_equal(A.vision_metric_topk(logits, names, labels).hits, hits)
 
 
 # --------------------------------------------------------------------------- verify --against ascend:

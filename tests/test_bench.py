@@ -88,7 +88,7 @@ REFERENCE_WORKLOADS = [
 @pytest.mark.parametrize("name,arch,classes,size,batch,target,precision", REFERENCE_WORKLOADS)
 def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes, size, batch, target, precision):
     """A graph change that invalidates the committed records fails here, not silently in a slow build."""
-    from alexnet_tvm.compile.database import RECORDS, WORKLOADS, open_database
+    from alexnet_tvm.records import RECORDS, WORKLOADS, open_database
     from alexnet_tvm.compile.importer import import_model
     from alexnet_tvm.compile.pipeline import prepare
     from alexnet_tvm.compile.precision import with_precision

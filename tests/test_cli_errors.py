@@ -226,7 +226,7 @@ def test_runtime_imports_without_torch() -> None:
         "for name in ('torch', 'torchvision'):\n"
         "    sys.modules[name] = None  # any 'import torch' now raises ImportError\n"
         "import alexnet_tvm, alexnet_tvm.meta, alexnet_tvm.errors, alexnet_tvm.fsutil\n"
-        "import alexnet_tvm.runtime, alexnet_tvm.runtime.preprocess as pp\n"
+        "import alexnet_tvm.runtime, alexnet_tvm.preprocess as pp\n"
         "from PIL import Image\n"
         "x = pp.eval_transform(Image.new('RGB', (40, 48), (255, 0, 0)), 36, 32, (0.5,) * 3, (0.5,) * 3)\n"
         "assert x.shape == (3, 32, 32), x.shape\n"

@@ -222,7 +222,8 @@ def test_runtime_runs_an_artifact_with_torch_blocked(tiny_artifact):
         sys.modules["torch"] = None  # any import of torch now fails
         import numpy as np
         from alexnet_tvm.runtime.artifact import load_artifact
-        from alexnet_tvm.runtime import predict, verify, references, preprocess, bench
+        from alexnet_tvm import preprocess
+        from alexnet_tvm.runtime import predict, verify, references, bench
         a = load_artifact({str(art)!r})
         y = a.predict(np.zeros((3,) + a.input_shape[1:], np.float32))
         assert y.shape == (3, 4), y.shape
@@ -256,7 +257,7 @@ def test_runtime_uses_the_cores_the_library_was_built_for(tiny_artifact):
 
 def test_auto_target_and_listing(run_cli):
     from alexnet_tvm.compile.targets import pick_target
-    from alexnet_tvm.runtime.host import host_cpu_flags
+    from alexnet_tvm.host import host_cpu_flags
 
     targets = _targets()
     picked = pick_target(targets, "auto")

@@ -90,7 +90,7 @@ def _committed_records(dest: Path) -> Path:
 def dist(tmp_path_factory) -> Dist:
     from PIL import Image
 
-    from alexnet_tvm.compile.pack import pack_artifact
+    from alexnet_tvm.distribution.pack import pack_artifact
 
     root = tmp_path_factory.mktemp("dist")
     ckpt, art, logs = _build_tiny(root)
@@ -125,14 +125,14 @@ def _write_tar(path: Path, files: dict[str, bytes], extra: list[tarfile.TarInfo]
 
 
 def _resign(files: dict[str, bytes]) -> None:
-    from alexnet_tvm.runtime.distribution import SUMS, format_sums
+    from alexnet_tvm.distribution.archive import SUMS, format_sums
 
     files[SUMS] = format_sums({n: hashlib.sha256(b).hexdigest() for n, b in files.items() if n != SUMS}).encode()
 
 
 def _registry_with(folder: Path, archive: Path, template: Path, **entry_changes) -> Path:
     """A registry whose index lists ``archive`` with a correct digest/size (a compromised registry)."""
-    from alexnet_tvm.runtime.distribution import sha256_digest
+    from alexnet_tvm.distribution.archive import sha256_digest
 
     folder.mkdir(parents=True)
     (folder / "packs").mkdir()
@@ -148,10 +148,10 @@ def _entry_for(pack: Path) -> dict:
     """The index entry a publish of ``pack`` would write (via a scratch registry)."""
     import tempfile
 
-    from alexnet_tvm.compile.pack import publish_to_folder
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     with tempfile.TemporaryDirectory() as tmp:
-        return publish_to_folder(pack, Path(tmp) / "reg").to_dict()
+        return FolderRegistry(Path(tmp) / "reg").publish(pack).to_dict()
 
 
 def _predict_lines(run_cli, artifact: Path, images: list[Path]) -> list[str]:
@@ -169,15 +169,13 @@ def _free_port() -> int:
 @pytest.fixture
 def http_registry():
     """``start(folder, publish=True) -> url``: a registry server in a thread, shut down after the test."""
-    from alexnet_tvm.compile.pack import publish_to_folder
-    from alexnet_tvm.runtime.distribution import make_server
+    from alexnet_tvm.distribution.server import make_server
 
     servers = []
 
     def start(folder: Path, publish: bool = True) -> str:
         folder.mkdir(parents=True, exist_ok=True)
-        srv = make_server(folder, "127.0.0.1", 0,
-                          on_publish=(lambda p: publish_to_folder(p, folder)) if publish else None)
+        srv = make_server(folder, "127.0.0.1", 0, allow_publish=publish)
         srv.start_background()
         servers.append(srv)
         return srv.url
@@ -189,7 +187,7 @@ def http_registry():
 
 
 def _index(reg: Path) -> dict:
-    from alexnet_tvm.runtime.distribution import Index
+    from alexnet_tvm.distribution.index import Index
 
     text = (reg / "index.json").read_text()
     Index.parse(text, "test")  # valid
@@ -292,10 +290,10 @@ def test_read_only_http_registry_refuses_uploads(dist, tmp_path, run_cli, one_li
 
 
 def test_registry_serve_cli_subprocess(dist, tmp_path, run_cli):
-    from alexnet_tvm.compile.pack import publish_to_folder
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     reg = tmp_path / "reg"
-    publish_to_folder(dist.pack, reg)
+    FolderRegistry(reg).publish(dist.pack)
     port = _free_port()
     exe = Path(sys.executable).parent / "alexnet-tvm"
     proc = subprocess.Popen([str(exe), "registry", "serve", str(reg), "--port", str(port)],
@@ -312,10 +310,10 @@ def test_registry_serve_cli_subprocess(dist, tmp_path, run_cli):
 
 def test_pull_without_torch_or_compile_package(dist, tmp_path):
     """A deployment machine: runtime/ only. pull, then predict, through the CLI."""
-    from alexnet_tvm.compile.pack import publish_to_folder
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     reg = tmp_path / "reg"
-    publish_to_folder(dist.pack, reg)
+    FolderRegistry(reg).publish(dist.pack)
     out = tmp_path / "deployed"
     code = textwrap.dedent(f"""
         import sys
@@ -339,8 +337,22 @@ def test_pull_without_torch_or_compile_package(dist, tmp_path):
     assert res.stdout.strip().startswith(str(dist.images[0]) + ": ")
 
 
+def test_distribution_package_imports_no_compiler_side():
+    """Every distribution module (publish, serve, logs included) loads on a runtime-only machine."""
+    code = textwrap.dedent("""
+        import sys
+        import alexnet_tvm.distribution.logs, alexnet_tvm.distribution.pull, alexnet_tvm.distribution.server
+        bad = [m for m in sys.modules if m.split(".")[0] == "torch"
+               or m.startswith(("alexnet_tvm.compile", "alexnet_tvm.model"))]
+        assert not bad, bad
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
 def test_select_pack_prefers_exact_then_specific_compatible():
-    from alexnet_tvm.runtime.distribution import HostInfo, Index, PackEntry, select_pack
+    from alexnet_tvm.distribution.index import Index, PackEntry, select_pack
+    from alexnet_tvm.runtime.compat import HostInfo
 
     def e(target, feats, batch=1, tvm="0.27", kind="llvm", created="2025-01-01"):
         return PackEntry(model="m", target=target, batch=batch, tvm_version=tvm, digest="sha256:" + "0" * 64,
@@ -409,10 +421,10 @@ def test_tampered_pack_refused_by_publish_and_pull(dist, tmp_path, run_cli, one_
 
 
 def test_wrong_digest_in_index_refused(dist, tmp_path, run_cli, one_line_error, tree_snapshot):
-    from alexnet_tvm.compile.pack import publish_to_folder
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     reg = tmp_path / "reg"
-    publish_to_folder(dist.pack, reg)
+    FolderRegistry(reg).publish(dist.pack)
     index = json.loads((reg / "index.json").read_text())
     index["packs"][0]["digest"] = "sha256:" + "ab" * 32
     (reg / "index.json").write_text(json.dumps(index))
@@ -458,10 +470,10 @@ def test_hostile_tar_entries_refused(dist, tmp_path, run_cli, one_line_error, tr
 
 @pytest.mark.parametrize("via", ["folder", "http"])
 def test_truncated_download_refused(dist, tmp_path, run_cli, one_line_error, tree_snapshot, http_registry, via):
-    from alexnet_tvm.compile.pack import publish_to_folder
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     reg = tmp_path / "reg"
-    entry = publish_to_folder(dist.pack, reg)
+    entry = FolderRegistry(reg).publish(dist.pack)
     data = (reg / entry.file).read_bytes()
     (reg / entry.file).write_bytes(data[: len(data) // 2])  # an upload cut short, index unchanged
     snap = tree_snapshot(reg)
@@ -499,7 +511,7 @@ def test_unreachable_registry_refused_within_timeout(dist, tmp_path, run_cli, on
 
 
 def test_incompatible_tvm_or_target_refused(dist, tmp_path, run_cli, one_line_error):
-    from alexnet_tvm.compile.pack import publish_to_folder
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     for i, (edit, fragment, hidden_fragment) in enumerate([
         (lambda m: m.update(tvm_version="0.19.0"), "TVM 0.19.0", "manifest '0.19.0'"),
@@ -513,7 +525,7 @@ def test_incompatible_tvm_or_target_refused(dist, tmp_path, run_cli, one_line_er
         _resign(files)
         other = _write_tar(tmp_path / f"other{i}.tar.gz", files)
         reg = tmp_path / f"reg{i}"
-        publish_to_folder(other, reg)  # a registry may hold packs for other machines
+        FolderRegistry(reg).publish(other)  # a registry may hold packs for other machines
         one_line_error(run_cli("pull", MODEL, "--from", reg, "-o", tmp_path / "out"), "runs here", fragment)
         # and an index that hides it (claims this TVM / no features): the pack's own manifest decides
         evil = _registry_with(tmp_path / f"evil{i}", other, dist.pack)
@@ -522,10 +534,10 @@ def test_incompatible_tvm_or_target_refused(dist, tmp_path, run_cli, one_line_er
 
 
 def test_existing_output_and_corrupt_index_refused(dist, tmp_path, run_cli, one_line_error, tree_snapshot):
-    from alexnet_tvm.compile.pack import publish_to_folder
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     reg = tmp_path / "reg"
-    publish_to_folder(dist.pack, reg)
+    FolderRegistry(reg).publish(dist.pack)
     out = tmp_path / "existing"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
@@ -544,7 +556,8 @@ def test_existing_output_and_corrupt_index_refused(dist, tmp_path, run_cli, one_
 
 
 def test_concurrent_publishers_all_land_in_a_valid_index(dist, tmp_path):
-    from alexnet_tvm.compile.pack import pack_artifact, publish_to_folder
+    from alexnet_tvm.distribution.pack import pack_artifact
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     packs = []
     for i in range(4):  # four distinct packs: their reports differ
@@ -557,7 +570,7 @@ def test_concurrent_publishers_all_land_in_a_valid_index(dist, tmp_path):
     def publish(p: Path) -> None:
         try:
             barrier.wait()
-            publish_to_folder(p, reg)
+            FolderRegistry(reg).publish(p)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -582,14 +595,15 @@ def test_concurrent_publishers_all_land_in_a_valid_index(dist, tmp_path):
 
 
 def test_publisher_blocked_by_held_lock_is_refused(dist, tmp_path, run_cli, one_line_error, tree_snapshot):
-    from alexnet_tvm.compile.pack import pack_artifact, publish_to_folder, registry_lock
+    from alexnet_tvm.distribution.pack import pack_artifact
+    from alexnet_tvm.distribution.registry import FolderRegistry
 
     reg = tmp_path / "reg"
-    publish_to_folder(dist.pack, reg)
+    FolderRegistry(reg).publish(dist.pack)
     other = tmp_path / "other.tar.gz"
     pack_artifact(dist.artifact, other)
     snap = tree_snapshot(reg)
-    with registry_lock(reg):
+    with FolderRegistry(reg).lock():
         one_line_error(run_cli("publish", other, "--to", reg, "--lock-timeout", "0.3"), "busy", "try again")
     assert tree_snapshot(reg) == snap
     assert run_cli("publish", other, "--to", reg).exit_code == 0
@@ -618,7 +632,7 @@ def _read_db(folder: Path) -> tuple[list[str], list[tuple[str, str, float]]]:
 
 
 def test_merge_reindexes_workloads_dedups_and_keeps_best(tmp_path):
-    from alexnet_tvm.compile.pack import merge_tuning_records
+    from alexnet_tvm.records import merge_tuning_records
 
     dest = _db(tmp_path / "dest", ["A", "B"], [(0, "a1", [2.0]), (1, "b1", [1.0])])
     src = _db(tmp_path / "src", ["C", "A"], [(0, "c1", [3.0]), (1, "a1", [2.0]), (1, "a0", [0.5]),
@@ -636,7 +650,7 @@ def test_merge_reindexes_workloads_dedups_and_keeps_best(tmp_path):
 
 
 def test_merge_with_replace_drops_the_old_records_of_incoming_workloads(tmp_path):
-    from alexnet_tvm.compile.pack import merge_tuning_records
+    from alexnet_tvm.records import merge_tuning_records
 
     # old records (timed on a faster machine) look better, yet the incoming ones must win
     dest = _db(tmp_path / "dest", ["A", "B"], [(0, "a1", [0.1]), (0, "a2", [0.2]), (1, "b1", [1.0])])
@@ -652,8 +666,7 @@ def test_duplicate_workload_lines_are_folded_and_merges_match_by_hash(tmp_path):
     """Two lines of one workload (same structural hash, other parameter names) make MetaSchedule
     file new records one line too early; they are folded, records re-pointed, and a merge maps
     an incoming copy onto the existing line instead of appending a duplicate."""
-    from alexnet_tvm.compile.database import dedupe_workloads
-    from alexnet_tvm.compile.pack import merge_tuning_records
+    from alexnet_tvm.records import dedupe_workloads, merge_tuning_records
 
     dest = _db(tmp_path / "dest", ["A", "B"], [(0, "a1", [1.0]), (1, "b1", [2.0])])
     wl = dest / "database_workload.json"
@@ -676,7 +689,7 @@ def test_duplicate_workload_lines_are_folded_and_merges_match_by_hash(tmp_path):
 
 
 def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli, one_line_error, tree_snapshot):
-    from alexnet_tvm.compile.database import check_database
+    from alexnet_tvm.records import check_database
 
     src_logs = tmp_path / "a"
     _committed_records(src_logs / "x86-avx512")

@@ -70,7 +70,7 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
 
     # build uses the records: every task tuned, manifest says so, and the digest matches.
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.database import database_digest
+    from alexnet_tvm.records import database_digest
 
     r = build(BuildConfig(model=model, target=_targets()[TARGET], out=tmp_path / "art", logs_dir=logs))
     manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())

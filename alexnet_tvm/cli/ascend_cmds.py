@@ -10,6 +10,8 @@ import click
 from alexnet_tvm.errors import AscendError
 from alexnet_tvm.runtime import ascend as A
 
+from .options import force_option, out_option
+
 
 def _batches(values: tuple[str, ...]) -> list[int]:
     """``--batch 1,16 --batch 64`` -> [1, 16, 64]."""
@@ -70,8 +72,8 @@ def ascend() -> None:
 
 @ascend.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("alexnet.onnx"), show_default=True)
-@click.option("--force", is_flag=True, help="Replace an existing output.")
+@out_option(default=Path("alexnet.onnx"))
+@force_option(help="Replace an existing output.")
 def export_cmd(checkpoint: Path, out: Path, force: bool) -> None:
     """ONNX exactly as the ModelZoo's pth2onnx writes it (actual_input_1 -> output1, batch '-1', opset 11).
 
@@ -94,9 +96,8 @@ def export_cmd(checkpoint: Path, out: Path, force: bool) -> None:
               help="OM output prefix; the batch size is appended.")
 @click.option("--input-size", type=int, default=None,
               help="Default: the ONNX sidecar's input size when the file is here, else 224.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("pth2om.sh"), show_default=True,
-              help="The script to write.")
-@click.option("--force", is_flag=True, help="Replace an existing script.")
+@out_option(default=Path("pth2om.sh"), help="The script to write.")
+@force_option(help="Replace an existing script.")
 def atc_cmd(batches: tuple[str, ...], soc: str, model: str, output_prefix: str, input_size: int | None,
             out: Path, force: bool) -> None:
     """Print the atc command line for each batch size and write them to a script."""
@@ -119,7 +120,7 @@ def atc_cmd(batches: tuple[str, ...], soc: str, model: str, output_prefix: str, 
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--resize-size", default=A.RESIZE_SIZE, show_default=True, help="Shorter side after resizing.")
 @click.option("--input-size", default=A.INPUT_SIZE, show_default=True, help="Centre crop size.")
-@click.option("--force", is_flag=True, help="Replace an existing OUT_DIR.")
+@force_option(help="Replace an existing OUT_DIR.")
 def preprocess_cmd(images_dir: Path, out_dir: Path, resize_size: int, input_size: int, force: bool) -> None:
     """One raw float32 CHW NAME.bin per image of IMAGES_DIR (flat, or an ImageFolder tree), as the ModelZoo does."""
     rep = A.preprocess_folder(images_dir, out_dir, resize_size=resize_size, input_size=input_size, force=force)
@@ -128,8 +129,8 @@ def preprocess_cmd(images_dir: Path, out_dir: Path, resize_size: int, input_size
 
 @ascend.command("labels")
 @click.argument("image_folder", type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("val_label.txt"), show_default=True)
-@click.option("--force", is_flag=True, help="Replace an existing label file.")
+@out_option(default=Path("val_label.txt"))
+@force_option(help="Replace an existing label file.")
 def labels_cmd(image_folder: Path, out: Path, force: bool) -> None:
     """A vision_metric label file ('name label' lines) for an ImageFolder set; class = sorted folder index."""
     n, classes = A.write_label_file(image_folder, out, force=force)
@@ -162,11 +163,11 @@ def read_cmd(results_dir: Path, classes: int | None, inputs: Path | None, as_jso
 @click.argument("results_dir", type=click.Path(path_type=Path))
 @click.option("--labels", "label_file", type=click.Path(path_type=Path), required=True,
               help="val_label.txt: 'name label' lines.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Write result.json here.")
+@out_option(help="Write result.json here.")
 @click.option("--classes", type=int, default=None, help="Output size to expect (default: from the first file).")
 @click.option("--inputs", type=click.Path(path_type=Path), default=None,
               help="The preprocessed input folder: every input must have a result (and names old-layout ones).")
-@click.option("--force", is_flag=True, help="Replace an existing result.json.")
+@force_option(help="Replace an existing result.json.")
 def metric_cmd(results_dir: Path, label_file: Path, out: Path | None, classes: int | None, inputs: Path | None,
                force: bool) -> None:
     """Top-1..Top-5 as vision_metric computes them; -o writes its result.json byte for byte."""

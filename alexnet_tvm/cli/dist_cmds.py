@@ -1,8 +1,8 @@
-"""pack / publish / pull / registry / logs: thin wrappers over compile.pack and runtime.distribution.
+"""pack / publish / pull / registry / logs: thin wrappers over alexnet_tvm.distribution.
 
 ``pull`` (and ``registry list``) must work on a runtime-only machine, so nothing
-here imports ``alexnet_tvm.compile`` at module level and ``pull`` only uses it,
-when installed, to resolve ``--target auto`` through targets.yaml.
+here imports ``alexnet_tvm.compile`` at module level; ``pull`` resolves ``--target
+auto`` through targets.yaml with core settings (no compile side needed).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
-from alexnet_tvm.paths import default_targets_file, default_tuning_logs
+from alexnet_tvm.settings import logs_dir_for_reading, logs_dir_for_writing
+
+from .options import batch_option, force_option, logs_dir_option, out_option, target_option, targets_file_option
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +24,14 @@ timeout_option = click.option("--timeout", type=float, default=None,
 
 @click.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="The pack, NAME.tar.gz.")
+@out_option(required=True, help="The pack, NAME.tar.gz.")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="The artifact's `verify --report` JSON (must have passed).")
-@click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
-              help="Take the tuning records from LOGS_DIR/<target> instead of the manifest's database folder.")
-@click.option("--force", is_flag=True, help="Replace an existing pack.")
+@logs_dir_option(help="Take the tuning records from LOGS_DIR/<target> instead of the manifest's database folder.")
+@force_option(help="Replace an existing pack.")
 def pack(artifact: Path, out: Path, report: Path | None, logs_dir: Path | None, force: bool) -> None:
     """Pack ARTIFACT with its tuning records and verify report into one checksummed archive."""
-    from alexnet_tvm.compile.pack import pack_artifact
+    from alexnet_tvm.distribution.pack import pack_artifact
 
     res = pack_artifact(artifact, out, report=report, logs_dir=logs_dir, force=force)
     v = res.verify
@@ -47,28 +48,27 @@ def pack(artifact: Path, out: Path, report: Path | None, logs_dir: Path | None, 
 @timeout_option
 def publish(pack_file: Path, to: str, lock_timeout: float, timeout: float | None) -> None:
     """Check PACK and add it to a registry's index."""
-    from alexnet_tvm.compile.pack import publish as run_publish
+    from alexnet_tvm.distribution.registry import publish as run_publish
 
     entry = run_publish(pack_file, to, lock_timeout=lock_timeout, timeout=timeout or 60.0)
     click.echo(f"published {entry.label()} to {to} as {entry.file}")
 
 
 def _local_target(name: str, targets_file: Path | None) -> str | None:
-    """The target name to prefer: ``auto`` via targets.yaml when the compile side is installed.
+    """The target name to prefer: ``auto`` via targets.yaml.
 
-    A runtime-only install has no targets.yaml reader; then (or when no entry
-    fits this host) ``auto`` means "any pack this CPU runs, most specific first".
+    Without yaml to read it, or when no entry fits this host, ``auto`` means "any
+    pack this CPU runs, most specific first".
     """
     if name != "auto":
         return name
-    try:
-        from alexnet_tvm.compile.targets import AUTO, load_targets, pick_target
-    except ImportError:
-        return None
     from alexnet_tvm.errors import TargetError
+    from alexnet_tvm.settings import resolve_target
 
     try:
-        return pick_target(load_targets(targets_file or default_targets_file()), AUTO).name
+        return resolve_target(name, targets_file).name
+    except ImportError:  # no yaml to read targets.yaml with
+        return None
     except TargetError as e:
         log.info("--target auto: %s; taking any compatible pack", e)
         return None
@@ -76,20 +76,17 @@ def _local_target(name: str, targets_file: Path | None) -> str | None:
 
 @click.command()
 @click.argument("model")
-@click.option("--target", "target_name", default="auto", show_default=True,
-              help="Prefer this target's pack; otherwise any pack this machine can run.")
+@target_option(help="Prefer this target's pack; otherwise any pack this machine can run.")
 @click.option("--from", "registry", required=True, help="Registry: a folder or an http(s):// base URL.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-              help="Artifact folder. Default: artifacts/<model>-<target>-b<batch>.")
-@click.option("--batch", type=int, default=None, help="Default: the smallest batch available.")
-@click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
-@click.option("--targets-file", type=click.Path(path_type=Path), default=None,
-              help="For --target auto. Default: targets.yaml of the project.")
+@out_option(help="Artifact folder. Default: artifacts/<model>-<target>-b<batch>.")
+@batch_option(help="Default: the smallest batch available.")
+@force_option(help="Replace an existing artifact folder.")
+@targets_file_option(help="For --target auto. Default: targets.yaml of the project.")
 @timeout_option
 def pull(model: str, target_name: str, registry: str, out: Path | None, batch: int | None, force: bool,
          targets_file: Path | None, timeout: float | None) -> None:
     """Download MODEL's best pack for this machine, check it, and install it as an artifact."""
-    from alexnet_tvm.runtime.distribution import DEFAULT_TIMEOUT, PullConfig, pull as run_pull
+    from alexnet_tvm.distribution.pull import DEFAULT_TIMEOUT, PullConfig, pull as run_pull
 
     target = _local_target(target_name, targets_file)
     res = run_pull(PullConfig(model=model, registry=registry, target=target, batch=batch, out=out, force=force,
@@ -113,14 +110,9 @@ def registry() -> None:
 @click.option("--allow-publish", is_flag=True, help="Accept `publish --to http://...` uploads (PUT /publish).")
 def serve(folder: Path, port: int, host: str, allow_publish: bool) -> None:
     """Serve a registry FOLDER over HTTP (read-only unless --allow-publish)."""
-    from alexnet_tvm.runtime.distribution import make_server
+    from alexnet_tvm.distribution.server import make_server
 
-    on_publish = None
-    if allow_publish:
-        from alexnet_tvm.compile.pack import publish_to_folder
-
-        on_publish = lambda path: publish_to_folder(path, folder)  # noqa: E731
-    server = make_server(folder, host, port, on_publish=on_publish)
+    server = make_server(folder, host, port, allow_publish=allow_publish)
     click.echo(f"serving {folder} at {server.url}/ ({'uploads allowed' if allow_publish else 'read-only'}); "
                "Ctrl-C stops", err=False)
     try:
@@ -136,7 +128,7 @@ def serve(folder: Path, port: int, host: str, allow_publish: bool) -> None:
 @timeout_option
 def list_cmd(location: str, timeout: float | None) -> None:
     """List the packs in a registry folder or URL."""
-    from alexnet_tvm.runtime.distribution import DEFAULT_TIMEOUT, open_registry
+    from alexnet_tvm.distribution.registry import DEFAULT_TIMEOUT, open_registry
 
     index = open_registry(location, timeout or DEFAULT_TIMEOUT).read_index()
     for e in index.packs:
@@ -153,29 +145,27 @@ def logs() -> None:
 
 @logs.command("export")
 @click.argument("target")
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="logs.tar.gz")
-@click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
-              help="Default: the project's tuning_logs/.")
-@click.option("--force", is_flag=True)
+@out_option(required=True, help="logs.tar.gz")
+@logs_dir_option()
+@force_option()
 def logs_export(target: str, out: Path, logs_dir: Path | None, force: bool) -> None:
     """Archive TARGET's tuning database (checked, with SHA256SUMS)."""
-    from alexnet_tvm.compile.pack import export_logs
+    from alexnet_tvm.distribution.logs import export_logs
 
-    res = export_logs(target, logs_dir or default_tuning_logs(), out, force=force)
+    res = export_logs(target, logs_dir_for_reading(logs_dir, target), out, force=force)
     click.echo(f"wrote {res.out}: {res.workloads} workloads, {res.records} records of {res.target}")
 
 
 @logs.command("import")
 @click.argument("archive", type=click.Path(path_type=Path))
 @click.option("--target", default=None, help="Default: the target the archive names.")
-@click.option("--logs-dir", type=click.Path(path_type=Path), default=None,
-              help="Default: the project's tuning_logs/.")
+@logs_dir_option()
 @click.option("--keep", type=int, default=8, show_default=True, help="Records kept per workload (fastest first).")
 def logs_import(archive: Path, target: str | None, logs_dir: Path | None, keep: int) -> None:
     """Merge the tuning records of a `logs export` archive or a pack into tuning_logs/<target>/."""
-    from alexnet_tvm.compile.pack import import_logs
+    from alexnet_tvm.distribution.logs import import_logs
 
-    m = import_logs(archive, logs_dir or default_tuning_logs(), target=target, keep=keep).merge
+    m = import_logs(archive, logs_dir_for_writing(logs_dir, target), target=target, keep=keep).merge
     click.echo(f"merged into {m.folder}: {m.workloads_added} new workloads, {m.records_added} of "
                f"{m.records_offered} records added; {m.records_before} -> {m.records_after} records")
 

@@ -38,8 +38,10 @@ def cli(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-#: modules under alexnet_tvm.cli, each with a COMMANDS list
-COMMAND_MODULES = ("model_cmds", "compile_cmds", "runtime_cmds", "ascend_cmds", "dist_cmds", "rpc_cmds")
+#: modules under alexnet_tvm.cli, one per command group, each with a COMMANDS list (their shared
+#: options are in options.py); a module missing from an install is skipped
+COMMAND_MODULES = ("model_cmds", "compile_cmds", "runtime_cmds", "evaluate_cmds", "demo_cmds", "bench_cmds",
+                   "ascend_cmds", "dist_cmds", "rpc_cmds")
 
 
 def _register() -> None:

@@ -1,4 +1,4 @@
-"""train / export: thin wrappers over alexnet_tvm.model."""
+"""train / export / init: parse, then call alexnet_tvm.model."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ from pathlib import Path
 
 import click
 
+from .options import batch_option, force_option, out_option, seed_option
+
 
 @click.command()
 @click.argument("dataset", default="digits")
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/train"),
-              show_default=True, help="Run folder (model.pt + model.pt.json, last.ckpt, curves.png).")
+@out_option(default=Path("runs/train"), dest="out_dir",
+            help="Run folder (model.pt + model.pt.json, last.ckpt, curves.png).")
 @click.option("--arch", default="cifar", show_default=True, help="torchvision | paper | cifar | half")
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", default=3e-4, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@seed_option()
 @click.option("--input-size", type=int, default=None, help="Default: the variant's own.")
 @click.option("--width", default=1.0, show_default=True, help="Channel/unit multiplier (tiny models).")
 @click.option("--pretrained", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
@@ -24,7 +26,7 @@ import click
 @click.option("--freeze-features", is_flag=True, help="With --pretrained: train the classifier only.")
 @click.option("--max-steps", type=int, default=None, help="Batches per epoch at most.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.ckpt.")
-@click.option("--force", is_flag=True, help="Replace a run already in --out.")
+@force_option(help="Replace a run already in --out.")
 def train(dataset: str, out_dir: Path, arch: str, epochs: int, batch_size: int, optimizer: str, lr: float, seed: int,
           input_size: int | None, width: float, pretrained: Path | None, freeze_features: bool,
           max_steps: int | None, resume: bool, force: bool) -> None:
@@ -41,13 +43,12 @@ def train(dataset: str, out_dir: Path, arch: str, epochs: int, batch_size: int, 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2"]), required=True)
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-              help="Default: beside the checkpoint, with the format's suffix.")
-@click.option("--batch", default=1, show_default=True)
+@out_option(help="Default: beside the checkpoint, with the format's suffix.")
+@batch_option(default=1)
 @click.option("--opset", default=17, show_default=True)
 @click.option("--input-name", default="input", show_default=True)
 @click.option("--dynamic-batch", is_flag=True, help="ONNX: a symbolic batch axis.")
-@click.option("--force", is_flag=True)
+@force_option()
 def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int, input_name: str,
            dynamic_batch: bool, force: bool) -> None:
     """Export CHECKPOINT to TorchScript, ONNX or torch.export, checked against eager PyTorch."""
@@ -59,17 +60,14 @@ def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int,
     click.echo(f"wrote {out} (max abs error vs eager {err:.2e})")
 
 
-COMMANDS = [train, export]
-
-
 @click.command("init")
 @click.option("--arch", default="torchvision", show_default=True)
 @click.option("--classes", "num_classes", default=1000, show_default=True)
 @click.option("--input-size", type=int, default=None)
 @click.option("--width", default=1.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
-@click.option("--force", is_flag=True)
+@seed_option()
+@out_option(required=True)
+@force_option()
 def init(arch: str, num_classes: int, input_size: int | None, width: float, seed: int, out: Path,
          force: bool) -> None:
     """Write a randomly initialised checkpoint: tuning and benchmarks depend on shapes, not weights."""
@@ -79,4 +77,4 @@ def init(arch: str, num_classes: int, input_size: int | None, width: float, seed
     click.echo(f"wrote {out}")
 
 
-COMMANDS.append(init)
+COMMANDS = [train, export, init]

@@ -40,6 +40,20 @@ class BenchConfig:
     logs_dir: Path | None = None
 
 
+def parse_batches(text: str) -> list[int]:
+    """``--batch 1,16`` -> [1, 16]."""
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ToolkitError(f"--batch {text!r}: give comma-separated integers") from None
+
+
+def check_config(cfg: BenchConfig) -> None:
+    """Refuse what cannot give a median and a spread, before anything is built."""
+    if not cfg.batches or min(cfg.batches) < 1 or cfg.runs < 3:
+        raise ToolkitError("--batch needs positive sizes and --runs at least 3")
+
+
 def measure_read_bandwidth(threads: int, mbytes: int = 512, repeats: int = 5) -> float:
     """GB/s of summing a buffer much larger than the caches, split over ``threads``."""
     buf = np.ones(mbytes * (1 << 20) // 8, dtype=np.float64)
@@ -58,7 +72,7 @@ def measure_read_bandwidth(threads: int, mbytes: int = 512, repeats: int = 5) ->
 
 def fp32_peak_gflops(threads: int) -> tuple[float, str]:
     """cores x GHz x FMA ports (2) x lanes x 2 flops: the nominal ceiling, from cpuinfo."""
-    from alexnet_tvm.runtime.host import cpu_mhz, fp32_lanes_per_fma
+    from alexnet_tvm.host import cpu_mhz, fp32_lanes_per_fma
 
     mhz, lanes = cpu_mhz(), fp32_lanes_per_fma()
     ghz = mhz / 1000 if mhz else 2.0
@@ -89,22 +103,29 @@ def model_flops_and_weights(module, input_size: int) -> tuple[float, int]:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    import torch
+    """Time the model on ``cfg.target``: here against PyTorch and ONNX Runtime (CPU), on the GPU
+    against PyTorch (CUDA), or on the board alone (rpc); write bench.json/.md/.png."""
+    from alexnet_tvm.settings import resolve_target
 
-    from alexnet_tvm.compile.targets import load_targets, pick_target
-    from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
-    from alexnet_tvm.paths import default_targets_file, default_tuning_logs
-    from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.bench import time_callable
-    from alexnet_tvm.runtime.references import OnnxRuntimeReference
-
-    spec = pick_target(load_targets(cfg.targets_file or default_targets_file()), cfg.target)
+    check_config(cfg)
+    spec = resolve_target(cfg.target, cfg.targets_file)
     if spec.runner == "rpc":
         return _bench_board(cfg, spec)
     if spec.kind == "cuda":
         return _bench_gpu(cfg, spec)
     if not spec.is_cpu:
         raise ToolkitError(f"bench runs CPU, CUDA and RPC-board targets; {spec.name} is {spec.kind}")
+    return _bench_cpu(cfg, spec)
+
+
+def _bench_cpu(cfg: BenchConfig, spec) -> dict:
+    """Every runtime in this process on the same inputs and threads, with the physical references."""
+    import torch
+
+    from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
+    from alexnet_tvm.runtime.references import OnnxRuntimeReference
+    from alexnet_tvm.settings import logs_dir_for_reading
+
     cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
     threads = cfg.threads or int(cores or os.cpu_count() or 1)
     torch.set_num_threads(threads)
@@ -114,50 +135,17 @@ def run_bench(cfg: BenchConfig) -> dict:
     flops, weight_bytes = model_flops_and_weights(module, size)
     bw = measure_read_bandwidth(threads)
     peak, peak_how = fp32_peak_gflops(threads)
-    logs = cfg.logs_dir or default_tuning_logs()
+    logs = logs_dir_for_reading(cfg.logs_dir, spec.name)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = onnx_file_for(cfg.model, max(cfg.batches), cfg.out_dir)
-    ref_torch = torch_reference(cfg.model, threads)
-    ref_ort = OnnxRuntimeReference(onnx_path, threads)
+    refs = {"pytorch": torch_reference(cfg.model, threads), "onnxruntime": OnnxRuntimeReference(onnx_path, threads)}
     rows = []
     for b in cfg.batches:
         x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
-        runtimes = {"pytorch": ref_torch, "onnxruntime": ref_ort}
-        builds = {"tvm": (logs, "fp32")}
-        if cfg.bf16:
-            builds["tvm-bf16"] = (logs, "bf16")
-        if cfg.untuned:
-            builds["tvm-untuned"] = (cfg.out_dir / "empty-logs", "fp32")
-        untuned_tasks = {}
-        artifacts = {}
-        for name, (ldir, precision) in builds.items():
-            art_dir, untuned_tasks[name] = _build_tvm(cfg, spec, b, name, ldir, precision)
-            artifacts[name] = load_artifact(art_dir)
-            runtimes[name] = artifacts[name].run_batch
-        row = {"batch": b, "untuned_tasks": untuned_tasks}
-        outputs = {}
-        for name, fn in runtimes.items():
-            slow = name == "tvm-untuned"
-            t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
-                              max_seconds=60 if slow else None)
-            row[name] = t.to_dict()
-            if cfg.bf16 and name in ("pytorch", "tvm-bf16"):  # what bf16 costs in accuracy, below
-                outputs[name] = np.asarray(fn(x))
-            log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
-        tv = row["tvm"]["median_ms"]
-        row["speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / tv
-        row["speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / tv
-        if "tvm-bf16" in row:
-            bf = row["tvm-bf16"]["median_ms"]
-            ref = outputs["pytorch"]
-            row["bf16_speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / bf
-            row["bf16_speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / bf
-            # the price: how far bf16 weights move the logits, relative to their range
-            row["bf16_max_abs_error_rel_range"] = float(np.abs(outputs["tvm-bf16"] - ref).max()
-                                                        / max(float(np.ptp(ref)), 1.0))
-        row["tvm_fraction_of_fp32_peak"] = flops * b / (tv / 1e3) / 1e9 / peak
+        row, tvm_artifact = _time_cpu_batch(cfg, spec, x, refs, logs)
+        row["tvm_fraction_of_fp32_peak"] = flops * b / (row["tvm"]["median_ms"] / 1e3) / 1e9 / peak
         if cfg.layers:
-            row["layers"] = _layer_times(artifacts["tvm"], onnx_path, x, threads, cfg.runs)
+            row["layers"] = _layer_times(tvm_artifact, onnx_path, x, threads, cfg.runs)
         rows.append(row)
     result = {
         "model": str(cfg.model), "target": spec.name, "threads": threads, "runs": cfg.runs,
@@ -167,6 +155,53 @@ def run_bench(cfg: BenchConfig) -> dict:
         "machine": os.uname().nodename,
     }
     return _write_results(cfg, result)
+
+
+def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Path) -> tuple[dict, object]:
+    """One batch size: build the TVM variants, time every runtime on ``x``; (row, fp32 TVM artifact)."""
+    from alexnet_tvm.runtime.artifact import load_artifact
+    from alexnet_tvm.runtime.bench import time_callable
+
+    b = x.shape[0]
+    runtimes = dict(refs)
+    builds = {"tvm": (logs, "fp32")}
+    if cfg.bf16:
+        builds["tvm-bf16"] = (logs, "bf16")
+    if cfg.untuned:
+        builds["tvm-untuned"] = (cfg.out_dir / "empty-logs", "fp32")
+    untuned_tasks = {}
+    artifacts = {}
+    for name, (ldir, precision) in builds.items():
+        art_dir, untuned_tasks[name] = _build_tvm(cfg, spec, b, name, ldir, precision)
+        artifacts[name] = load_artifact(art_dir)
+        runtimes[name] = artifacts[name].run_batch
+    row = {"batch": b, "untuned_tasks": untuned_tasks}
+    outputs = {}
+    for name, fn in runtimes.items():
+        slow = name == "tvm-untuned"
+        t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
+                          max_seconds=60 if slow else None)
+        row[name] = t.to_dict()
+        if cfg.bf16 and name in ("pytorch", "tvm-bf16"):  # what bf16 costs in accuracy, below
+            outputs[name] = np.asarray(fn(x))
+        log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
+    _add_ratios(row, outputs)
+    return row, artifacts["tvm"]
+
+
+def _add_ratios(row: dict, outputs: dict[str, np.ndarray]) -> None:
+    """TVM's speed ratios against the references, and with bf16 weights what they cost in logits."""
+    tv = row["tvm"]["median_ms"]
+    row["speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / tv
+    row["speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / tv
+    if "tvm-bf16" in row:
+        bf = row["tvm-bf16"]["median_ms"]
+        ref = outputs["pytorch"]
+        row["bf16_speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / bf
+        row["bf16_speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / bf
+        # the price: how far bf16 weights move the logits, relative to their range
+        row["bf16_max_abs_error_rel_range"] = float(np.abs(outputs["tvm-bf16"] - ref).max()
+                                                    / max(float(np.ptp(ref)), 1.0))
 
 
 def _layer_times(artifact, onnx_path: Path, x: np.ndarray, threads: int, runs: int) -> list[dict]:
@@ -193,19 +228,20 @@ def _build_tvm(cfg: BenchConfig, spec, batch: int, name: str = "tvm", logs_dir: 
                precision: str = "fp32") -> tuple[Path, list[str]]:
     """The artifact to time (rebuilt each run, so it matches the records now) and its untuned tasks."""
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.paths import default_tuning_logs
+    from alexnet_tvm.settings import logs_dir_for_reading
 
     art_dir = cfg.out_dir / f"artifact-{name}-b{batch}"
     res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, batch=batch, force=True, precision=precision,
-                            logs_dir=logs_dir or cfg.logs_dir or default_tuning_logs()))
+                            logs_dir=logs_dir or logs_dir_for_reading(cfg.logs_dir, spec.name)))
     return art_dir, res.untuned
 
 
 def _bench_board(cfg: BenchConfig, spec) -> dict:
     """TVM on the board, timed there (network excluded). PyTorch and ONNX Runtime do not run
     on the board, so there is no ratio: comparing with the host would compare machines."""
-    from alexnet_tvm.compile.rpc import board_for
     from alexnet_tvm.runtime.artifact import load_artifact
+
+    from .boards import board_for
 
     board = board_for(spec)  # one-line error when the tracker or the board is missing
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

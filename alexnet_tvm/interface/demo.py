@@ -54,14 +54,13 @@ def write_eval_folder(out: Path, seed: int = 0) -> Path:
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.targets import load_targets, pick_target
     from alexnet_tvm.compile.tune import TuneConfig, tune
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
     from alexnet_tvm.meta import read_sidecar
     from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model
     from alexnet_tvm.model.train import BEST, TrainConfig, train
-    from alexnet_tvm.paths import default_targets_file, default_tuning_logs
     from alexnet_tvm.runtime.verify import summary_lines
+    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
 
     t0 = time.perf_counter()
     out = cfg.out_dir
@@ -84,8 +83,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     if not eval_dir.exists():
         write_eval_folder(eval_dir)
 
-    spec = pick_target(load_targets(cfg.targets_file or default_targets_file()), cfg.target)
-    logs = cfg.logs_dir or default_tuning_logs()
+    spec = resolve_target(cfg.target, cfg.targets_file)
+    logs = logs_dir_for_writing(cfg.logs_dir, spec.name)  # tuned here, then built from
     tres = tune(TuneConfig(model=ckpt, target=spec, logs_dir=logs, batch=1, total_trials=cfg.tune_trials,
                            trials_per_task=cfg.tune_trials, time_budget=cfg.tune_minutes))
     lines.append(f"tune: {tres.tasks} tasks, {tres.already_tuned} covered by {tres.db_dir}, "

@@ -6,15 +6,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-from alexnet_tvm.errors import VerifyError
+from alexnet_tvm.preprocess import load_labelled_folder
 from alexnet_tvm.runtime.artifact import load_artifact
-from alexnet_tvm.runtime.preprocess import load_labelled_folder
 from alexnet_tvm.runtime.verify import Gates, VerifyReport, verify, write_junit, write_report
+
+from .references import reference_runtime, source_model
 
 log = logging.getLogger(__name__)
 
-AGAINST = ("pytorch", "onnxruntime")
 
 
 @dataclass
@@ -35,13 +34,6 @@ class VerifyConfig:
     board: object | None = None
 
 
-def _source_model(cfg: VerifyConfig, manifest: dict) -> Path:
-    path = cfg.model or Path(manifest["model"]["file"])
-    if not path.is_file():
-        raise VerifyError(f"{path}: the source model is not here; pass --model PATH")
-    return path
-
-
 def run_verify(cfg: VerifyConfig) -> VerifyReport:
     art = load_artifact(cfg.artifact, board=cfg.board)
     if cfg.against.startswith("ascend:"):
@@ -49,29 +41,14 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
 
         rep = verify_against_ascend(art, Path(cfg.against.split(":", 1)[1]), cfg)
     else:
-        if cfg.against not in AGAINST:
-            raise VerifyError(f"unknown reference {cfg.against!r} (pytorch, onnxruntime or ascend:RESULTS_DIR)")
-        src = _source_model(cfg, art.manifest)
-        if cfg.against == "pytorch":
-            from alexnet_tvm.model.reference import torch_reference
-
-            ref = torch_reference(src)
-        else:
-            from alexnet_tvm.runtime.references import OnnxRuntimeReference
-
-            if src.suffix == ".onnx":
-                onnx_path = src
-            else:
-                from alexnet_tvm.model.reference import onnx_file_for
-
-                onnx_path = onnx_file_for(src, art.batch)
-            ref = OnnxRuntimeReference(onnx_path)
+        src = source_model(cfg.model, art.manifest)
         labelled = None
         if cfg.eval_set is not None:
             m = art.meta
             labelled = load_labelled_folder(cfg.eval_set, m.class_names, m.resize_size, m.input_size, m.mean, m.std)
-        rep = verify(art.predict, ref, art.input_shape, cfg.gates, str(cfg.artifact), cfg.against,
-                     random_count=cfg.random_count, seed=cfg.seed, labelled=labelled)
+        with reference_runtime(cfg.against, src, art.batch, art.meta.input_size) as ref:
+            rep = verify(art.predict, ref, art.input_shape, cfg.gates, str(cfg.artifact), cfg.against,
+                         random_count=cfg.random_count, seed=cfg.seed, labelled=labelled)
     if cfg.report:
         write_report(rep, cfg.report)
     if cfg.junit:

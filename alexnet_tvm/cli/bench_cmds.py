@@ -1,0 +1,36 @@
+"""bench: parse, then call alexnet_tvm.interface.bench."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import logs_dir_option, out_option, target_option, targets_file_option
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@target_option()
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--runs", default=20, show_default=True, help="Timed runs per runtime (median, p10, p90).")
+@click.option("--threads", type=int, default=None, help="Default: the target's num-cores.")
+@click.option("--untuned", is_flag=True, help="Also time TVM without tuning records (slow).")
+@click.option("--bf16", is_flag=True, help="Also time TVM with bf16 FC weights (build --precision bf16).")
+@click.option("--layers", is_flag=True,
+              help="Also time each layer inside the model, TVM against ONNX Runtime (layers.md).")
+@out_option(default=Path("runs/bench"), dest="out_dir")
+@targets_file_option()
+@logs_dir_option()
+def bench(model: Path, target_name: str, batches: str, runs: int, threads: int | None, untuned: bool, bf16: bool,
+          layers: bool, out_dir: Path, targets_file: Path | None, logs_dir: Path | None) -> None:
+    """Time PyTorch, ONNX Runtime and TVM side by side; write bench.json, bench.md, bench.png."""
+    from alexnet_tvm.interface.bench import BenchConfig, parse_batches, run_bench, summary_lines
+
+    res = run_bench(BenchConfig(model=model, target=target_name, batches=parse_batches(batches), out_dir=out_dir,
+                                runs=runs, threads=threads, untuned=untuned, bf16=bf16, layers=layers,
+                                targets_file=targets_file, logs_dir=logs_dir))
+    click.echo("\n".join(summary_lines(res)))
+
+
+COMMANDS = [bench]

@@ -1,0 +1,35 @@
+"""evaluate: Top-1/Top-5 of a built library on a labelled set (alexnet_tvm.interface.evaluate)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--against", type=click.Choice(["pytorch", "onnxruntime"]), default=None,
+              help="Also score the source model on the same images, and report the agreement.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="The source model for --against (default: the file the artifact was built from).")
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="Write the results as JSON.")
+@click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Write a markdown summary.")
+@click.option("--min-top1", type=float, default=None, metavar="PERCENT", help="Exit 1 when Top-1 is below it.")
+@click.option("--min-top5", type=float, default=None, metavar="PERCENT", help="Exit 1 when Top-5 is below it.")
+def evaluate(artifact: Path, data: Path, against: str | None, model: Path | None, report: Path | None,
+             markdown: Path | None, min_top1: float | None, min_top5: float | None) -> None:
+    """Top-1/Top-5 of ARTIFACT on DATA: an ImageFolder, a flat folder with val_label.txt
+    (NAME LABEL lines) or a val_list.txt (PATH LABEL lines); labels are 0-based class indices."""
+    from alexnet_tvm.interface.evaluate import EvaluateConfig, markdown as summary, run_evaluate
+
+    rep = run_evaluate(EvaluateConfig(artifact=artifact, data=data, against=against, model=model, report=report,
+                                      markdown=markdown, min_top1=min_top1, min_top5=min_top5))
+    click.echo(summary(rep), nl=False)
+    if not rep.passed:
+        sys.exit(1)
+
+
+COMMANDS = [evaluate]

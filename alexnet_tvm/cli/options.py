@@ -1,0 +1,62 @@
+"""Click options that several commands share, declared once so that a flag means the same
+thing (name, type, default, help) in every command that takes it.
+
+Each is a factory returning the decorator: a command may word the help for its own
+case or pick its default, never the option's name or type. Defaults that depend on the
+machine (which targets.yaml, which tuning_logs/) are left as None here and resolved by
+:mod:`alexnet_tvm.settings` when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from alexnet_tvm.meta import PRECISIONS
+from alexnet_tvm.targets import AUTO
+
+Decorator = Callable[[Callable], Callable]
+
+
+def _path() -> click.Path:
+    return click.Path(path_type=Path)
+
+
+def target_option(default: str | None = AUTO, help: str | None = None) -> Decorator:
+    """``--target NAME`` of targets.yaml (``auto``: the first local CPU entry this host runs)."""
+    return click.option("--target", "target_name", default=default, show_default=default is not None, help=help)
+
+
+def targets_file_option(help: str = "Default: targets.yaml of the project.") -> Decorator:
+    return click.option("--targets-file", type=_path(), default=None, help=help)
+
+
+def logs_dir_option(help: str = "Tuning databases, one folder per target. "
+                                "Default: the project's tuning_logs/.") -> Decorator:
+    return click.option("--logs-dir", type=_path(), default=None, help=help)
+
+
+def precision_option() -> Decorator:
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                        help="bf16: store the FC weights as bf16 (half the weight traffic; fp32 math).")
+
+
+def force_option(help: str | None = None) -> Decorator:
+    return click.option("--force", is_flag=True, help=help)
+
+
+def out_option(default: Path | None = None, help: str | None = None, required: bool = False,
+               dest: str = "out") -> Decorator:
+    """``-o/--out PATH``: the file or folder a command writes."""
+    return click.option("-o", "--out", dest, type=_path(), default=default, required=required,
+                        show_default=default is not None, help=help)
+
+
+def batch_option(default: int | None = None, help: str | None = None) -> Decorator:
+    return click.option("--batch", type=int, default=default, show_default=default is not None, help=help)
+
+
+def seed_option() -> Decorator:
+    return click.option("--seed", type=int, default=0, show_default=True)

@@ -1,0 +1,190 @@
+"""A pack: one checksummed archive of an artifact, its tuning records and its verify report.
+
+Packing checks the artifact against its own manifest first (packing a modified
+library would sign it anew); opening a pack checks the archive's SHA256SUMS and
+then the artifact's manifest checksums, so a pack is trusted only as far as both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_tvm.artifact_format import LIB, MANIFEST, PARAMS
+from alexnet_tvm.errors import ArtifactError, RegistryError
+from alexnet_tvm.fsutil import read_json, refuse_existing
+from alexnet_tvm.records import RECORDS, WORKLOADS, database_digest, snapshot_database
+from alexnet_tvm.runtime.artifact import check_files, read_manifest
+
+from .archive import (
+    PACK_FORMAT, PACK_KIND, PACK_META, SUMS, TUNING_DIR, VERIFY_REPORT, Contents, check_member_name,
+    extract_archive, safe_component, utc_now, write_archive,
+)
+from .index import PackEntry, verify_summary
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- packing
+
+
+@dataclass
+class PackResult:
+    out: Path
+    digest: str
+    size: int
+    files: list[str]
+    tuning_included: bool
+    verify: dict | None
+
+
+def _load_report(path: Path) -> dict:
+    report = read_json(path, RegistryError, "verify report")
+    if not isinstance(report, dict) or not isinstance(report.get("passed"), bool) or "against" not in report:
+        raise RegistryError(f"{path}: not a verify report (write one with `verify --report`)")
+    if not report["passed"]:
+        raise RegistryError(f"{path}: the verify report says FAILED ({'; '.join(report.get('failures') or [])}); "
+                            "refusing to pack an unverified artifact")
+    return report
+
+
+def _checked_manifest(artifact: Path) -> dict:
+    try:
+        manifest = read_manifest(artifact)
+        check_files(artifact, manifest)
+    except ArtifactError as e:
+        raise RegistryError(f"cannot pack {artifact}: {e}") from None
+    return manifest
+
+
+def pack_artifact(artifact: Path, out: Path, report: Path | None = None, logs_dir: Path | None = None,
+                  force: bool = False) -> PackResult:
+    """One archive with the artifact, its tuning records and verify report, and SHA256SUMS.
+
+    The artifact is checked against its own manifest first: packing a modified
+    library would sign it anew. Tuning records come from the manifest's database
+    folder (or ``logs_dir/<target>``), so whoever pulls can also re-tune from them.
+    """
+    artifact, out = Path(artifact), Path(out)
+    refuse_existing(out, force)
+    manifest = _checked_manifest(artifact)
+    model = safe_component(str(manifest.get("model", {}).get("name", "")), "model name")
+    target = safe_component(str(manifest["target"].get("name", "")), "target name")
+    files: dict[str, Path | bytes] = {LIB: artifact / LIB, PARAMS: artifact / PARAMS, MANIFEST: artifact / MANIFEST}
+    rep = _load_report(report) if report else None
+    if rep is not None:
+        files[VERIFY_REPORT] = Path(report)
+    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-pack-") as tmp:
+        tuning = _tuning_for(manifest, target, logs_dir, Path(tmp))
+        if tuning is not None:
+            for name in (WORKLOADS, RECORDS):
+                if (tuning["folder"] / name).exists():
+                    files[f"{TUNING_DIR}/{name}"] = tuning["folder"] / name
+        meta = {
+            "format": PACK_FORMAT, "kind": PACK_KIND, "created": utc_now(), "model": model, "target": target,
+            "batch": int(manifest["input"]["shape"][0]), "tvm_version": manifest["tvm_version"],
+            "verify": verify_summary(rep),
+            "tuning": None if tuning is None else {k: v for k, v in tuning.items() if k != "folder"},
+        }
+        files[PACK_META] = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+        digest, size = write_archive(out, files, force=force)
+    log.info("packed %s into %s (%d bytes, %s)", artifact, out, size, digest)
+    return PackResult(out, digest, size, sorted(files) + [SUMS], tuning is not None, meta["verify"])
+
+
+def _tuning_for(manifest: dict, target: str, logs_dir: Path | None, tmp: Path) -> dict | None:
+    """The target's database the artifact was built with, or ``None`` when there is none here."""
+    database = (manifest.get("tuning") or {}).get("database")
+    folder = Path(logs_dir) / target if logs_dir else Path(database) if database else None
+    if folder is None or not (folder / RECORDS).is_file():
+        log.info("no tuning records for %s at %s; packing without them", target, folder)
+        return None
+    copy, workloads, records = snapshot_database(folder, tmp)
+    digest = database_digest(copy)
+    built_with = (manifest.get("tuning") or {}).get("digest")
+    if digest != built_with:
+        log.warning("%s changed since the artifact was built (digest %s, build used %s); packing the current "
+                    "records", folder, digest, built_with)
+    return {"folder": copy, "source": str(folder), "digest": digest, "workloads": workloads, "records": records,
+            "matches_build": digest == built_with}
+
+
+# --------------------------------------------------------------------------- opening
+
+
+@dataclass
+class PackInfo:
+    """A checked, extracted pack: its artifact manifest is what the index entry must agree with."""
+
+    contents: Contents
+    manifest: dict
+
+    @property
+    def folder(self) -> Path:
+        return self.contents.folder
+
+    @property
+    def meta(self) -> dict:
+        return self.contents.meta
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest.get("model", {}).get("name", ""))
+
+    @property
+    def target(self) -> dict:
+        return self.manifest["target"]
+
+    @property
+    def batch(self) -> int:
+        return int(self.manifest["input"]["shape"][0])
+
+    @property
+    def has_tuning(self) -> bool:
+        return f"{TUNING_DIR}/{RECORDS}" in self.contents.sums
+
+    def verify_report(self) -> dict | None:
+        path = self.folder / VERIFY_REPORT
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def entry(self, digest: str, size: int, file: str) -> PackEntry:
+        t = self.target
+        return PackEntry(model=self.model, target=str(t.get("name")), batch=self.batch,
+                         tvm_version=str(self.manifest["tvm_version"]), digest=digest, size=size,
+                         created=str(self.meta.get("created", "")), file=file, kind=str(t.get("kind", "")),
+                         host_features=list(t.get("host_features") or []),
+                         tvm_target=str(t.get("tvm_target", "")), verify=verify_summary(self.verify_report()),
+                         published=utc_now())
+
+
+def _check_artifact(folder: Path, where: str) -> dict:
+    """The extracted artifact's manifest, once its own checksums hold (errors name the pack, not the folder)."""
+    try:
+        manifest = read_manifest(folder)
+        if not isinstance(manifest["files"], dict):
+            raise ArtifactError("manifest 'files' is not a mapping")
+        for name in manifest["files"]:  # checked before check_files opens them
+            check_member_name(name, f"{where}: manifest")
+        check_files(folder, manifest)
+    except ArtifactError as e:
+        raise RegistryError(f"{where}: {str(e).replace(str(folder), 'pack')}") from None
+    return manifest
+
+
+def open_pack(archive: Path, dest: Path, label: str | None = None) -> PackInfo:
+    """Extract and check a pack: archive sums, then the artifact's own manifest checksums."""
+    where = label or str(archive)
+    contents = extract_archive(archive, dest, where)
+    if contents.kind != PACK_KIND:
+        raise RegistryError(f"{where}: a tuning-log archive, not a pack")
+    for name in (LIB, PARAMS, MANIFEST):
+        if name not in contents.sums:
+            raise RegistryError(f"{where}: the pack has no {name}")
+    manifest = _check_artifact(contents.folder, where)
+    model = manifest.get("model", {}).get("name")
+    safe_component(model, f"{where}: model name")
+    safe_component(manifest["target"].get("name"), f"{where}: target name")
+    return PackInfo(contents, manifest)

@@ -1,0 +1,63 @@
+"""targets / tune / build as the command line asks for them: by target *name*, with the
+targets file, tuning logs and artifact folder left to :mod:`alexnet_tvm.settings`.
+
+The compile functions take resolved inputs (a :class:`TargetSpec`, a logs folder, an
+output folder); turning names and defaults into those is this module's one job, so
+that the CLI only parses and the rules stay in settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from alexnet_tvm.targets import AUTO
+
+if TYPE_CHECKING:
+    from alexnet_tvm.compile.build import BuildResult
+    from alexnet_tvm.compile.tune import TuneResult
+
+
+def target_lines(targets_file: Path | None = None) -> list[str]:
+    """One line per entry of targets.yaml; the one ``--target auto`` picks here is starred."""
+    import json
+
+    from alexnet_tvm.errors import TargetError
+    from alexnet_tvm.settings import targets_file_path
+    from alexnet_tvm.targets import load_targets, pick_target
+
+    targets = load_targets(targets_file_path(targets_file))
+    try:
+        auto = pick_target(targets, AUTO).name
+    except TargetError:
+        auto = None
+    return [f"{'*' if name == auto else ' '} {name:16s} {t.runner:5s} batches "
+            f"{','.join(map(str, t.batch_sizes)):10s} {json.dumps(t.target)}  {t.description}"
+            for name, t in targets.items()]
+
+
+def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, targets_file: Path | None = None,
+                    logs_dir: Path | None = None, **options: Any) -> Iterator[tuple[str, int, TuneResult]]:
+    """Tune ``model`` at ``batch`` (default: each of the target's batch sizes in turn), yielding
+    (target name, batch, result) as each finishes. ``options``: the other TuneConfig fields."""
+    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
+
+    spec = resolve_target(target, targets_file)
+    logs = logs_dir_for_writing(logs_dir, spec.name)
+    for b in [batch] if batch else spec.batch_sizes:
+        yield spec.name, b, tune(TuneConfig(model=model, target=spec, logs_dir=logs, batch=b, **options))
+
+
+def build_artifact(model: Path, target: str = AUTO, *, batch: int = 1, out: Path | None = None,
+                   precision: str = "fp32", targets_file: Path | None = None, logs_dir: Path | None = None,
+                   **options: Any) -> BuildResult:
+    """Build ``model`` for a named target into ``out`` (default: settings' artifact folder).
+    ``options``: the other BuildConfig fields (``force``, ...)."""
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.settings import default_artifact_dir, logs_dir_for_reading, resolve_target
+
+    spec = resolve_target(target, targets_file)
+    out = out or default_artifact_dir(Path(model).name.split(".")[0], spec.name, batch, precision)
+    return build(BuildConfig(model=model, target=spec, out=out, logs_dir=logs_dir_for_reading(logs_dir, spec.name),
+                             batch=batch, precision=precision, **options))

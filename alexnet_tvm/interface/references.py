@@ -1,0 +1,51 @@
+"""The reference runtime an artifact is compared with (verify, evaluate): one choice, one cleanup.
+
+PyTorch runs the source file itself; ONNX Runtime runs it as ONNX, exported into a
+temporary folder when the source is a PyTorch file. The folder (240 MB for AlexNet-1000)
+is removed on every exit path, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from alexnet_tvm.errors import VerifyError
+
+AGAINST = ("pytorch", "onnxruntime")
+
+Reference = Callable[[np.ndarray], np.ndarray]
+
+
+def source_model(model: Path | None, manifest: dict) -> Path:
+    """The file the artifact was built from (or ``--model``), which the reference runs."""
+    path = Path(model or manifest["model"]["file"])
+    if not path.is_file():
+        raise VerifyError(f"{path}: the source model is not here; pass --model PATH")
+    return path
+
+
+@contextlib.contextmanager
+def reference_runtime(against: str, source: Path, batch: int, input_size: int) -> Iterator[Reference]:
+    """``numpy batch -> logits`` of ``source`` under ``against`` (pytorch or onnxruntime)."""
+    if against not in AGAINST:
+        raise VerifyError(f"unknown reference {against!r} ({', '.join(AGAINST)} or ascend:RESULTS_DIR)")
+    if against == "pytorch":
+        from alexnet_tvm.model.reference import torch_reference
+
+        yield torch_reference(source)
+        return
+    from alexnet_tvm.runtime.references import OnnxRuntimeReference
+
+    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-onnx-") as tmp:
+        if source.suffix == ".onnx":
+            onnx_path = source
+        else:
+            from alexnet_tvm.model.reference import onnx_file_for
+
+            onnx_path = onnx_file_for(source, batch, Path(tmp), input_size)
+        yield OnnxRuntimeReference(onnx_path)

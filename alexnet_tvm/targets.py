@@ -1,0 +1,228 @@
+"""targets.yaml: named TVM targets with their batch sizes, tuning budget and runner.
+
+Core (not compile/) because every layer resolves ``--target`` through
+:func:`alexnet_tvm.settings.resolve_target`, including ``pull --target auto`` on a
+runtime-only machine. Importing it needs nothing outside the standard library (yaml
+is imported when a file is read, tvm only in :meth:`TargetSpec.tvm_target`), so the CLI
+can take :data:`AUTO` from here on any machine. ``alexnet_tvm.compile.targets`` re-exports it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import TargetError
+from .host import host_cpu_flags
+
+if TYPE_CHECKING:
+    import yaml
+
+RUNNERS = ("local", "rpc")
+#: Layouts the convolutions are tuned and built in. The model is NCHW; "NHWC" converts the
+#: convs (the weights stay OIHW parameters, so MetaSchedule still chooses their packing).
+CONV_LAYOUTS = ("NCHW", "NHWC")
+AUTO = "auto"
+#: targets.yaml validates winograd_tile against these (compile/winograd.py implements 2 and 4)
+WINOGRAD_TILES = (0, 2, 4)
+
+
+@dataclass
+class RPCConfig:
+    tracker: str
+    key: str
+    session_timeout: int = 120
+    cross_compiler: str | None = None
+
+    @property
+    def tracker_host(self) -> str:
+        return self.tracker.rsplit(":", 1)[0]
+
+    @property
+    def tracker_port(self) -> int:
+        return int(self.tracker.rsplit(":", 1)[1])
+
+
+@dataclass
+class TargetSpec:
+    name: str
+    target: dict | str
+    host: dict | str | None = None
+    description: str = ""
+    host_features: list[str] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    total_trials: int = 2000
+    trials_per_task: int = 128
+    runner: str = "local"
+    rpc: RPCConfig | None = None
+    conv_layout: str = "NCHW"
+    #: Winograd F(m x m, 3x3) output tile for the 3x3 convs; 0 = direct convolution (NHWC CPU only)
+    winograd_tile: int = 0
+
+    def tvm_target(self):
+        import tvm
+
+        try:
+            return tvm.target.Target(self.target, self.host) if self.host else tvm.target.Target(self.target)
+        except Exception as e:
+            raise TargetError(f"target {self.name}: TVM rejects {json.dumps(self.target)} "
+                              f"({str(e).strip().splitlines()[-1][:200]})") from None
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.target, dict):
+            return str(self.target.get("kind", ""))
+        return "cuda" if self.target.startswith("nvidia/") else "llvm"
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.kind == "llvm"
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "target": self.target, "host": self.host}
+
+
+def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Line (1-based) of every mapping key, so errors can point into the file."""
+    import yaml
+
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            p = path + (k.value,)
+            out[p] = k.start_mark.line + 1
+            _lines(v, p, out)
+    return out
+
+
+class _Where:
+    def __init__(self, file: Path, lines: dict[tuple, int]):
+        self.file, self.lines = file, lines
+
+    def err(self, path: tuple, msg: str) -> TargetError:
+        line = self.lines.get(path) or self.lines.get(path[:-1]) or 0
+        return TargetError(f"{self.file}:{line}: {'.'.join(map(str, path))}: {msg}")
+
+
+def _check_target_value(value: Any, path: tuple, where: _Where) -> dict | str:
+    if isinstance(value, dict):
+        if "kind" not in value:
+            raise where.err(path, 'a target dict needs "kind"')
+        return value
+    if isinstance(value, str):
+        if value.strip().startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise where.err(path, f"not valid JSON ({e.msg})") from None
+            return _check_target_value(parsed, path, where)
+        if " " in value.strip() or value.strip().startswith("-"):
+            raise where.err(path, "the CLI string form is not accepted; give a JSON dict or a tag")
+        return value.strip()
+    raise where.err(path, "must be a JSON dict or a TVM tag")
+
+
+def _int_list(value: Any, path: tuple, where: _Where) -> list[int]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v > 0 for v in value):
+        raise where.err(path, "must be a non-empty list of positive integers")
+    return list(value)
+
+
+def _pos_int(value: Any, path: tuple, where: _Where) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise where.err(path, "must be a non-negative integer")
+    return value
+
+
+KNOWN_KEYS = {"description", "target", "host", "host_features", "batch_sizes", "tuning", "runner", "rpc",
+              "conv_layout", "winograd_tile"}
+
+
+def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
+    p = ("targets", name)
+    if not isinstance(d, dict):
+        raise where.err(p, "must be a mapping")
+    unknown = set(d) - KNOWN_KEYS
+    if unknown:
+        raise where.err(p + (sorted(unknown)[0],), f"unknown key (known: {', '.join(sorted(KNOWN_KEYS))})")
+    if "target" not in d:
+        raise where.err(p, "missing key 'target'")
+    spec = TargetSpec(name=name, target=_check_target_value(d["target"], p + ("target",), where))
+    if d.get("host") is not None:
+        spec.host = _check_target_value(d["host"], p + ("host",), where)
+    spec.description = str(d.get("description", ""))
+    feats = d.get("host_features", [])
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        raise where.err(p + ("host_features",), "must be a list of CPU flag names")
+    spec.host_features = feats
+    if "batch_sizes" in d:
+        spec.batch_sizes = _int_list(d["batch_sizes"], p + ("batch_sizes",), where)
+    tuning = d.get("tuning", {}) or {}
+    if not isinstance(tuning, dict):
+        raise where.err(p + ("tuning",), "must be a mapping with total_trials and trials_per_task")
+    for k in tuning:
+        if k not in ("total_trials", "trials_per_task"):
+            raise where.err(p + ("tuning", k), "unknown key (total_trials, trials_per_task)")
+    spec.total_trials = _pos_int(tuning.get("total_trials", spec.total_trials), p + ("tuning", "total_trials"), where)
+    spec.trials_per_task = _pos_int(tuning.get("trials_per_task", spec.trials_per_task),
+                                    p + ("tuning", "trials_per_task"), where)
+    spec.conv_layout = d.get("conv_layout", spec.conv_layout)
+    if spec.conv_layout not in CONV_LAYOUTS:
+        raise where.err(p + ("conv_layout",), f"must be one of {', '.join(CONV_LAYOUTS)}")
+    spec.winograd_tile = d.get("winograd_tile", 0)
+    if spec.winograd_tile not in WINOGRAD_TILES:
+        raise where.err(p + ("winograd_tile",), f"must be one of {', '.join(map(str, WINOGRAD_TILES))} (0 = off)")
+    if spec.winograd_tile and (spec.conv_layout != "NHWC" or not spec.is_cpu):
+        raise where.err(p + ("winograd_tile",), "needs conv_layout: NHWC on an llvm (CPU) target")
+    spec.runner = d.get("runner", "local")
+    if spec.runner not in RUNNERS:
+        raise where.err(p + ("runner",), f"must be one of {', '.join(RUNNERS)}")
+    if spec.runner == "rpc":
+        r = d.get("rpc")
+        if not isinstance(r, dict) or "tracker" not in r or "key" not in r:
+            raise where.err(p + ("rpc",), "an rpc runner needs rpc: {tracker: host:port, key: NAME}")
+        tracker = str(r["tracker"])
+        if ":" not in tracker or not tracker.rsplit(":", 1)[1].isdigit():
+            raise where.err(p + ("rpc", "tracker"), "must be host:port")
+        spec.rpc = RPCConfig(tracker=tracker, key=str(r["key"]),
+                             session_timeout=_pos_int(r.get("session_timeout", 120), p + ("rpc", "session_timeout"), where),
+                             cross_compiler=r.get("cross_compiler"))
+    return spec
+
+
+def load_targets(path: Path) -> dict[str, TargetSpec]:
+    """Every entry of a targets.yaml, checked; errors name the file, line and key."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise TargetError(f"{path}: cannot read targets file ({e.strerror})") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        raise TargetError(f"{path}:{line}: malformed YAML ({getattr(e, 'problem', e)})") from None
+    where = _Where(path, _lines(node) if node is not None else {})
+    if not isinstance(data, dict) or not isinstance(data.get("targets"), dict) or not data["targets"]:
+        raise TargetError(f"{path}:1: needs a non-empty 'targets:' mapping")
+    return {name: _parse_entry(str(name), d, where) for name, d in data["targets"].items()}
+
+
+def pick_target(targets: dict[str, TargetSpec], name: str) -> TargetSpec:
+    """A named target, or with 'auto' the first CPU entry whose features this host has."""
+    if name == AUTO:
+        flags = host_cpu_flags()
+        for spec in targets.values():
+            if spec.is_cpu and spec.runner == "local" and spec.host_features and set(spec.host_features) <= flags:
+                return spec
+        raise TargetError("--target auto: no local CPU entry in targets.yaml matches this host's CPU flags")
+    try:
+        return targets[name]
+    except KeyError:
+        raise TargetError(f"unknown target {name!r} (known: {', '.join(targets)})") from None
