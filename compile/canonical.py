@@ -108,3 +108,34 @@ def canonicalize(mod):
     out = mutator.run()
     log.debug("canonical graph: %d rewrites", mutator.changes)
     return T.DeadCodeElimination()(T.CanonicalizeBindings()(out))
+
+
+def canonical_param_order(mod, params: list) -> tuple[object, list]:
+    """``main``'s weights in the order the graph first uses them, and ``params`` to match;
+    parameters the graph never reads are dropped.
+
+    Exporters list weights in different orders (torch.export: weight then bias; ONNX:
+    initializer order), which changes no kernel but does change the graph a build
+    compiles; one order makes the imports of one network identical, whatever wrote them.
+    """
+    import tvm
+    from tvm import relax
+
+    func = mod["main"]
+    n_in = int(func.attrs["num_input"])
+    weights = list(func.params[n_in:])
+    position = {w: i for i, w in enumerate(weights)}
+    order: list[int] = []
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Var) and expr in position and position[expr] not in order:
+            order.append(position[expr])
+
+    relax.analysis.post_order_visit(func.body, visit)
+    if len(order) < len(weights):  # e.g. an ONNX Reshape's shape initializer, folded by the frontend
+        log.debug("dropped %d unused parameter(s)", len(weights) - len(order))
+    new = relax.Function(list(func.params[:n_in]) + [weights[i] for i in order], func.body, func.ret_ty,
+                         func.is_pure, func.attrs, func.span)
+    out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    out["main"] = new
+    return out, [params[i] for i in order]

@@ -21,6 +21,8 @@ from alexnet_tvm.model.describe import (PROBE_SIZES, ModelOverrides, describe_mo
                                         describe_program, onnx_io, sidecar_or)
 from alexnet_tvm.model.formats import detect_format, program_batch
 
+from .canonical import canonical_param_order
+
 log = logging.getLogger(__name__)
 
 
@@ -170,6 +172,7 @@ def import_model(path: Path, batch: int = 1, overrides: ModelOverrides | None = 
     if batch < 1:
         raise ModelFormatError("batch must be at least 1")
     mod, params, name, shape, meta = _IMPORTERS[fmt](path, batch, overrides or ModelOverrides())
+    mod, params = canonical_param_order(mod, list(params))
     log.info("imported %s (%s) as Relax: input %s %s, %d parameter tensors", path, fmt, name, shape, len(params))
     return ImportedModel(mod, list(params), name, tuple(shape), meta, path, fmt, sha256_file(path))
 

@@ -34,7 +34,7 @@ def load_torch_module(path: Path) -> tuple[torch.nn.Module, ModelMeta | None, in
 
 
 def torch_reference(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    from alexnet_tvm.runtime.bench import run_in_batches
+    from alexnet_tvm.batching import run_in_batches
 
     module, _, batch = load_torch_module(path)
     if threads:

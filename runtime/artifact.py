@@ -102,7 +102,7 @@ class Artifact:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Any number of images: chunked to the built batch, the last chunk padded."""
-        from .bench import run_in_batches
+        from alexnet_tvm.batching import run_in_batches
 
         if not len(x):
             return np.zeros((0, self.meta.num_classes), np.float32)

@@ -34,21 +34,6 @@ class Timing:
         return d
 
 
-def run_in_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int | None) -> np.ndarray:
-    """Feed a fixed-batch runtime any number of rows: chunk, pad the last chunk with its
-    first row, and drop the pad outputs."""
-    if batch is None:
-        return fn(x)
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
-        outs.append(np.asarray(fn(chunk))[:n])
-    return np.concatenate(outs)
-
-
 def time_callable(name: str, fn: Callable[[np.ndarray], object], x: np.ndarray, runs: int = 20,
                   warmup: int = 3, max_seconds: float | None = None) -> Timing:
     """Median and spread of wall time per call; ``max_seconds`` caps very slow runtimes."""

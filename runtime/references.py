@@ -32,7 +32,7 @@ class OnnxRuntimeReference:
         self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        from .bench import run_in_batches
+        from alexnet_tvm.batching import run_in_batches
 
         return run_in_batches(lambda c: self.sess.run(None, {self.name: c})[0],
                               np.ascontiguousarray(x, dtype=np.float32), self.batch)
