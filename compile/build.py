@@ -14,6 +14,8 @@ from alexnet_tvm.records import database_digest, open_database
 
 from alexnet_tvm.artifact_format import FORMAT_VERSION, LIB, MANIFEST, PARAMS
 
+from alexnet_tvm.model.describe import ModelOverrides
+
 from .importer import import_model
 from .pipeline import apply_records, compile_module, is_gpu, prepare
 from .precision import check_precision, with_precision
@@ -34,6 +36,8 @@ class BuildConfig:
     force: bool = False
     #: "fp32" or "bf16" (FC weights stored as bf16, see precision.py)
     precision: str = "fp32"
+    #: the user's --input-size/--classes/--class-names/--mean/--std (model/describe.py)
+    overrides: ModelOverrides | None = None
 
 
 @dataclass
@@ -83,7 +87,7 @@ def build(cfg: BuildConfig) -> BuildResult:
     t0 = time.perf_counter()
     spec = cfg.target
     target = spec.tvm_target()
-    imported = import_model(cfg.model, cfg.batch)
+    imported = import_model(cfg.model, cfg.batch, cfg.overrides)
     prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
     tasks = tuning_tasks(prepared, target)
     db_dir = db_dir_for(cfg.logs_dir, spec)

@@ -17,6 +17,8 @@ from pathlib import Path
 from alexnet_tvm.errors import TuningError
 from alexnet_tvm.host import THREADS_ENV, use_threads
 
+from alexnet_tvm.model.describe import ModelOverrides
+
 from .importer import import_model
 from .pipeline import is_gpu, prepare
 from .precision import check_precision, with_precision
@@ -47,6 +49,8 @@ class TuneConfig:
     fresh: bool = False
     #: tune only the tasks whose name contains one of these (e.g. "matmul": the FC layers)
     only: tuple[str, ...] = ()
+    #: the user's --input-size/--classes/--class-names/--mean/--std (model/describe.py)
+    overrides: ModelOverrides | None = None
 
 
 @dataclass
@@ -211,7 +215,7 @@ def tune(cfg: TuneConfig) -> TuneResult:
     if spec.kind == "cuda" and not tvm.cuda(0).exist:
         raise TuningError(f"target {spec.name} needs a CUDA GPU to measure on and this machine has none "
                           "(build works without one: it uses DLight default schedules)")
-    imported = import_model(cfg.model, cfg.batch)
+    imported = import_model(cfg.model, cfg.batch, cfg.overrides)
     prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
     tasks = _select(tuning_tasks(prepared, target), cfg.only)
     db_dir = db_dir_for(cfg.logs_dir, spec)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .options import (
-    batch_option, force_option, logs_dir_option, out_option, precision_option, seed_option, target_option,
+    batch_option, force_option, logs_dir_option, model_options, out_option, precision_option, seed_option, target_option,
     targets_file_option,
 )
 
@@ -40,9 +40,10 @@ def targets_cmd(targets_file: Path | None) -> None:
 @precision_option()
 @targets_file_option()
 @logs_dir_option()
+@model_options
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
          time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, only: tuple[str, ...],
-         precision: str, targets_file: Path | None, logs_dir: Path | None) -> None:
+         precision: str, targets_file: Path | None, logs_dir: Path | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
     from alexnet_tvm.compile.tune import format_report
     from alexnet_tvm.interface.compile_jobs import tune_each_batch
@@ -50,7 +51,7 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
     for name, b, res in tune_each_batch(model, target_name, batch=batch, targets_file=targets_file, logs_dir=logs_dir,
                                         total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
                                         trials_per_round=trials_per_round, seed=seed, precision=precision,
-                                        extend=extend, fresh=fresh, only=only):
+                                        extend=extend, fresh=fresh, only=only, model_flags=model_flags):
         click.echo(f"{name} batch {b}: {res.tasks} tasks, {res.already_tuned} already tuned, "
                    f"{res.tuned_now} tuned now, {res.trials} trials in {res.seconds:.0f} s"
                    + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
@@ -67,13 +68,17 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
 @precision_option()
 @targets_file_option()
 @logs_dir_option()
+@model_options
 def build(model: Path, target_name: str, batch: int, out: Path | None, force: bool, precision: str,
-          targets_file: Path | None, logs_dir: Path | None) -> None:
-    """Build a deployable artifact (library, parameters, manifest) with the tuning records."""
+          targets_file: Path | None, logs_dir: Path | None, **model_flags) -> None:
+    """Build a deployable artifact (library, parameters, manifest) with the tuning records.
+
+    MODEL is a TorchScript, ONNX, .pt2 or state_dict file; no sidecar is needed (the input
+    size and classes are read from the file; the model flags override them)."""
     from alexnet_tvm.interface.compile_jobs import build_artifact
 
     res = build_artifact(model, target_name, batch=batch, out=out, precision=precision, targets_file=targets_file,
-                         logs_dir=logs_dir, force=force)
+                         logs_dir=logs_dir, force=force, model_flags=model_flags)
     click.echo(f"wrote {res.out} in {res.seconds:.1f} s ({res.tuned}/{res.tasks} tasks tuned"
                + (f"; UNTUNED: {', '.join(res.untuned)}" if res.untuned else "") + ")")
 

@@ -60,3 +60,22 @@ def batch_option(default: int | None = None, help: str | None = None) -> Decorat
 
 def seed_option() -> Decorator:
     return click.option("--seed", type=int, default=0, show_default=True)
+
+
+def model_options(f: Callable) -> Callable:
+    """What a bare model file cannot tell (or what the user wants otherwise): input size,
+    classes, class names and normalisation, over the file's own (model/describe.py)."""
+    for option in reversed([
+        click.option("--input-size", type=click.IntRange(min=1), default=None, metavar="PIXELS",
+                     help="Square input size. Default: from the graph, or probed (224, 227, 32, ...)."),
+        click.option("--classes", "num_classes", type=click.IntRange(min=2), default=None,
+                     help="Class count; checked against the model's output."),
+        click.option("--class-names", type=_path(), default=None, metavar="FILE",
+                     help="One class name per line. Default: ImageNet's for 1000 classes, else class_N."),
+        click.option("--mean", type=float, nargs=3, default=None, metavar="R G B",
+                     help="Input normalisation mean. Default: ImageNet's."),
+        click.option("--std", type=float, nargs=3, default=None, metavar="R G B",
+                     help="Input normalisation std. Default: ImageNet's."),
+    ]):
+        f = option(f)
+    return f

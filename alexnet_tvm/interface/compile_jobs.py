@@ -18,6 +18,18 @@ if TYPE_CHECKING:
     from alexnet_tvm.compile.tune import TuneResult
 
 
+def model_overrides(input_size: int | None = None, num_classes: int | None = None,
+                    class_names: Path | None = None, mean: tuple | None = None, std: tuple | None = None):
+    """The command line's --input-size/--classes/--class-names/--mean/--std as ModelOverrides."""
+    from alexnet_tvm.model.describe import ModelOverrides, check_norm, read_class_names
+
+    check_norm(mean or None, "--mean")
+    check_norm(std or None, "--std")
+    names = read_class_names(class_names) if class_names else None
+    return ModelOverrides(input_size=input_size, num_classes=num_classes, class_names=names,
+                          mean=tuple(mean) if mean else None, std=tuple(std) if std else None)
+
+
 def target_lines(targets_file: Path | None = None) -> list[str]:
     """One line per entry of targets.yaml; the one ``--target auto`` picks here is starred."""
     import json
@@ -37,27 +49,32 @@ def target_lines(targets_file: Path | None = None) -> list[str]:
 
 
 def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, targets_file: Path | None = None,
-                    logs_dir: Path | None = None, **options: Any) -> Iterator[tuple[str, int, TuneResult]]:
+                    logs_dir: Path | None = None, model_flags: dict | None = None,
+                    **options: Any) -> Iterator[tuple[str, int, TuneResult]]:
     """Tune ``model`` at ``batch`` (default: each of the target's batch sizes in turn), yielding
-    (target name, batch, result) as each finishes. ``options``: the other TuneConfig fields."""
+    (target name, batch, result) as each finishes. ``model_flags``: :func:`model_overrides`'
+    arguments; ``options``: the other TuneConfig fields."""
     from alexnet_tvm.compile.tune import TuneConfig, tune
     from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
 
     spec = resolve_target(target, targets_file)
     logs = logs_dir_for_writing(logs_dir, spec.name)
     for b in [batch] if batch else spec.batch_sizes:
-        yield spec.name, b, tune(TuneConfig(model=model, target=spec, logs_dir=logs, batch=b, **options))
+        yield spec.name, b, tune(TuneConfig(model=model, target=spec, logs_dir=logs, batch=b,
+                                            overrides=model_overrides(**(model_flags or {})), **options))
 
 
 def build_artifact(model: Path, target: str = AUTO, *, batch: int = 1, out: Path | None = None,
                    precision: str = "fp32", targets_file: Path | None = None, logs_dir: Path | None = None,
-                   **options: Any) -> BuildResult:
+                   model_flags: dict | None = None, **options: Any) -> BuildResult:
     """Build ``model`` for a named target into ``out`` (default: settings' artifact folder).
-    ``options``: the other BuildConfig fields (``force``, ...)."""
+    ``model_flags``: :func:`model_overrides`' arguments; ``options``: the other BuildConfig
+    fields (``force``, ...)."""
     from alexnet_tvm.compile.build import BuildConfig, build
     from alexnet_tvm.settings import default_artifact_dir, logs_dir_for_reading, resolve_target
 
     spec = resolve_target(target, targets_file)
     out = out or default_artifact_dir(Path(model).name.split(".")[0], spec.name, batch, precision)
     return build(BuildConfig(model=model, target=spec, out=out, logs_dir=logs_dir_for_reading(logs_dir, spec.name),
-                             batch=batch, precision=precision, **options))
+                             batch=batch, precision=precision, overrides=model_overrides(**(model_flags or {})),
+                             **options))
