@@ -9,6 +9,7 @@ compiles, so one structural comparison stands for compiling each form.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -123,3 +124,94 @@ def test_every_form_gives_the_same_graph_and_weights(small_forms):
         assert [p.shape for p in params] == [p.shape for p in ref_params], form
         for got, want in zip(params, ref_params):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=form)
+
+
+@pytest.fixture(scope="module")
+def traced_half(tmp_path_factory):
+    """The issue's case: a 5-class half-width AlexNet from a flowers tutorial, saved with plain
+    ``torch.jit.trace(...).save``, no sidecar (width 1/4 here, to build quickly)."""
+    from alexnet_tvm.model.variants import build_model
+
+    torch.manual_seed(2)
+    folder = tmp_path_factory.mktemp("half")
+    model = build_model("half", 5, width=0.25).eval()
+    path = folder / "alexnet.pt"
+    torch.jit.trace(model, torch.randn(1, 3, 224, 224)).save(str(path))
+    return path
+
+
+def test_bare_torchscript_builds_verifies_and_predicts_with_its_inferred_meta(traced_half, run_cli, tmp_path):
+    art = tmp_path / "art"
+    names = tmp_path / "flowers.txt"
+    names.write_text("daisy\ndandelion\nroses\nsunflowers\ntulips\n")
+    res = run_cli("build", traced_half, "--target", "x86-avx2", "-o", art, "--class-names", names)
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((art / "manifest.json").read_text())
+    meta = manifest["meta"]
+    assert (meta["input_size"], meta["resize_size"], meta["num_classes"]) == (224, 256, 5)
+    assert meta["class_names"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert manifest["input"]["shape"] == [1, 3, 224, 224] and manifest["output"]["shape"] == [1, 5]
+    for against in ("pytorch", "onnxruntime"):
+        res = run_cli("verify", art, "--against", against, "--report", tmp_path / f"{against}.json")
+        assert res.exit_code == 0, res.output
+        assert json.loads((tmp_path / f"{against}.json").read_text())["passed"] is True
+    img = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 280, 3), dtype=np.uint8)).save(img)
+    res = run_cli("predict", art, img)
+    assert res.exit_code == 0 and any(n in res.output for n in ("daisy", "tulips", "roses")), res.output
+
+
+def test_model_flags_that_contradict_the_file_are_refused(traced_half, run_cli, tmp_path, one_line_error):
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\n")
+    one_line_error(run_cli("build", traced_half, "--target", "x86-avx2", "-o", tmp_path / "a", "--class-names",
+                           names), "3 names for 5 classes")
+    one_line_error(run_cli("build", traced_half, "--target", "x86-avx2", "-o", tmp_path / "b", "--classes", "7"),
+                   "--classes 7", "outputs 5 classes")
+    one_line_error(run_cli("build", traced_half, "--target", "x86-avx2", "-o", tmp_path / "c", "--std", "1", "0",
+                           "1"), "--std")
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_a_file_that_runs_at_no_probed_size_names_the_sizes_and_the_flag(tmp_path, run_cli, one_line_error):
+    from alexnet_tvm.model.describe import PROBE_SIZES
+
+    odd = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 50 * 50, 4)).eval()
+    path = tmp_path / "odd.pt"
+    torch.jit.trace(odd, torch.randn(1, 3, 50, 50)).save(str(path))
+    line = one_line_error(run_cli("build", path, "--target", "x86-avx2", "-o", tmp_path / "art"),
+                          "no forward pass succeeded", "--input-size")
+    assert ", ".join(map(str, PROBE_SIZES)) in line
+    res = run_cli("build", path, "--target", "x86-avx2", "-o", tmp_path / "art", "--input-size", "50")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["meta"]["input_size"] == 50
+
+
+def test_onnx_with_two_inputs_is_one_error_line(tmp_path, run_cli, one_line_error):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["y"])], "two",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 32, 32]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])])
+    path = tmp_path / "two.onnx"
+    import onnx
+
+    onnx.save(helper.make_model(graph), str(path))
+    one_line_error(run_cli("build", path, "--target", "x86-avx2", "-o", tmp_path / "art"),
+                   "expected one image input, found 2", "a, b")
+
+
+def test_bare_state_dicts_of_every_variant_are_recognised(tmp_path):
+    """A state_dict's keys and shapes tell the variant, width and classes (no sidecar)."""
+    from alexnet_tvm.model.checkpoint import load_any_checkpoint
+    from alexnet_tvm.model.variants import VARIANTS, build_model
+
+    for arch, spec in VARIANTS.items():
+        path = tmp_path / f"{arch}.pth"
+        torch.save(build_model(arch, 7, width=0.25).state_dict(), path)
+        _, meta = load_any_checkpoint(path)
+        assert (meta.arch, meta.num_classes, meta.width, meta.input_size) == (arch, 7, 0.25,
+                                                                               spec.default_input_size), arch
