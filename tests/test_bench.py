@@ -110,3 +110,29 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     database = open_database(db, for_tuning=False)
     missing = [t.task_name for t in tasks if not has_record(database, t, tvm_target)]
     assert tasks and not missing, f"{name}: no committed record for {missing}"
+
+
+def test_bench_times_a_bare_onnx_file_against_onnx_runtime(tmp_path, run_cli):
+    """An ONNX file has no PyTorch form: ORT and TVM are timed, the PyTorch column is left out,
+    and the FLOPs counted on the ONNX graph equal those counted on the PyTorch module."""
+    import torch
+
+    from alexnet_tvm.interface.bench import model_flops_and_weights
+    from alexnet_tvm.model.checkpoint import load_checkpoint
+
+    ckpt = _tiny_checkpoint(tmp_path / "m", "cifar")
+    module, _ = load_checkpoint(ckpt)
+    onnx_path = tmp_path / "plain.onnx"  # written the way a user writes it: no sidecar
+    torch.onnx.export(module, (torch.randn(1, 3, 32, 32),), str(onnx_path), input_names=["data"], dynamo=False,
+                      dynamic_axes={"data": {0: "batch"}})
+    out = tmp_path / "bench"
+    res = run_cli("bench", onnx_path, "--target", "x86-avx2", "--batch", "1,2", "--runs", "3", "-o", out)
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "bench.json").read_text())
+    flops, weight_bytes = model_flops_and_weights(module, 32)
+    assert r["gflop_per_image"] == pytest.approx(flops / 1e9) and r["weight_mbytes"] == pytest.approx(weight_bytes / 1e6)
+    for row in r["rows"]:
+        assert "pytorch" not in row and "speedup_vs_pytorch" not in row
+        assert row["speedup_vs_onnxruntime"] == pytest.approx(row["onnxruntime"]["median_ms"] / row["tvm"]["median_ms"])
+    assert "PyTorch" not in (out / "bench.md").read_text().splitlines()[0]
+    assert "x ONNX Runtime" in res.output

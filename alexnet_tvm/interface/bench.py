@@ -120,25 +120,16 @@ def run_bench(cfg: BenchConfig) -> dict:
 
 def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     """Every runtime in this process on the same inputs and threads, with the physical references."""
-    import torch
-
-    from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
-    from alexnet_tvm.runtime.references import OnnxRuntimeReference
     from alexnet_tvm.settings import logs_dir_for_reading
 
     cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
     threads = cfg.threads or int(cores or os.cpu_count() or 1)
-    torch.set_num_threads(threads)
     os.environ.setdefault("TVM_NUM_THREADS", str(threads))
-    module, meta, _ = load_torch_module(cfg.model)
-    size = meta.input_size if meta else 224
-    flops, weight_bytes = model_flops_and_weights(module, size)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    size, flops, weight_bytes, onnx_path, refs = _references(cfg, threads)
     bw = measure_read_bandwidth(threads)
     peak, peak_how = fp32_peak_gflops(threads)
     logs = logs_dir_for_reading(cfg.logs_dir, spec.name)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = onnx_file_for(cfg.model, max(cfg.batches), cfg.out_dir)
-    refs = {"pytorch": torch_reference(cfg.model, threads), "onnxruntime": OnnxRuntimeReference(onnx_path, threads)}
     rows = []
     for b in cfg.batches:
         x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
@@ -155,6 +146,67 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
         "machine": os.uname().nodename,
     }
     return _write_results(cfg, result)
+
+
+def _references(cfg: BenchConfig, threads: int) -> tuple[int, float, int, Path, dict]:
+    """(input size, FLOPs per image, weight bytes, the ONNX file, the reference runtimes).
+
+    An ONNX file has no PyTorch form: it is timed against ONNX Runtime alone, and its
+    FLOPs are counted on the ONNX graph."""
+    from alexnet_tvm.model.formats import detect_format
+    from alexnet_tvm.runtime.references import OnnxRuntimeReference
+
+    if detect_format(cfg.model) == "onnx":
+        size, flops, weight_bytes = onnx_flops_and_weights(cfg.model)
+        return size, flops, weight_bytes, cfg.model, {"onnxruntime": OnnxRuntimeReference(cfg.model, threads)}
+    import torch
+
+    from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
+
+    torch.set_num_threads(threads)
+    module, meta, _ = load_torch_module(cfg.model)
+    size = meta.input_size if meta else _described_size(cfg.model)
+    flops, weight_bytes = model_flops_and_weights(module, size)
+    onnx_path = onnx_file_for(cfg.model, max(cfg.batches), cfg.out_dir, size)
+    refs = {"pytorch": torch_reference(cfg.model, threads), "onnxruntime": OnnxRuntimeReference(onnx_path, threads)}
+    return size, flops, weight_bytes, onnx_path, refs
+
+
+def _described_size(path: Path) -> int:
+    """The input size of a PyTorch file without a sidecar, as the build reads it."""
+    from alexnet_tvm.compile.importer import import_model
+
+    return import_model(path).meta.input_size
+
+
+def onnx_flops_and_weights(path: Path) -> tuple[int, float, int]:
+    """(input size, multiply-adds x 2 per image over Conv/Gemm/MatMul, fp32 weight bytes) of an ONNX file."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    from alexnet_tvm.model.describe import describe_onnx
+
+    model = onnx.load(str(path))
+    size = describe_onnx(model, path).input_size
+    inp = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}][0]
+    for d, v in zip(inp.type.tensor_type.shape.dim, (1, 3, size, size)):
+        d.Clear()
+        d.dim_value = v
+    graph = shape_inference.infer_shapes(model).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.value_info}
+    shapes.update({o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output})
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    flops = 0.0
+    for n in graph.node:
+        w = weights.get(n.input[1]) if len(n.input) > 1 else None
+        out = shapes.get(n.output[0])
+        if w is None or not out:
+            continue
+        if n.op_type == "Conv":
+            flops += 2.0 * float(np.prod(w.shape[1:])) * float(np.prod(out))
+        elif n.op_type in ("Gemm", "MatMul"):
+            flops += 2.0 * float(np.prod(w.shape))
+    return size, flops, int(sum(w.size * 4 for w in weights.values() if w.dtype == np.float32))
 
 
 def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Path) -> tuple[dict, object]:
@@ -182,7 +234,7 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
         t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
                           max_seconds=60 if slow else None)
         row[name] = t.to_dict()
-        if cfg.bf16 and name in ("pytorch", "tvm-bf16"):  # what bf16 costs in accuracy, below
+        if cfg.bf16 and name in ("pytorch", "onnxruntime", "tvm-bf16"):  # what bf16 costs in accuracy, below
             outputs[name] = np.asarray(fn(x))
         log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
     _add_ratios(row, outputs)
@@ -191,14 +243,12 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
 
 def _add_ratios(row: dict, outputs: dict[str, np.ndarray]) -> None:
     """TVM's speed ratios against the references, and with bf16 weights what they cost in logits."""
-    tv = row["tvm"]["median_ms"]
-    row["speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / tv
-    row["speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / tv
+    present = [r for r in ("pytorch", "onnxruntime") if r in row]  # an ONNX file has no PyTorch column
+    for name, key in (("tvm", "speedup_vs"), ("tvm-bf16", "bf16_speedup_vs")):
+        for r in present if name in row else []:
+            row[f"{key}_{r}"] = row[r]["median_ms"] / row[name]["median_ms"]
     if "tvm-bf16" in row:
-        bf = row["tvm-bf16"]["median_ms"]
-        ref = outputs["pytorch"]
-        row["bf16_speedup_vs_pytorch"] = row["pytorch"]["median_ms"] / bf
-        row["bf16_speedup_vs_onnxruntime"] = row["onnxruntime"]["median_ms"] / bf
+        ref = outputs[present[0]]
         # the price: how far bf16 weights move the logits, relative to their range
         row["bf16_max_abs_error_rel_range"] = float(np.abs(outputs["tvm-bf16"] - ref).max()
                                                     / max(float(np.ptp(ref)), 1.0))
@@ -347,19 +397,19 @@ def plot(r: dict, path: Path) -> None:
 def summary_lines(r: dict) -> list[str]:
     out = [markdown_table(r).rstrip()]
     for row in r["rows"]:
-        if "speedup_vs_onnxruntime" in row:
-            out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch and "
-                       f"{row['speedup_vs_onnxruntime']:.2f}x ONNX Runtime (speed ratio, >1 = TVM faster)")
-        elif "speedup_vs_pytorch" in row:
-            out.append(f"batch {row['batch']}: TVM is {row['speedup_vs_pytorch']:.2f}x PyTorch (>1 = TVM faster)")
+        ratios = [f"{row[f'speedup_vs_{k}']:.2f}x {name}" for k, name in (("pytorch", "PyTorch"),
+                                                                         ("onnxruntime", "ONNX Runtime"))
+                  if f"speedup_vs_{k}" in row]
+        if ratios:
+            out.append(f"batch {row['batch']}: TVM is {' and '.join(ratios)} (speed ratio, >1 = TVM faster)")
         if "layers" in row:
             worst = min((r for r in row["layers"] if r["speedup_vs_onnxruntime"] and r["layer"] not in ("other", "sum")),
                         key=lambda r: r["speedup_vs_onnxruntime"], default=None)
             if worst is not None:
                 out.append(f"batch {row['batch']}: slowest layer against ONNX Runtime: {worst['layer']} "
                            f"{worst['tvm_ms']:.2f} ms vs {worst['onnxruntime_ms']:.2f} ms (layers.md)")
-        if "bf16_speedup_vs_pytorch" in row:
-            out.append(f"batch {row['batch']}: TVM with bf16 FC weights is {row['bf16_speedup_vs_pytorch']:.2f}x "
-                       f"PyTorch and {row['bf16_speedup_vs_onnxruntime']:.2f}x ONNX Runtime (fp32); its logits "
+        if "bf16_speedup_vs_onnxruntime" in row:
+            out.append(f"batch {row['batch']}: TVM with bf16 FC weights is {row['bf16_speedup_vs_onnxruntime']:.2f}x "
+                       f"ONNX Runtime (fp32); its logits "
                        f"differ by {row['bf16_max_abs_error_rel_range']:.1e} of their range")
     return out
