@@ -11,7 +11,11 @@ The exporters differ in ways that change no number but do change the kernels:
 - ONNX's Gemm attributes (transB 0, alpha, beta) and MatMul+Add are rewritten into the
   plain Gemm on the ONNX side, where the weights are numbers (onnx_canonical.py);
 - pools that are identities (AdaptiveAvgPool(6) on a 6x6 map, a 1x1/stride-1 AveragePool,
-  a global pool on a 1x1 map) are dropped: each would be a copy kernel of its own.
+  a global pool on a 1x1 map) are dropped: each would be a copy kernel of its own;
+- local response normalisation, which both PyTorch and ONNX exporters write out as ops:
+  PyTorch pads, then pools, then squeezes; ONNX pools with padding, then reshapes. A zero
+  padding counted in the average is made an explicit pad, and a reshape that only drops
+  size-1 axes is a squeeze (PyTorch's form, the one the records hold).
 
 Dropout and Identity need nothing here: every frontend drops them at inference.
 """
@@ -53,6 +57,55 @@ def _is_identity_pool(call) -> bool:
     return False
 
 
+def _static_shape(ty) -> list[int] | None:
+    values = getattr(getattr(ty, "shape", None), "values", None)
+    try:
+        return None if values is None else [int(v) for v in values]
+    except TypeError:  # symbolic
+        return None
+
+
+def _explicit_pad(builder, call):
+    """avg_pool{2,3}d(x, padding=p, count_include_pad) -> avg_pool(pad(x, p)): the same zeros
+    counted the same way, in PyTorch's LRN form."""
+    from tvm import relax
+
+    name = call.op.name
+    if name not in ("relax.nn.avg_pool2d", "relax.nn.avg_pool3d") or not call.attrs.count_include_pad:
+        return None
+    pads = [int(p) for p in call.attrs.padding]
+    if not any(pads) or not call.attrs.layout.startswith("NC"):
+        return None
+    half = len(pads) // 2
+    pad_width = [0, 0, 0, 0] + [v for i in range(half) for v in (pads[i], pads[i + half])]
+    padded = builder.emit(relax.op.nn.pad(call.args[0], pad_width=pad_width, pad_value=0.0))
+    pool = relax.op.nn.avg_pool2d if name.endswith("2d") else relax.op.nn.avg_pool3d
+    a = call.attrs
+    return pool(padded, pool_size=list(a.pool_size), strides=list(a.strides), padding=[0] * len(pads),
+                dilation=list(a.dilation), ceil_mode=bool(a.ceil_mode), count_include_pad=True, layout=a.layout,
+                out_layout=a.out_layout)
+
+
+def _reshape_as_squeeze(call):
+    """A reshape that only drops size-1 axes is a squeeze of those axes."""
+    from tvm import relax
+
+    if call.op.name != "relax.reshape":
+        return None
+    src, dst = _static_shape(call.args[0].ty), _static_shape(call.ty)
+    if src is None or dst is None or len(dst) >= len(src):
+        return None
+    axes, j = [], 0
+    for i, d in enumerate(src):
+        if j < len(dst) and d == dst[j]:
+            j += 1
+        elif d == 1:
+            axes.append(i)
+        else:
+            return None
+    return relax.op.squeeze(call.args[0], axes) if j == len(dst) else None
+
+
 def _make_mutator():
     """Build the mutator class lazily: tvm is imported only when a model is compiled."""
     from tvm import relax
@@ -77,11 +130,18 @@ def _make_mutator():
 
         def visit_call_(self, call):
             call = super().visit_call_(call)
-            if isinstance(call.op, Op) and _is_identity_pool(call):
+            if not isinstance(call.op, Op):
+                return call
+            if _is_identity_pool(call):
                 self.changes += 1
                 return call.args[0]
             if call.op == add:
                 return self._bias_first(call)
+            for rule in (lambda c: _explicit_pad(self.builder_, c), _reshape_as_squeeze):
+                rewritten = rule(call)
+                if rewritten is not None:
+                    self.changes += 1
+                    return rewritten
             return call
 
         def _bias_first(self, call):

@@ -112,6 +112,18 @@ def write_cifar10(root: Path, train_batches: Sequence[int] = (12, 8), n_test: in
     return CifarFiles(root, np.concatenate(all_x), all_y, tx, ty, names)
 
 
+def copy_committed_records(target: str, dest: Path) -> Path:
+    """The checkout's ``tuning_logs/<target>/`` database pair, copied into ``dest``: what a test
+    reads stays fixed while a tune in the work tree appends (no git: tests run from a tarball too)."""
+    from alexnet_tvm.records import RECORDS, WORKLOADS
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in (WORKLOADS, RECORDS):
+        shutil.copyfile(Path(__file__).resolve().parent.parent / "tuning_logs" / target / f, dest / f)
+    return dest
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import copy_committed_records
 from test_compile import _targets, _tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,19 +88,14 @@ REFERENCE_WORKLOADS = [
 @pytest.mark.parametrize("name,arch,classes,size,batch,target,precision", REFERENCE_WORKLOADS)
 def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes, size, batch, target, precision):
     """A graph change that invalidates the committed records fails here, not silently in a slow build."""
-    from alexnet_tvm.records import RECORDS, WORKLOADS, open_database
+    from alexnet_tvm.records import open_database
     from alexnet_tvm.compile.importer import import_model
     from alexnet_tvm.compile.pipeline import prepare
     from alexnet_tvm.compile.precision import with_precision
     from alexnet_tvm.compile.tune import has_record, tuning_tasks
     from alexnet_tvm.model.checkpoint import init_checkpoint
 
-    # The committed files, not a tune that may be writing to the work tree.
-    db = tmp_path / "db"
-    db.mkdir()
-    for f in (WORKLOADS, RECORDS):
-        (db / f).write_bytes(subprocess.run(["git", "show", f"HEAD:tuning_logs/{target}/{f}"], cwd=ROOT,
-                                            capture_output=True, check=True).stdout)
+    db = copy_committed_records(target, tmp_path / "db")
     model = tmp_path / "model.pt"
     init_checkpoint(arch, classes, model, input_size=size)
     spec = _targets()[target]

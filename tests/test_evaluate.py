@@ -136,3 +136,18 @@ def test_preprocessing_equals_torchvision_transforms():
         theirs = tf(img).numpy()
         assert ours.shape == theirs.shape == (3, 224, 224)
         np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0, err_msg=f"{w}x{h}")
+
+
+def test_readme_ci_workflow_is_valid_yaml_that_pulls_verifies_and_evaluates():
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"```yaml\n(# \.github/workflows/.*?)```", readme, re.S)
+    assert block, "the README has no CI workflow example"
+    steps = yaml.safe_load(block.group(1))["jobs"]["gate"]["steps"]
+    runs = [s["run"] for s in steps if "run" in s]
+    for command in ("alexnet-tvm pull", "alexnet-tvm verify", "alexnet-tvm evaluate"):
+        assert any(r.startswith(command) for r in runs), command
+    assert any("--min-top1" in r for r in runs)

@@ -10,13 +10,13 @@ compiles, so one structural comparison stands for compiling each form.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import copy_committed_records
 from forms import WRITERS, write_form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,12 +34,9 @@ def alexnet1000():
 
 @pytest.fixture(scope="module")
 def committed_db(tmp_path_factory):
-    from alexnet_tvm.records import RECORDS, WORKLOADS, open_database
+    from alexnet_tvm.records import open_database
 
-    db = tmp_path_factory.mktemp("db")
-    for f in (WORKLOADS, RECORDS):
-        shutil.copyfile(ROOT / "tuning_logs" / TARGET / f, db / f)
-    return open_database(db, for_tuning=False)
+    return open_database(copy_committed_records(TARGET, tmp_path_factory.mktemp("db")), for_tuning=False)
 
 
 def _spec():
