@@ -55,3 +55,7 @@ class RegistryError(ToolkitError):
 
 class RPCError(ToolkitError):
     """An RPC tracker or board is unreachable or failed."""
+
+
+class ServeError(ToolkitError):
+    """A server cannot start: artifacts that disagree, an unsafe bind, a port in use."""

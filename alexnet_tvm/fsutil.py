@@ -25,9 +25,16 @@ def _umask() -> int:
 
 
 def refuse_existing(path: Path, force: bool) -> None:
-    """Raise unless ``path`` is absent or the user passed --force."""
+    """Raise unless ``path`` is absent or the user passed --force, and unless it can be created at
+    all: an existing regular file among its parents is refused here, before any work is done."""
+    path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists (use --force to replace it)")
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise OutputExistsError(f"{path}: {parent} is a file, not a folder; choose another output path")
+            break
 
 
 @contextlib.contextmanager

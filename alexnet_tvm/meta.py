@@ -70,6 +70,13 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def refuse_sidecar(path: Path, force: bool) -> None:
+    """A command writing ``path`` writes its sidecar too: an existing one is kept unless ``force``."""
+    from .fsutil import refuse_existing
+
+    refuse_existing(sidecar_path(path), force)
+
+
 def read_sidecar(path: Path) -> ModelMeta:
     side = sidecar_path(path)
     if not side.is_file():

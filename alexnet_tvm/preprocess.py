@@ -58,10 +58,12 @@ def eval_transform(img: Image.Image, resize_size: int, input_size: int,
 
 
 def load_image(path: Path) -> Image.Image:
+    """The one image loader: RGB, or one typed error for anything PIL refuses, including a header
+    that claims more pixels than PIL's decompression-bomb limit (it would exhaust memory)."""
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ToolkitError(f"{path}: not a readable image ({e})") from None
 
 

@@ -329,19 +329,26 @@ def snapshot_database(folder: Path, tmp: Path) -> tuple[Path, int, int]:
 
 
 def open_database(folder: Path, for_tuning: bool):
-    """A MetaSchedule JSONDatabase on the checked files; read-only users get a private copy."""
-    from tvm.s_tir.meta_schedule.database import JSONDatabase
+    """A MetaSchedule JSONDatabase on the checked files; read-only users get a private copy.
 
+    The JSONDatabase reads both files when it is made and only touches them again to
+    append a commit, which read-only users never do, so their copy is removed at once.
+    """
     folder = Path(folder)
     if for_tuning:
         folder.mkdir(parents=True, exist_ok=True)
         check_database(folder, repair=True)
         dedupe_workloads(folder)  # before MetaSchedule appends to it (see there)
-        where = folder
-    else:
-        check_database(folder, repair=False)
-        where = Path(tempfile.mkdtemp(prefix="alexnet-tvm-db-"))
-        _copy_pair(folder, where)
+        return _json_database(folder, folder)
+    check_database(folder, repair=False)
+    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-db-") as tmp:
+        _copy_pair(folder, Path(tmp))
+        return _json_database(Path(tmp), folder)
+
+
+def _json_database(where: Path, folder: Path):
+    from tvm.s_tir.meta_schedule.database import JSONDatabase
+
     try:
         return JSONDatabase(path_workload=str(where / WORKLOADS), path_tuning_record=str(where / RECORDS),
                             allow_missing=True)

@@ -65,10 +65,25 @@ class TargetSpec:
         import tvm
 
         try:
-            return tvm.target.Target(self.target, self.host) if self.host else tvm.target.Target(self.target)
+            target = tvm.target.Target(self.target, self.host) if self.host else tvm.target.Target(self.target)
         except Exception as e:
             raise TargetError(f"target {self.name}: TVM rejects {json.dumps(self.target)} "
                               f"({str(e).strip().splitlines()[-1][:200]})") from None
+        self._check_mcpu(target)
+        return target
+
+    def _check_mcpu(self, target) -> None:
+        """LLVM only prints a warning for a CPU name it does not know and builds generic code;
+        that is a typo in targets.yaml, so it is refused here, before any compiling."""
+        from tvm.target import codegen
+
+        mcpu = str(target.attrs.get("mcpu", "") or "") if target.kind.name == "llvm" else ""
+        is_valid = getattr(codegen, "llvm_is_valid_cpu", None)
+        if not mcpu or is_valid is None:
+            return
+        triple = str(target.attrs.get("mtriple", "") or "") or codegen.llvm_get_system_triple()
+        if not is_valid(mcpu, triple):
+            raise TargetError(f"target {self.name}: LLVM does not know the CPU {mcpu!r} for {triple}")
 
     @property
     def kind(self) -> str:
@@ -198,9 +213,11 @@ def load_targets(path: Path) -> dict[str, TargetSpec]:
 
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise TargetError(f"{path}: cannot read targets file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise TargetError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

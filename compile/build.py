@@ -13,6 +13,7 @@ from alexnet_tvm.fsutil import atomic_dir, sha256_file, write_json
 from alexnet_tvm.records import database_digest, open_database
 
 from alexnet_tvm.artifact_format import FORMAT_VERSION, LIB, MANIFEST, PARAMS
+from alexnet_tvm.schemas import plain_name
 
 from alexnet_tvm.model.describe import ModelOverrides
 
@@ -110,7 +111,7 @@ def build(cfg: BuildConfig) -> BuildResult:
         (tmp / PARAMS).write_bytes(save_param_dict({f"p{i}": p for i, p in enumerate(params)}))
         manifest = {
             "format_version": FORMAT_VERSION,
-            "model": {"name": imported.source.stem.split(".")[0], "file": str(imported.source),
+            "model": {"name": plain_name(imported.source.stem.split(".")[0]), "file": str(imported.source),
                       "format": imported.source_format, "sha256": imported.source_sha256},
             "input": {"name": imported.input_name, "shape": list(imported.input_shape), "dtype": "float32"},
             "output": {"shape": out_shape, "dtype": "float32"},

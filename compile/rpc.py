@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import socket
+import subprocess
+import sys
 import threading
 
 from alexnet_tvm.errors import RPCError
@@ -132,3 +135,72 @@ def builder_export_for(spec: TargetSpec):
         check_cross_compiler(spec)
         return functools.partial(cross_export, spec.rpc.cross_compiler)
     return None
+
+
+
+class _Family:
+    """Every process a service started, remembered while it runs: a ``popen_worker`` whose parent
+    died is re-parented away and could no longer be found from the service."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.known: dict[int, object] = {pid: self.root}
+
+    def refresh(self) -> None:
+        import psutil
+
+        try:
+            for p in self.root.children(recursive=True):
+                self.known.setdefault(p.pid, p)
+        except psutil.Error:
+            pass
+
+    def end(self, grace: float) -> None:
+        """SIGTERM every one still alive, SIGKILL those still there after ``grace`` seconds."""
+        import psutil
+
+        alive = []
+        for p in self.known.values():
+            try:
+                p.terminate()
+                alive.append(p)
+            except psutil.Error:
+                pass
+        _, left = psutil.wait_procs(alive, timeout=grace)
+        for p in left:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+def run_tvm_service(module: str, args: list[str], grace: float = 5.0) -> int:
+    """Run TVM's ``python -m <module>`` (tracker, server) as a child and return its exit status.
+
+    TVM's tracker and server start ``popen_worker`` children of their own; exec'ing
+    into TVM left them orphaned when the service got SIGTERM. Here SIGTERM, SIGINT
+    and SIGHUP end the service and every process it started; so does the service
+    ending by itself. The child stays in this process group, so a signal to the
+    group reaches all of them at once as before.
+    """
+    child = subprocess.Popen([sys.executable, "-m", module, *args])
+    family = _Family(child.pid)
+    stopped: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _f: stopped.append(signum))
+                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        while child.poll() is None and not stopped:
+            family.refresh()
+            try:
+                child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        family.refresh()  # whatever started since the last look
+        family.end(grace)
+        for s, h in previous.items():
+            signal.signal(s, h)
+    code = child.wait()
+    return 128 + stopped[0] if stopped else code

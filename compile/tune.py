@@ -190,12 +190,26 @@ def _make_runner(target: TargetSpec):
     return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=cfg)
 
 
-def tune(cfg: TuneConfig) -> TuneResult:
-    import tvm  # noqa: F401
-    from tvm.s_tir import meta_schedule as ms
+@dataclass
+class _Plan:
+    """What tune() settles before it measures anything, for the helpers that measure."""
 
-    from alexnet_tvm.records import open_database
+    target: object  # tvm.target.Target
+    cores: int
+    total: int
+    per_task: int
+    tasks: list
+    #: the tasks this run tunes: those without a record (all of them with ``extend``)
+    pending: list
+    already_tuned: int
+    db_dir: Path
+    #: where records go: db_dir, or the scratch database of a ``fresh`` run
+    work_dir: Path
+    database: object  # the MetaSchedule database in work_dir
 
+
+def _check_settings(cfg: TuneConfig) -> tuple[object, int, int, int]:
+    """The TVM target, its cores and the trial budget; bad values fail before anything slow."""
     spec = cfg.target
     check_precision(cfg.precision)
     target = spec.tvm_target()
@@ -206,15 +220,32 @@ def tune(cfg: TuneConfig) -> TuneResult:
     per_task = cfg.trials_per_task if cfg.trials_per_task is not None else spec.trials_per_task
     if total < 1 or per_task < 1:
         raise TuningError("the trial budget must be positive")
+    return target, cores, total, per_task
+
+
+def _check_machine(spec: TargetSpec) -> None:
+    """The board (with its cross compiler) or the GPU to measure on must be there: fail in
+    seconds, before minutes of import and task extraction."""
+    import tvm
 
     if spec.runner == "rpc":
         from .rpc import check_board, check_cross_compiler
 
         check_cross_compiler(spec)
-        check_board(spec)  # fail in seconds, before minutes of import and task extraction
+        check_board(spec)
     if spec.kind == "cuda" and not tvm.cuda(0).exist:
         raise TuningError(f"target {spec.name} needs a CUDA GPU to measure on and this machine has none "
                           "(build works without one: it uses DLight default schedules)")
+
+
+def _plan(cfg: TuneConfig) -> _Plan:
+    """Check the settings and the machine, then import and prepare the model, extract its tasks
+    and open the database, whose records decide what is still to tune."""
+    from alexnet_tvm.records import open_database
+
+    spec = cfg.target
+    target, cores, total, per_task = _check_settings(cfg)
+    _check_machine(spec)
     imported = import_model(cfg.model, cfg.batch, cfg.overrides)
     prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
     tasks = _select(tuning_tasks(prepared, target), cfg.only)
@@ -223,40 +254,57 @@ def tune(cfg: TuneConfig) -> TuneResult:
     database = open_database(work_dir, for_tuning=True)
     missing = [t for t in tasks if not has_record(database, t, target)]
     pending = tasks if cfg.extend else missing
-    t0 = time.perf_counter()
-    log.info("%d tasks, %d already have records%s, %d to tune", len(tasks), len(tasks) - len(missing),
-             f" in {work_dir}" if cfg.fresh else "", len(pending))
-    result = TuneResult(work_dir, len(tasks), len(tasks) - len(missing), 0, 0, 0.0, False)
-    if not pending:
-        if cfg.fresh:
-            _merge_fresh(work_dir, db_dir, done=True)
-        result.db_dir = db_dir
-        return result
+    return _Plan(target, cores, total, per_task, tasks, pending, len(tasks) - len(missing), db_dir, work_dir,
+                 database)
 
-    total = min(total, per_task * len(pending))
-    _forget_unnamed_ms_handlers()
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        pending, work_dir=str(work_dir), seed=cfg.seed, num_threads=max(cores, 1))
-    reports = [TaskReport(t.task_name, int(t.weight)) for t in pending]
-    threads_before = os.environ.get(THREADS_ENV)
-    if spec.runner == "local" and spec.is_cpu:
-        use_threads(cores)  # the runner's workers measure with the cores the library will use
-    try:
-        _run_tuner(cfg, spec, contexts, weights, database, total, per_task, cores, reports, result)
-    finally:
-        _restore_env(THREADS_ENV, threads_before)
-    result.reports = reports
-    result.trials = sum(r.trials for r in reports)
-    result.tuned_now = sum(1 for t in pending if has_record(database, t, target))
-    result.seconds = time.perf_counter() - t0
-    _cleanup_logs(work_dir)
+
+def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -> None:
+    """Tune ``plan.pending`` into ``plan.work_dir`` and fill in ``result``; the runner's workers
+    measure with the target's cores, and the per-task logs go on every exit."""
+    from tvm.s_tir import meta_schedule as ms
+
     from alexnet_tvm.records import prune_database
 
-    before, after = prune_database(work_dir)
-    log.info("kept the %d best of %d records (per workload) in %s", after, before, work_dir)
+    spec = cfg.target
+    total = min(plan.total, plan.per_task * len(plan.pending))
+    _forget_unnamed_ms_handlers()
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        plan.pending, work_dir=str(plan.work_dir), seed=cfg.seed, num_threads=max(plan.cores, 1))
+    reports = [TaskReport(t.task_name, int(t.weight)) for t in plan.pending]
+    threads_before = os.environ.get(THREADS_ENV)
+    if spec.runner == "local" and spec.is_cpu:
+        use_threads(plan.cores)  # the runner's workers measure with the cores the library will use
+    try:
+        _run_tuner(cfg, spec, contexts, weights, plan.database, total, plan.per_task, plan.cores, reports, result)
+    finally:
+        _restore_env(THREADS_ENV, threads_before)
+        _cleanup_logs(plan.work_dir)  # on every exit, Ctrl-C included
+    result.reports = reports
+    result.trials = sum(r.trials for r in reports)
+    result.tuned_now = sum(1 for t in plan.pending if has_record(plan.database, t, plan.target))
+    result.seconds = time.perf_counter() - t0
+    before, after = prune_database(plan.work_dir)
+    log.info("kept the %d best of %d records (per workload) in %s", after, before, plan.work_dir)
+
+
+def tune(cfg: TuneConfig) -> TuneResult:
+    """Tune the model's tasks for ``cfg.target`` into its database. Records are committed as they
+    come, so a killed run loses nothing and a re-run tunes only what still lacks a record; a
+    ``fresh`` run replaces the old records for its workloads once it is done."""
+    import tvm  # noqa: F401  (loaded before anything is checked, as the helpers all need it)
+
+    plan = _plan(cfg)
+    t0 = time.perf_counter()
+    log.info("%d tasks, %d already have records%s, %d to tune", len(plan.tasks), plan.already_tuned,
+             f" in {plan.work_dir}" if cfg.fresh else "", len(plan.pending))
+    result = TuneResult(plan.work_dir, len(plan.tasks), plan.already_tuned, 0, 0, 0.0, False)
+    if plan.pending:
+        _tune_pending(cfg, plan, result, t0)
     if cfg.fresh:
-        _merge_fresh(work_dir, db_dir, done=all(has_record(database, t, target) for t in tasks))
-    result.db_dir = db_dir
+        # with nothing pending every task has a record already (and the database is not asked again)
+        done = not plan.pending or all(has_record(plan.database, t, plan.target) for t in plan.tasks)
+        _merge_fresh(plan.work_dir, plan.db_dir, done=done)
+    result.db_dir = plan.db_dir
     return result
 
 

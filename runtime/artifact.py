@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_tvm.artifact_format import FORMAT_VERSION, LIB, MANIFEST, PARAMS
+from alexnet_tvm.artifact_format import LIB, MANIFEST, PARAMS
 from alexnet_tvm.errors import ArtifactError
 from alexnet_tvm.fsutil import read_json, sha256_file
 from alexnet_tvm.host import use_threads
 from alexnet_tvm.meta import ModelMeta
+from alexnet_tvm.schemas import check_manifest
 
 from .compat import check_runnable_here
 
@@ -29,20 +30,19 @@ def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{folder}: not an artifact ({MANIFEST} is missing)")
-    manifest = read_json(path, ArtifactError, "manifest")
-    for key in ("format_version", "input", "output", "meta", "target", "tvm_version", "files"):
-        if key not in manifest:
-            raise ArtifactError(f"{path}: manifest lacks {key!r}")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: artifact format {manifest['format_version']}, this runtime reads {FORMAT_VERSION}")
-    return manifest
+    return check_manifest(read_json(path, ArtifactError, "manifest"), str(path))
+
+
+def artifact_digest(folder: Path) -> str:
+    """``sha256:`` of the manifest, which lists every file's digest: the name a verify report
+    gives the artifact it checked, and what ``pack`` compares it with."""
+    return "sha256:" + sha256_file(Path(folder) / MANIFEST)
 
 
 def check_files(folder: Path, manifest: dict) -> None:
+    """Every file the (schema-checked) manifest lists matches its sha256: plain names only, so
+    nothing outside ``folder`` is read."""
     folder = Path(folder)
-    for name in (LIB, PARAMS):
-        if name not in manifest["files"]:
-            raise ArtifactError(f"{folder}: manifest has no checksum for {name}")
     for name, digest in manifest["files"].items():
         p = folder / name
         if not p.is_file():
@@ -138,29 +138,54 @@ def _num_cores(manifest: dict) -> int | None:
     return target.get("num-cores") if isinstance(target, dict) else None
 
 
-def load_artifact(folder: Path, check_host: bool = True, board: RemoteBoard | None = None) -> Artifact:
-    """Checksums first, then load the library here or on a remote board."""
+def _tvm_failure(what: Path, e: Exception) -> ArtifactError:
+    """A library or parameter file TVM cannot read (checksums matched: it was built or packed wrong)."""
+    last = (str(e).strip().splitlines() or [""])[-1][:200]
+    return ArtifactError(f"{what}: not loadable by TVM ({type(e).__name__}: {last})")
+
+
+def _load_library(folder: Path, manifest: dict, check_host: bool, board: RemoteBoard | None):
+    """(module, device): on the board, or here once this host can run the target's code."""
     import tvm
+
+    cuda = manifest["target"].get("kind") == "cuda"
+    if board is not None:
+        sess = _remote_session(board)
+        sess.upload(str(folder / LIB), LIB)
+        return sess.load_module(LIB), sess.cuda(0) if cuda else sess.cpu(0)
+    if check_host:
+        check_runnable_here(manifest)
+    if not cuda:
+        use_threads(_num_cores(manifest))
+    try:
+        return tvm.runtime.load_module(str(folder / LIB)), tvm.cuda(0) if cuda else tvm.cpu(0)
+    except Exception as e:  # noqa: BLE001 - the FFI raises assorted types for a file that is no module
+        raise _tvm_failure(folder / LIB, e) from None
+
+
+def _load_params(folder: Path, manifest: dict, dev) -> list:
+    import tvm
+
+    try:
+        loaded = tvm.runtime.load_param_dict((folder / PARAMS).read_bytes())
+        arrays = [loaded[f"p{i}"].numpy() for i in range(len(loaded))]
+    except Exception as e:  # noqa: BLE001 - as above
+        raise _tvm_failure(folder / PARAMS, e) from None
+    if len(arrays) != manifest.get("num_params", len(arrays)):
+        raise ArtifactError(f"{folder / PARAMS}: {len(arrays)} tensors, the manifest says {manifest['num_params']}")
+    return [tvm.runtime.tensor(a, dev) for a in arrays]
+
+
+def load_artifact(folder: Path, check_host: bool = True, board: RemoteBoard | None = None) -> Artifact:
+    """Schema and checksums first, then load the library here or on a remote board."""
     from tvm import relax
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     check_files(folder, manifest)
-    if board is not None:
-        sess = _remote_session(board)
-        sess.upload(str(folder / LIB), LIB)
-        lib = sess.load_module(LIB)
-        dev = sess.cuda(0) if manifest["target"].get("kind") == "cuda" else sess.cpu(0)
-    else:
-        if check_host:
-            check_runnable_here(manifest)
-        dev = tvm.cuda(0) if manifest["target"].get("kind") == "cuda" else tvm.cpu(0)
-        if manifest["target"].get("kind") != "cuda":
-            use_threads(_num_cores(manifest))
-        lib = tvm.runtime.load_module(str(folder / LIB))
-    vm = relax.VirtualMachine(lib, dev)
-    loaded = tvm.runtime.load_param_dict((folder / PARAMS).read_bytes())
-    if len(loaded) != manifest.get("num_params", len(loaded)):
-        raise ArtifactError(f"{folder / PARAMS}: {len(loaded)} tensors, the manifest says {manifest['num_params']}")
-    params = [tvm.runtime.tensor(loaded[f"p{i}"].numpy(), dev) for i in range(len(loaded))]
-    return Artifact(folder, manifest, vm, params, dev)
+    lib, dev = _load_library(folder, manifest, check_host, board)
+    try:
+        vm = relax.VirtualMachine(lib, dev)
+    except Exception as e:  # noqa: BLE001 - a TVM module, but not a Relax VM executable
+        raise _tvm_failure(folder / LIB, e) from None
+    return Artifact(folder, manifest, vm, _load_params(folder, manifest, dev), dev)

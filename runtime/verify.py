@@ -42,8 +42,15 @@ class Comparison:
     accuracy_reference: float | None = None
 
 
+#: the failure a report with nothing compared carries: a PASS must rest on at least one image
+NO_COMPARISON = "no image was compared (--random 0 and no eval set): nothing was verified"
+
+
 @dataclass
 class VerifyReport:
+    """What was compared, against what, and for which artifact: ``pack`` accepts it as evidence
+    only when ``artifact_digest`` is that artifact's and ``images`` is at least 1."""
+
     artifact: str
     against: str
     gates: Gates
@@ -52,14 +59,29 @@ class VerifyReport:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    #: ``sha256:`` of the artifact's manifest.json (which lists the library's and params' digests)
+    artifact_digest: str = ""
+
+    @property
+    def images(self) -> int:
+        """Inputs compared with the reference, all modes together."""
+        return sum(c.images for c in (self.random, self.labelled) if c is not None)
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        return not self.failures and self.images > 0
+
+    def seal(self, artifact_digest: str) -> "VerifyReport":
+        """Name the artifact; a report that compared nothing fails (it would otherwise read PASS)."""
+        self.artifact_digest = artifact_digest
+        if self.images == 0 and NO_COMPARISON not in self.failures:
+            self.failures.append(NO_COMPARISON)
+        return self
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["passed"] = self.passed
+        d["images"] = self.images
         return d
 
 

@@ -22,12 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from alexnet_tvm.meta import ModelMeta
-
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = "x86-avx2"  # runs on any AVX2 machine
-MODEL = "model"  # the manifest's model name: the checkpoint's stem
+from tiny_artifact import MODEL, TARGET, build_tiny, registry_server, write_report  # noqa: F401 (fixture)
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -44,46 +39,11 @@ class Dist:
     images: list[Path]
 
 
-def _build_tiny(root: Path) -> tuple[Path, Path, Path]:
-    import torch
-
-    from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.targets import load_targets
-    from alexnet_tvm.model.checkpoint import save_checkpoint
-    from alexnet_tvm.model.variants import build_model
-
-    torch.manual_seed(0)
-    model = build_model("cifar", 4, width=0.125).eval()
-    meta = ModelMeta(arch="cifar", num_classes=4, input_size=32, resize_size=32, width=0.125,
-                     class_names=["w", "x", "y", "z"])
-    ckpt = root / "m" / "model.pt"
-    ckpt.parent.mkdir(parents=True)
-    save_checkpoint(model, meta, ckpt)
-    logs = root / "logs"
-    art = root / "art"
-    build(BuildConfig(model=ckpt, target=load_targets(ROOT / "targets.yaml")[TARGET], out=art, logs_dir=logs))
-    return ckpt, art, logs
-
-
-def _write_report(path: Path, artifact: Path, passed: bool = True, against: str = "pytorch") -> Path:
-    from alexnet_tvm.runtime.verify import Comparison, Gates, VerifyReport, write_report
-
-    rep = VerifyReport(artifact=str(artifact), against=against, gates=Gates(),
-                       random=Comparison(images=8, max_abs_error=1e-6, max_rel_error=1e-5, top1_agreement=1.0,
-                                         abs_tolerance=1e-3),
-                       failures=[] if passed else ["random inputs: top-1 agreement 0.5 < 0.999"])
-    write_report(rep, path)
-    return path
-
-
 def _committed_records(dest: Path) -> Path:
-    """The committed x86-avx512 database pair (from git: a tuning run may be appending to the work tree's)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("database_workload.json", "database_tuning_record.json"):
-        blob = subprocess.run(["git", "-C", str(ROOT), "show", f"HEAD:tuning_logs/x86-avx512/{name}"],
-                              capture_output=True, check=True).stdout
-        (dest / name).write_bytes(blob)
-    return dest
+    """The committed x86-avx512 database pair, copied (a tuning run may be appending to the work tree's)."""
+    from conftest import copy_committed_records
+
+    return copy_committed_records("x86-avx512", dest)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +53,11 @@ def dist(tmp_path_factory) -> Dist:
     from alexnet_tvm.distribution.pack import pack_artifact
 
     root = tmp_path_factory.mktemp("dist")
-    ckpt, art, logs = _build_tiny(root)
+    ckpt, art, logs = build_tiny(root)
     # real MetaSchedule records (the committed ones), filed under the artifact's target after the build,
     # so the pack carries a genuine database pair
     _committed_records(logs / TARGET)
-    report = _write_report(root / "verify.json", art)
+    report = write_report(root / "verify.json", art)
     pack = root / "model.tar.gz"
     pack_artifact(art, pack, report=report)
     rng = np.random.default_rng(0)
@@ -167,23 +127,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def http_registry():
+def http_registry(registry_server):
     """``start(folder, publish=True) -> url``: a registry server in a thread, shut down after the test."""
-    from alexnet_tvm.distribution.server import make_server
-
-    servers = []
-
-    def start(folder: Path, publish: bool = True) -> str:
-        folder.mkdir(parents=True, exist_ok=True)
-        srv = make_server(folder, "127.0.0.1", 0, allow_publish=publish)
-        srv.start_background()
-        servers.append(srv)
-        return srv.url
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+    return lambda folder, publish=True: registry_server(folder, allow_publish=publish).url
 
 
 def _index(reg: Path) -> dict:
@@ -215,7 +161,7 @@ def test_pack_holds_artifact_records_report_and_sums(dist):
 
 
 def test_pack_refuses_failed_report_and_tampered_artifact(dist, tmp_path, run_cli, one_line_error):
-    bad_rep = _write_report(tmp_path / "failed.json", dist.artifact, passed=False)
+    bad_rep = write_report(tmp_path / "failed.json", dist.artifact, passed=False)
     one_line_error(run_cli("pack", dist.artifact, "-o", tmp_path / "a.tar.gz", "--report", bad_rep), "FAILED")
     art = tmp_path / "art"
     shutil.copytree(dist.artifact, art)
@@ -522,6 +468,7 @@ def test_incompatible_tvm_or_target_refused(dist, tmp_path, run_cli, one_line_er
         manifest = json.loads(files["manifest.json"])
         edit(manifest)
         files["manifest.json"] = json.dumps(manifest).encode()
+        del files["verify.json"]  # it vouches for the unedited manifest only
         _resign(files)
         other = _write_tar(tmp_path / f"other{i}.tar.gz", files)
         reg = tmp_path / f"reg{i}"
@@ -561,7 +508,7 @@ def test_concurrent_publishers_all_land_in_a_valid_index(dist, tmp_path):
 
     packs = []
     for i in range(4):  # four distinct packs: their reports differ
-        rep = _write_report(tmp_path / f"rep{i}.json", dist.artifact, against=f"ref{i}")
+        rep = write_report(tmp_path / f"rep{i}.json", dist.artifact, against=f"ref{i}")
         packs.append(pack_artifact(dist.artifact, tmp_path / f"p{i}.tar.gz", report=rep).out)
     reg = tmp_path / "reg"
     errors: list[BaseException] = []

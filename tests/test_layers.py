@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "alexnet_tvm"
 #: the layers under alexnet_tvm; every other module directly in alexnet_tvm/ is core
-LAYERS = ("model", "compile", "runtime", "distribution", "interface", "cli")
+LAYERS = ("model", "compile", "runtime", "distribution", "serving", "interface", "cli")
 #: layer -> the layers its modules may import (the table in docs/architecture.md)
 ALLOWED = {
     "core": {"core"},
@@ -29,12 +29,13 @@ ALLOWED = {
     "compile": {"core", "model", "compile"},
     "runtime": {"core", "runtime"},
     "distribution": {"core", "runtime", "distribution"},
-    "interface": {"core", "model", "compile", "runtime", "distribution", "interface"},
+    "serving": {"core", "runtime", "distribution", "serving"},
+    "interface": {"core", "model", "compile", "runtime", "distribution", "serving", "interface"},
     "cli": {"core", *LAYERS},
 }
 TORCH = ("torch", "torchvision")
-#: a board runs runtime and distribution, and they may import all of core: none of it may need torch
-TORCH_FREE = ("core", "runtime", "distribution")
+#: a board runs runtime, distribution and serving, and they may import all of core: none of it may need torch
+TORCH_FREE = ("core", "runtime", "distribution", "serving")
 
 
 def source_modules() -> dict[str, Path]:
@@ -158,12 +159,12 @@ BLOCKED_IMPORT = textwrap.dedent('''
 
 
 def test_every_runtime_and_distribution_module_imports_without_torch() -> None:
-    packages = [f"{PACKAGE}.runtime", f"{PACKAGE}.distribution"]
+    packages = [f"{PACKAGE}.runtime", f"{PACKAGE}.distribution", f"{PACKAGE}.serving"]
     code = BLOCKED_IMPORT.format(blocked=set(TORCH), packages=packages)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     count = int(proc.stdout.split("imported")[-1])
-    expected = [m for m in MODULES if layer_of(m) in ("runtime", "distribution")]
+    expected = [m for m in MODULES if layer_of(m) in ("runtime", "distribution", "serving")]
     assert count == len(expected), (proc.stdout, expected)
 
 
@@ -180,3 +181,31 @@ def test_the_checker_sees_lazy_relative_and_package_imports(monkeypatch, tmp_pat
     monkeypatch.setitem(MODULES, "alexnet_tvm.compile.bad", bad)
     broken = layering_violations(["alexnet_tvm.compile.bad"])
     assert len(broken) == 1 and fragment in broken[0], broken
+
+
+#: the folders whose code ships in the wheel (pyproject's package-dir), relative to the checkout
+LIBRARY_FOLDERS = ("alexnet_tvm", "compile", "model", "runtime")
+MAX_FUNCTION_LINES = 60
+MAX_FILE_LINES = 500
+
+
+def test_no_library_function_over_60_lines_and_no_file_over_500() -> None:
+    """Size limits of the project style: a function longer than a screen hides its steps, and a
+    long module mixes concerns. Every def counts, methods and nested functions included."""
+    root = Path(__file__).resolve().parent.parent
+    offenders: list[tuple[str, int, str]] = []  # (file, line, what)
+    for folder in LIBRARY_FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            rel = path.relative_to(root).as_posix()
+            n_lines = len(text.splitlines())
+            if n_lines > MAX_FILE_LINES:
+                offenders.append((rel, 1, f"file has {n_lines} lines (limit {MAX_FILE_LINES})"))
+            for node in ast.walk(ast.parse(text, filename=str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        offenders.append((rel, node.lineno, f"{node.name}() has {length} lines "
+                                                            f"(limit {MAX_FUNCTION_LINES})"))
+    report = [f"{rel}:{line} {what}" for rel, line, what in sorted(offenders)]
+    assert not report, f"{len(report)} over the size limits:\n" + "\n".join(report)

@@ -81,6 +81,9 @@ def export_cmd(checkpoint: Path, out: Path, force: bool) -> None:
     """
     from alexnet_tvm.model.ascend_export import export_ascend_onnx
 
+    from alexnet_tvm.meta import refuse_sidecar
+
+    refuse_sidecar(out, force)
     res = export_ascend_onnx(checkpoint, out, force=force)
     click.echo(f"wrote {res.out} ({res.arch}, {res.num_classes} classes, {res.input_size}px; "
                f"max abs error vs eager {res.max_abs_error:.2e})")

@@ -18,8 +18,11 @@ from .options import batch_option, force_option, logs_dir_option, out_option, ta
 
 log = logging.getLogger(__name__)
 
-timeout_option = click.option("--timeout", type=float, default=None,
-                              help="Seconds one network operation may take (default 10, publish 60).")
+timeout_option = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                              help="Seconds a request may take in all (default 10, publish 60; "
+                                   "a download gets more per MiB).")
+token_file_option = click.option("--token-file", type=click.Path(path_type=Path), default=None,
+                                 help="File holding the upload bearer token. Default: $ALEXNET_TVM_TOKEN.")
 
 
 @click.command()
@@ -28,12 +31,15 @@ timeout_option = click.option("--timeout", type=float, default=None,
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="The artifact's `verify --report` JSON (must have passed).")
 @logs_dir_option(help="Take the tuning records from LOGS_DIR/<target> instead of the manifest's database folder.")
+@click.option("--sign", "sign_with", type=click.Path(path_type=Path), default=None, metavar="KEY",
+              help="Sign the pack's SHA256SUMS with this Ed25519 private key (`alexnet-tvm keygen`).")
 @force_option(help="Replace an existing pack.")
-def pack(artifact: Path, out: Path, report: Path | None, logs_dir: Path | None, force: bool) -> None:
+def pack(artifact: Path, out: Path, report: Path | None, logs_dir: Path | None, sign_with: Path | None,
+         force: bool) -> None:
     """Pack ARTIFACT with its tuning records and verify report into one checksummed archive."""
     from alexnet_tvm.distribution.pack import pack_artifact
 
-    res = pack_artifact(artifact, out, report=report, logs_dir=logs_dir, force=force)
+    res = pack_artifact(artifact, out, report=report, logs_dir=logs_dir, force=force, sign_with=sign_with)
     v = res.verify
     click.echo(f"wrote {res.out} ({res.size} bytes, {res.digest}); "
                f"tuning records {'included' if res.tuning_included else 'none'}; "
@@ -46,11 +52,14 @@ def pack(artifact: Path, out: Path, report: Path | None, logs_dir: Path | None, 
 @click.option("--lock-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for another publisher to finish (folder registries).")
 @timeout_option
-def publish(pack_file: Path, to: str, lock_timeout: float, timeout: float | None) -> None:
+@token_file_option
+def publish(pack_file: Path, to: str, lock_timeout: float, timeout: float | None, token_file: Path | None) -> None:
     """Check PACK and add it to a registry's index."""
     from alexnet_tvm.distribution.registry import publish as run_publish
+    from alexnet_tvm.distribution.server import read_token
 
-    entry = run_publish(pack_file, to, lock_timeout=lock_timeout, timeout=timeout or 60.0)
+    entry = run_publish(pack_file, to, lock_timeout=lock_timeout, timeout=timeout or 60.0,
+                        token=read_token(token_file))
     click.echo(f"published {entry.label()} to {to} as {entry.file}")
 
 
@@ -83,19 +92,24 @@ def _local_target(name: str, targets_file: Path | None) -> str | None:
 @force_option(help="Replace an existing artifact folder.")
 @targets_file_option(help="For --target auto. Default: targets.yaml of the project.")
 @timeout_option
+@click.option("--trust", type=click.Path(path_type=Path), multiple=True, metavar="PUBKEY",
+              help="Accept only packs signed by a key in this .pub or trusted-keys file (repeatable).")
 def pull(model: str, target_name: str, registry: str, out: Path | None, batch: int | None, force: bool,
-         targets_file: Path | None, timeout: float | None) -> None:
+         targets_file: Path | None, timeout: float | None, trust: tuple[Path, ...]) -> None:
     """Download MODEL's best pack for this machine, check it, and install it as an artifact."""
     from alexnet_tvm.distribution.pull import DEFAULT_TIMEOUT, PullConfig, pull as run_pull
+    from alexnet_tvm.distribution.signing import Trust
 
+    trusted = Trust.from_files(trust)  # read before anything is downloaded: a bad key file fails first
     target = _local_target(target_name, targets_file)
     res = run_pull(PullConfig(model=model, registry=registry, target=target, batch=batch, out=out, force=force,
-                              timeout=timeout or DEFAULT_TIMEOUT))
+                              timeout=timeout or DEFAULT_TIMEOUT, trust=trusted))
     how = "exact target" if res.exact else f"compatible with {target}" if target else "compatible with this host"
     v = res.entry.verify
+    signed = f"; signed by {res.entry.signer}" if res.entry.signer else ""
     click.echo(f"pulled {res.entry.label()} ({how}) into {res.out}; "
                + (f"verify {'passed' if v.get('passed') else 'FAILED'} against {v.get('against')}"
-                  if v else "not verified"))
+                  if v else "not verified") + signed)
 
 
 @click.group()
@@ -105,14 +119,23 @@ def registry() -> None:
 
 @registry.command("serve")
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--allow-publish", is_flag=True, help="Accept `publish --to http://...` uploads (PUT /publish).")
-def serve(folder: Path, port: int, host: str, allow_publish: bool) -> None:
+@click.option("--allow-publish", is_flag=True,
+              help="Accept `publish --to http://...` uploads (PUT /publish) that carry the bearer token.")
+@token_file_option
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds a client may stall a read before its connection is closed.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Connections served at once; more get 503.")
+def serve(folder: Path, port: int, host: str, allow_publish: bool, token_file: Path | None, read_timeout: float,
+          max_connections: int) -> None:
     """Serve a registry FOLDER over HTTP (read-only unless --allow-publish)."""
-    from alexnet_tvm.distribution.server import make_server
+    from alexnet_tvm.distribution.server import ServeLimits, make_server, read_token
 
-    server = make_server(folder, host, port, allow_publish=allow_publish)
+    server = make_server(folder, host, port, allow_publish=allow_publish,
+                         token=read_token(token_file) if allow_publish else None,
+                         limits=ServeLimits(read_timeout=read_timeout, max_connections=max_connections))
     click.echo(f"serving {folder} at {server.url}/ ({'uploads allowed' if allow_publish else 'read-only'}); "
                "Ctrl-C stops", err=False)
     try:
@@ -135,7 +158,7 @@ def list_cmd(location: str, timeout: float | None) -> None:
         v = e.verify
         ver = "unverified" if not v else ("verified" if v.get("passed") else "FAILED") + f" ({v.get('against')})"
         click.echo(f"{e.model:12s} {e.target:14s} b{e.batch:<3d} TVM {e.tvm_version:14s} {e.size:>10d} B "
-                   f"{e.created}  {ver}  {e.digest[:19]}")
+                   f"{e.published or e.created}  {ver}  {e.signer or 'unsigned'}  {e.digest[:19]}")
 
 
 @click.group()
@@ -170,4 +193,15 @@ def logs_import(archive: Path, target: str | None, logs_dir: Path | None, keep: 
                f"{m.records_offered} records added; {m.records_before} -> {m.records_after} records")
 
 
-COMMANDS = [pack, publish, pull, registry, logs]
+@click.command()
+@out_option(required=True, help="The private key file; the public key goes to OUT.pub.")
+@force_option(help="Replace an existing key pair.")
+def keygen(out: Path, force: bool) -> None:
+    """Make an Ed25519 key pair for `pack --sign` (KEY) and `pull --trust` (KEY.pub)."""
+    from alexnet_tvm.distribution.signing import keygen as make_keys
+
+    pub, kid = make_keys(out, force=force)
+    click.echo(f"wrote {out} (private, keep it) and {pub} ({kid})")
+
+
+COMMANDS = [pack, publish, pull, registry, logs, keygen]

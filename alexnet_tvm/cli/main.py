@@ -41,7 +41,7 @@ def cli(verbose: bool, quiet: bool) -> None:
 #: modules under alexnet_tvm.cli, one per command group, each with a COMMANDS list (their shared
 #: options are in options.py); a module missing from an install is skipped
 COMMAND_MODULES = ("model_cmds", "compile_cmds", "runtime_cmds", "evaluate_cmds", "demo_cmds", "bench_cmds",
-                   "ascend_cmds", "dist_cmds", "rpc_cmds")
+                   "ascend_cmds", "dist_cmds", "rpc_cmds", "serve_cmds")
 
 
 def _register() -> None:

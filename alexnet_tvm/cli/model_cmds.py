@@ -3,17 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
 
+from alexnet_tvm.meta import refuse_sidecar
+
 from .options import batch_option, force_option, out_option, seed_option
+
+
+class VariantChoice(click.Choice):
+    """The AlexNet variants of model/variants.py, read when a command needs them: listing them
+    at import would import torch on a machine that only pulls and runs artifacts."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self):  # noqa: D401 - click reads it as an attribute
+        from alexnet_tvm.model.variants import VARIANTS
+
+        return tuple(VARIANTS)
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        pass
+
+    def convert(self, value, param, ctx):
+        if value not in self.choices:
+            self.fail(f"unknown variant {value!r} (known: {', '.join(self.choices)})", param, ctx)
+        return value
+
+
+def arch_option(default: str) -> Callable:
+    return click.option("--arch", type=VariantChoice(), default=default, show_default=True,
+                        help="AlexNet variant.")
 
 
 @click.command()
 @click.argument("dataset", default="digits")
 @out_option(default=Path("runs/train"), dest="out_dir",
             help="Run folder (model.pt + model.pt.json, last.ckpt, curves.png).")
-@click.option("--arch", default="cifar", show_default=True, help="torchvision | paper | cifar | half")
+@arch_option("cifar")
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
@@ -55,24 +86,28 @@ def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int,
     from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model
 
     out = out or checkpoint.with_name(checkpoint.name.split(".")[0] + SUFFIX[fmt])
+    refuse_sidecar(out, force)
     err = export_model(ExportConfig(checkpoint=checkpoint, fmt=fmt, out=out, batch=batch, opset=opset,
                                     input_name=input_name, dynamic_batch=dynamic_batch, force=force))
     click.echo(f"wrote {out} (max abs error vs eager {err:.2e})")
 
 
 @click.command("init")
-@click.option("--arch", default="torchvision", show_default=True)
-@click.option("--classes", "num_classes", default=1000, show_default=True)
-@click.option("--input-size", type=int, default=None)
-@click.option("--width", default=1.0, show_default=True)
+@arch_option("torchvision")
+@click.option("--classes", "num_classes", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Output classes.")
+@click.option("--input-size", type=click.IntRange(min=1), default=None, help="Default: the variant's own.")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Channel/unit multiplier (tiny models).")
 @seed_option()
-@out_option(required=True)
-@force_option()
+@out_option(required=True, help="The checkpoint; its sidecar goes beside it as OUT.json.")
+@force_option(help="Replace an existing checkpoint and sidecar.")
 def init(arch: str, num_classes: int, input_size: int | None, width: float, seed: int, out: Path,
          force: bool) -> None:
     """Write a randomly initialised checkpoint: tuning and benchmarks depend on shapes, not weights."""
     from alexnet_tvm.model.checkpoint import init_checkpoint
 
+    refuse_sidecar(out, force)
     init_checkpoint(arch, num_classes, out, input_size=input_size, width=width, seed=seed, force=force)
     click.echo(f"wrote {out}")
 

@@ -59,7 +59,7 @@ def batch_option(default: int | None = None, help: str | None = None) -> Decorat
 
 
 def seed_option() -> Decorator:
-    return click.option("--seed", type=int, default=0, show_default=True)
+    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed (reproducible runs).")
 
 
 def model_options(f: Callable) -> Callable:

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
+#: a tracker uses PORT and PORT+1, a server the first free one of PORT..PORT+100 (TVM's port range)
+tracker_port = click.IntRange(1, 65534)
+server_port = click.IntRange(1, 65535)
 
-def _exec(module: str, args: list[str]) -> None:
-    """Replace this process with TVM's own entry point (signals and exit codes pass through)."""
-    argv = [sys.executable, "-m", module, *args]
-    os.execv(sys.executable, argv)
+
+class HostPort(click.ParamType):
+    """``host:port`` with a port of 1..65535, parsed once for every rpc command."""
+
+    name = "host:port"
+
+    def convert(self, value, param, ctx) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        host, sep, port = str(value).rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            self.fail(f"{value!r}: give host:port with a port of 1..65535", param, ctx)
+        return host, int(port)
+
+
+def _run(module: str, args: list[str]) -> None:
+    """TVM's own entry point as a supervised child: it and its workers end with this command."""
+    from alexnet_tvm.compile.rpc import run_tvm_service
+
+    sys.exit(run_tvm_service(module, args))
 
 
 @click.group()
@@ -21,41 +39,34 @@ def rpc() -> None:
 
 @rpc.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=9190, show_default=True)
+@click.option("--port", type=tracker_port, default=9190, show_default=True)
 def tracker(host: str, port: int) -> None:
     """Run a tracker that boards register with and tuners ask for boards."""
-    _exec("tvm.exec.rpc_tracker", ["--host", host, "--port", str(port), "--port-end", str(port + 1)])
+    _run("tvm.exec.rpc_tracker", ["--host", host, "--port", str(port), "--port-end", str(port + 1)])
 
 
 @rpc.command()
-@click.option("--tracker", "tracker_addr", required=True, help="host:port of the tracker")
+@click.option("--tracker", "tracker_addr", type=HostPort(), required=True, help="host:port of the tracker")
 @click.option("--key", required=True, help="The board kind, e.g. rpi4 or local")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=9090, show_default=True)
-def server(tracker_addr: str, key: str, host: str, port: int) -> None:
+@click.option("--port", type=server_port, default=9090, show_default=True)
+def server(tracker_addr: tuple[str, int], key: str, host: str, port: int) -> None:
     """Run an RPC server on this machine (a board) registered with the tracker under KEY."""
-    from alexnet_tvm.errors import RPCError
-
-    if ":" not in tracker_addr:
-        raise RPCError(f"--tracker {tracker_addr!r}: give host:port")
-    _exec("tvm.exec.rpc_server", ["--tracker", tracker_addr, "--key", key, "--host", host,
-                                  "--port", str(port), "--port-end", str(port + 100)])
+    _run("tvm.exec.rpc_server", ["--tracker", f"{tracker_addr[0]}:{tracker_addr[1]}", "--key", key,
+                                 "--host", host, "--port", str(port), "--port-end", str(min(port + 100, 65536))])
 
 
 @rpc.command()
-@click.option("--tracker", "tracker_addr", default="127.0.0.1:9190", show_default=True)
-@click.option("--timeout", default=10.0, show_default=True)
-def status(tracker_addr: str, timeout: float) -> None:
+@click.option("--tracker", "tracker_addr", type=HostPort(), default="127.0.0.1:9190", show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+def status(tracker_addr: tuple[str, int], timeout: float) -> None:
     """Boards registered with the tracker, per key: free, pending, total."""
     from alexnet_tvm.compile.rpc import tracker_summary
-    from alexnet_tvm.errors import RPCError
 
-    if ":" not in tracker_addr:
-        raise RPCError(f"--tracker {tracker_addr!r}: give host:port")
-    host, port = tracker_addr.rsplit(":", 1)
-    summary = tracker_summary(host, int(port), timeout)
+    host, port = tracker_addr
+    summary = tracker_summary(host, port, timeout)
     queue = summary.get("queue_info", {})
-    click.echo(f"tracker {tracker_addr}: {len(summary.get('server_info', []))} server(s)")
+    click.echo(f"tracker {host}:{port}: {len(summary.get('server_info', []))} server(s)")
     for key, q in sorted(queue.items()):
         click.echo(f"  {key:16s} free {q.get('free', 0)}  pending {q.get('pending', 0)}")
 

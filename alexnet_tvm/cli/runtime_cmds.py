@@ -13,7 +13,7 @@ from .options import seed_option, target_option, targets_file_option
 @click.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--top-k", default=5, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes listed per image.")
 def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
     """Classify IMAGES with a built ARTIFACT (no torch needed)."""
     from alexnet_tvm.runtime.predict import predict_files
@@ -32,7 +32,8 @@ def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
 @click.option("--inputs", type=click.Path(path_type=Path), default=None,
               help="ascend: the preprocessed .bin folder the OM model ran on.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="ascend: val_label.txt")
-@click.option("--random", "random_count", default=8, show_default=True, help="Seeded random inputs.")
+@click.option("--random", "random_count", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Seeded random inputs (0: only --eval-set images).")
 @seed_option()
 @click.option("--min-top1-agreement", default=0.999, show_default=True)
 @click.option("--max-abs-error", default=1e-3, show_default=True, help="Relative to the reference logits' range.")

@@ -8,10 +8,10 @@ pack's own manifest after download (see ``pull``).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
 from alexnet_tvm.errors import RegistryError
+from alexnet_tvm.schemas import check_index_entry
 from alexnet_tvm.runtime.compat import ARCH, CPU, CUDA, KIND, TVM, HostInfo, mismatch
 
 from .archive import check_member_name, utc_now
@@ -19,8 +19,6 @@ from .archive import check_member_name, utc_now
 INDEX_FORMAT = 1
 INDEX = "index.json"
 PACKS_DIR = "packs"
-
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass
@@ -39,25 +37,15 @@ class PackEntry:
     host_features: list[str] = field(default_factory=list)
     tvm_target: str = ""
     verify: dict | None = None
+    #: when the registry added the pack (its own clock): what "newest" means when choosing
     published: str | None = None
-
-    #: keys an entry must have, with their types (a class attribute, not a field)
-    REQUIRED = {"model": str, "target": str, "batch": int, "tvm_version": str, "digest": str, "size": int,
-                "created": str, "file": str}
+    #: the key id that signed the pack's SHA256SUMS (``None``: unsigned)
+    signer: str | None = None
 
     @classmethod
     def from_dict(cls, d: object, where: str) -> "PackEntry":
-        if not isinstance(d, dict):
-            raise RegistryError(f"{where}: not an object")
-        for key, typ in cls.REQUIRED.items():
-            if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
-                raise RegistryError(f"{where}: {key!r} missing or not a {typ.__name__}")
-        if not _DIGEST.match(d["digest"]):
-            raise RegistryError(f"{where}: digest {d['digest']!r} is not sha256:<64 hex digits>")
+        check_index_entry(d, where, RegistryError)
         check_member_name(d["file"], where)
-        feats = d.get("host_features", [])
-        if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
-            raise RegistryError(f"{where}: host_features must be a list of CPU flags")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict:
@@ -158,7 +146,8 @@ def select_pack(index: Index, model: str, target: str | None, batch: int | None,
     """The best pack of ``model`` for this host: the exact target first, then any compatible one.
 
     Among equals, the most specific target (most CPU features, i.e. the fastest
-    code this CPU runs), then the requested or smallest batch, then the newest.
+    code this CPU runs), then the requested or smallest batch, then the most recently
+    published (the registry's clock: a pack's own ``created`` is a claim, not a fact).
     """
     ok, refused = [], []
     for e in _of_model(index, model, batch, where):
@@ -166,5 +155,7 @@ def select_pack(index: Index, model: str, target: str | None, batch: int | None,
         (refused.append(f"{e.target} b{e.batch}: {why}") if why else ok.append(e))
     if not ok:
         raise RegistryError(f"no pack of {model} in {where} runs here: {'; '.join(sorted(set(refused)))}")
-    best = max(ok, key=lambda e: (e.target == target, len(e.host_features), -e.batch, e.created))
+    # index order breaks ties within one second: publishing appends
+    _, best = max(enumerate(ok), key=lambda ie: (ie[1].target == target, len(ie[1].host_features), -ie[1].batch,
+                                                 ie[1].published or "", ie[0]))
     return Selection(best, best.target == target, refused)

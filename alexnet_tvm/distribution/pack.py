@@ -17,10 +17,11 @@ from alexnet_tvm.artifact_format import LIB, MANIFEST, PARAMS
 from alexnet_tvm.errors import ArtifactError, RegistryError
 from alexnet_tvm.fsutil import read_json, refuse_existing
 from alexnet_tvm.records import RECORDS, WORKLOADS, database_digest, snapshot_database
-from alexnet_tvm.runtime.artifact import check_files, read_manifest
+from alexnet_tvm.runtime.artifact import artifact_digest, check_files, read_manifest
+from alexnet_tvm.schemas import check_verify_report
 
 from .archive import (
-    PACK_FORMAT, PACK_KIND, PACK_META, SUMS, TUNING_DIR, VERIFY_REPORT, Contents, check_member_name,
+    PACK_FORMAT, PACK_KIND, PACK_META, SUMS, TUNING_DIR, VERIFY_REPORT, Contents, Trust,
     extract_archive, safe_component, utc_now, write_archive,
 )
 from .index import PackEntry, verify_summary
@@ -41,27 +42,36 @@ class PackResult:
     verify: dict | None
 
 
-def _load_report(path: Path) -> dict:
-    report = read_json(path, RegistryError, "verify report")
-    if not isinstance(report, dict) or not isinstance(report.get("passed"), bool) or "against" not in report:
-        raise RegistryError(f"{path}: not a verify report (write one with `verify --report`)")
+def load_evidence(path: Path, digest: str, where: str | None = None) -> dict:
+    """A verify report that vouches for the artifact whose manifest digest is ``digest``: written by
+    ``verify --report`` for this very artifact, passed, on at least one image. Anything less
+    (a hand-written ``{"passed": true}``, another artifact's report, ``--random 0``) is refused."""
+    where = where or str(path)
+    report = check_verify_report(read_json(path, RegistryError, "verify report"), where, RegistryError)
+    if report["artifact_digest"] != digest:
+        raise RegistryError(f"{where}: the verify report is for artifact {report['artifact_digest'][:19]}..., "
+                            f"not this one ({digest[:19]}...); verify this artifact")
     if not report["passed"]:
-        raise RegistryError(f"{path}: the verify report says FAILED ({'; '.join(report.get('failures') or [])}); "
+        raise RegistryError(f"{where}: the verify report says FAILED ({'; '.join(report['failures'])}); "
                             "refusing to pack an unverified artifact")
+    if report["images"] < 1:
+        raise RegistryError(f"{where}: the verify report compared no image; refusing it as evidence")
     return report
 
 
-def _checked_manifest(artifact: Path) -> dict:
+def _checked_manifest(folder: Path, where: str, hide_folder: bool = False) -> dict:
+    """The artifact's manifest (schema-checked: plain file names only), once its own checksums
+    hold; errors start with ``where`` (and name an extracted pack's files as ``pack``)."""
     try:
-        manifest = read_manifest(artifact)
-        check_files(artifact, manifest)
+        manifest = read_manifest(folder)
+        check_files(folder, manifest)
     except ArtifactError as e:
-        raise RegistryError(f"cannot pack {artifact}: {e}") from None
+        raise RegistryError(f"{where}: {str(e).replace(str(folder), 'pack') if hide_folder else e}") from None
     return manifest
 
 
 def pack_artifact(artifact: Path, out: Path, report: Path | None = None, logs_dir: Path | None = None,
-                  force: bool = False) -> PackResult:
+                  force: bool = False, sign_with: Path | None = None) -> PackResult:
     """One archive with the artifact, its tuning records and verify report, and SHA256SUMS.
 
     The artifact is checked against its own manifest first: packing a modified
@@ -70,11 +80,11 @@ def pack_artifact(artifact: Path, out: Path, report: Path | None = None, logs_di
     """
     artifact, out = Path(artifact), Path(out)
     refuse_existing(out, force)
-    manifest = _checked_manifest(artifact)
+    manifest = _checked_manifest(artifact, f"cannot pack {artifact}")
     model = safe_component(str(manifest.get("model", {}).get("name", "")), "model name")
     target = safe_component(str(manifest["target"].get("name", "")), "target name")
     files: dict[str, Path | bytes] = {LIB: artifact / LIB, PARAMS: artifact / PARAMS, MANIFEST: artifact / MANIFEST}
-    rep = _load_report(report) if report else None
+    rep = load_evidence(report, artifact_digest(artifact)) if report else None
     if rep is not None:
         files[VERIFY_REPORT] = Path(report)
     with tempfile.TemporaryDirectory(prefix="alexnet-tvm-pack-") as tmp:
@@ -90,7 +100,7 @@ def pack_artifact(artifact: Path, out: Path, report: Path | None = None, logs_di
             "tuning": None if tuning is None else {k: v for k, v in tuning.items() if k != "folder"},
         }
         files[PACK_META] = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
-        digest, size = write_archive(out, files, force=force)
+        digest, size = write_archive(out, files, force=force, sign_with=sign_with)
     log.info("packed %s into %s (%d bytes, %s)", artifact, out, size, digest)
     return PackResult(out, digest, size, sorted(files) + [SUMS], tuning is not None, meta["verify"])
 
@@ -121,6 +131,8 @@ class PackInfo:
 
     contents: Contents
     manifest: dict
+    #: how errors name the pack
+    where: str = "pack"
 
     @property
     def folder(self) -> Path:
@@ -147,44 +159,41 @@ class PackInfo:
         return f"{TUNING_DIR}/{RECORDS}" in self.contents.sums
 
     def verify_report(self) -> dict | None:
-        path = self.folder / VERIFY_REPORT
-        return json.loads(path.read_text()) if path.is_file() else None
+        """The packed report, checked as ``pack`` checked it (it must vouch for this artifact)."""
+        if VERIFY_REPORT not in self.contents.sums:
+            return None
+        return load_evidence(self.folder / VERIFY_REPORT, artifact_digest(self.folder),
+                             f"{self.where}: {VERIFY_REPORT}")
 
     def entry(self, digest: str, size: int, file: str) -> PackEntry:
+        """The index entry; ``published`` is the registry's clock, never the pack's own claim."""
         t = self.target
         return PackEntry(model=self.model, target=str(t.get("name")), batch=self.batch,
                          tvm_version=str(self.manifest["tvm_version"]), digest=digest, size=size,
                          created=str(self.meta.get("created", "")), file=file, kind=str(t.get("kind", "")),
                          host_features=list(t.get("host_features") or []),
                          tvm_target=str(t.get("tvm_target", "")), verify=verify_summary(self.verify_report()),
-                         published=utc_now())
+                         published=utc_now(), signer=self.contents.signer)
 
 
-def _check_artifact(folder: Path, where: str) -> dict:
-    """The extracted artifact's manifest, once its own checksums hold (errors name the pack, not the folder)."""
-    try:
-        manifest = read_manifest(folder)
-        if not isinstance(manifest["files"], dict):
-            raise ArtifactError("manifest 'files' is not a mapping")
-        for name in manifest["files"]:  # checked before check_files opens them
-            check_member_name(name, f"{where}: manifest")
-        check_files(folder, manifest)
-    except ArtifactError as e:
-        raise RegistryError(f"{where}: {str(e).replace(str(folder), 'pack')}") from None
-    return manifest
-
-
-def open_pack(archive: Path, dest: Path, label: str | None = None) -> PackInfo:
-    """Extract and check a pack: archive sums, then the artifact's own manifest checksums."""
+def open_pack(archive: Path, dest: Path, label: str | None = None, trust: Trust | None = None) -> PackInfo:
+    """Extract and check a pack: signature (against ``trust``) and archive sums, then the artifact's
+    own manifest checksums and schema, then the verify report as evidence for this artifact."""
     where = label or str(archive)
-    contents = extract_archive(archive, dest, where)
+    contents = extract_archive(archive, dest, where, trust=trust)
     if contents.kind != PACK_KIND:
         raise RegistryError(f"{where}: a tuning-log archive, not a pack")
     for name in (LIB, PARAMS, MANIFEST):
         if name not in contents.sums:
             raise RegistryError(f"{where}: the pack has no {name}")
-    manifest = _check_artifact(contents.folder, where)
+    manifest = _checked_manifest(contents.folder, where, hide_folder=True)
     model = manifest.get("model", {}).get("name")
     safe_component(model, f"{where}: model name")
     safe_component(manifest["target"].get("name"), f"{where}: target name")
-    return PackInfo(contents, manifest)
+    info = PackInfo(contents, manifest, where)
+    for key, value in {"model": info.model, "target": info.target["name"], "batch": info.batch}.items():
+        if contents.meta[key] != value:
+            raise RegistryError(f"{where}: {PACK_META} says {key} {contents.meta[key]!r}, the manifest {value!r}; "
+                                "refusing it")
+    info.verify_report()  # a report that does not vouch for this artifact is refused here, not trusted later
+    return info

@@ -25,6 +25,7 @@ from alexnet_tvm.runtime.compat import HostInfo, host_info
 from .archive import CHUNK
 from .index import PackEntry, incompatibility, select_pack
 from .pack import PackInfo, open_pack
+from .signing import Trust
 from .registry import DEFAULT_TIMEOUT, Registry, open_registry
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class PullConfig:
     force: bool = False
     timeout: float = DEFAULT_TIMEOUT
     progress: bool = True
+    #: the keys a pack must be signed with (``--trust``); ``None``: unsigned packs are accepted
+    trust: Trust | None = None
     #: for tests; default: this machine
     host: HostInfo | None = None
 
@@ -73,7 +76,7 @@ def pull(cfg: PullConfig) -> PullResult:
         download(registry, e, archive, cfg.progress)
         with atomic_dir(out, force=cfg.force) as folder:
             folder.rmdir()  # extract_archive creates it, refusing anything already there
-            info = open_pack(archive, folder, label=f"pack {e.file}")
+            info = open_pack(archive, folder, label=f"pack {e.file}", trust=cfg.trust)
             _check_entry_matches(e, info)
             why = incompatibility(info.target, str(info.manifest["tvm_version"]), host, cfg.target)
             if why:
@@ -96,6 +99,8 @@ def _read_chunk(stream: IO[bytes], n: int, entry: PackEntry, got: int, timeout: 
     """Up to ``n`` bytes of the download; a cut, stalled or failed transfer is one refusal line."""
     try:
         return stream.read(n)
+    except RegistryError as e:  # the bounded HTTP client's own failures (deadline, reset)
+        raise RegistryError(f"download of {entry.file} failed: {e}") from None
     except http.client.IncompleteRead as e:
         raise RegistryError(f"truncated download of {entry.file}: got {got + len(e.partial)} of {entry.size} "
                             "bytes") from None
@@ -111,7 +116,7 @@ def download(registry: Registry, entry: PackEntry, dest: Path, progress: bool = 
 
     h = hashlib.sha256()
     got = 0
-    with registry.open(entry.file) as (stream, length), open(dest, "wb") as out, \
+    with registry.open(entry.file, entry.size) as (stream, length), open(dest, "wb") as out, \
             tqdm(total=entry.size, unit="B", unit_scale=True, unit_divisor=1024, desc=Path(entry.file).name,
                  disable=None if progress else True, leave=False) as bar:
         if length is not None and length < entry.size:

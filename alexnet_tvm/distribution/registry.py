@@ -13,29 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import http.client
 import json
 import logging
 import os
-import socket
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import IO, Iterator
 
 from alexnet_tvm.errors import RegistryError
 from alexnet_tvm.fsutil import atomic_path, write_json
 
-from .archive import CHUNK, check_member_name, sha256_digest
+from .archive import CHUNK, check_member_name, sha256_digest, utc_now
+from .httpclient import BoundedRequest, HttpRefused, deadline_for
 from .index import INDEX, Index, PackEntry
 from .pack import open_pack
 
 log = logging.getLogger(__name__)
 
-#: seconds any one network operation may take (connect, or one read)
+#: seconds a request may take (a pack download gets more per byte, see ``httpclient.deadline_for``)
 DEFAULT_TIMEOUT = 10.0
 #: seconds an upload may take
 DEFAULT_PUBLISH_TIMEOUT = 60.0
@@ -66,8 +63,9 @@ class Registry:
     def read_index(self) -> Index:
         raise NotImplementedError
 
-    def open(self, relpath: str) -> contextlib.AbstractContextManager[tuple[IO[bytes], int | None]]:
-        """A readable stream of one registry file and its length, if known."""
+    def open(self, relpath: str, size: int = 0) -> contextlib.AbstractContextManager[tuple[IO[bytes], int | None]]:
+        """A readable stream of one registry file and its length, if known (``size``: what the index
+        says, which sets a download's deadline)."""
         raise NotImplementedError
 
     def publish(self, pack: Path) -> PackEntry:
@@ -105,7 +103,7 @@ class FolderRegistry(Registry):
         return path
 
     @contextlib.contextmanager
-    def open(self, relpath: str) -> Iterator[tuple[IO[bytes], int | None]]:
+    def open(self, relpath: str, size: int = 0) -> Iterator[tuple[IO[bytes], int | None]]:
         path = self.path_of(relpath)
         try:
             f = open(path, "rb")
@@ -158,6 +156,7 @@ class FolderRegistry(Registry):
         self.folder.mkdir(parents=True, exist_ok=True)
         with self.lock():
             index = self.read_index() if (self.folder / INDEX).exists() else Index()
+            entry.published = utc_now()
             self._store(pack, entry)
             index.packs = [p for p in index.packs if p.digest != digest] + [entry]
             write_json(self.folder / INDEX, index.to_dict())
@@ -180,46 +179,44 @@ class FolderRegistry(Registry):
 
 
 class HttpRegistry(Registry):
-    def __init__(self, base: str, timeout: float = DEFAULT_TIMEOUT):
+    """A registry at an HTTP(S) base URL; every request has an overall deadline (see ``httpclient``)."""
+
+    def __init__(self, base: str, timeout: float = DEFAULT_TIMEOUT, token: str | None = None):
         self.base = base.rstrip("/")
         self.location = self.base
         self.timeout = timeout
+        #: the bearer token ``registry serve --allow-publish`` requires for uploads
+        self.token = token
 
     def url(self, relpath: str) -> str:
         return f"{self.base}/{urllib.parse.quote(relpath)}"
 
-    def _urlopen(self, relpath: str):
-        req = urllib.request.Request(self.url(relpath), headers={"User-Agent": "alexnet-tvm"})
+    @contextlib.contextmanager
+    def _request(self, relpath: str, size: int = 0, **kw) -> Iterator[BoundedRequest]:
+        """One request; an unreachable, slow or refusing server is one line naming the registry."""
+        req = BoundedRequest(self.url(relpath), self.timeout, deadline_for(self.timeout, size), **kw)
         try:
-            return urllib.request.urlopen(req, timeout=self.timeout)
-        except urllib.error.HTTPError as e:
+            with req:
+                yield req
+        except HttpRefused as e:
             raise RegistryError(f"registry {self.base}: {relpath}: HTTP {e.code} {e.reason}") from None
-        except urllib.error.URLError as e:
-            reason = e.reason
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise RegistryError(f"registry {self.base} unreachable: no answer within {self.timeout:g} s") from None
-            raise RegistryError(f"registry {self.base} unreachable ({reason})") from None
-        except (socket.timeout, TimeoutError):
-            raise RegistryError(f"registry {self.base} unreachable: no answer within {self.timeout:g} s") from None
-        except (OSError, http.client.HTTPException) as e:
-            raise RegistryError(f"registry {self.base} unreachable ({type(e).__name__}: {e})") from None
+        except RegistryError as e:
+            if isinstance(e, _Passed):
+                raise
+            raise RegistryError(f"registry {self.base} unreachable: {e}") from None
 
     def read_index(self) -> Index:
-        with self._urlopen(INDEX) as resp:
-            try:
-                data = resp.read(MAX_INDEX_BYTES + 1)
-            except (OSError, http.client.HTTPException) as e:
-                raise RegistryError(f"registry {self.base}: reading {INDEX} failed ({type(e).__name__}: {e})") \
-                    from None
-        if len(data) > MAX_INDEX_BYTES:
-            raise RegistryError(f"registry {self.base}: {INDEX} is larger than {MAX_INDEX_BYTES >> 20} MiB")
+        with self._request(INDEX) as req:
+            data = req.read_all(MAX_INDEX_BYTES)
         return Index.parse(data, self.url(INDEX))
 
     @contextlib.contextmanager
-    def open(self, relpath: str) -> Iterator[tuple[IO[bytes], int | None]]:
-        with self._urlopen(relpath) as resp:
-            length = resp.headers.get("Content-Length")
-            yield resp, int(length) if length and length.isdigit() else None
+    def open(self, relpath: str, size: int = 0) -> Iterator[tuple[IO[bytes], int | None]]:
+        with self._request(relpath, size) as req:
+            try:
+                yield req, req.length
+            except RegistryError as e:  # the caller's own refusal (a short or altered file) passes unchanged
+                raise _Passed(str(e)) from None
 
     def publish(self, pack: Path) -> PackEntry:
         """Upload to ``registry serve --allow-publish``; the server checks it as a folder publish would."""
@@ -231,48 +228,43 @@ class HttpRegistry(Registry):
 
     def _upload(self, pack: Path) -> bytes:
         """PUT the pack to ``/publish``; the server's answer, or one line saying why not."""
-        headers = {"Content-Length": str(pack.stat().st_size), "Content-Type": "application/gzip",
-                   "User-Agent": "alexnet-tvm"}
+        size = pack.stat().st_size
+        headers = {"Content-Length": str(size), "Content-Type": "application/gzip"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         with open(pack, "rb") as f:
-            req = urllib.request.Request(f"{self.base}/publish", data=f, method="PUT", headers=headers)
+            req = BoundedRequest(f"{self.base}/publish", self.timeout, deadline_for(self.timeout, size),
+                                 method="PUT", body=f, headers=headers)
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return resp.read(1 << 20)
-            except urllib.error.HTTPError as e:
-                raise self._refused(e) from None
-            except urllib.error.URLError as e:
-                if isinstance(e.reason, (BrokenPipeError, ConnectionResetError)):
-                    raise RegistryError(f"registry {self.base} hung up during the upload ({e.reason}); "
-                                        f"{_UPLOAD_HINT}") from None
-                raise RegistryError(f"registry {self.base} unreachable ({e.reason})") from None
-            except (BrokenPipeError, ConnectionResetError) as e:
-                raise RegistryError(f"registry {self.base} hung up during the upload ({e}); {_UPLOAD_HINT}") from None
-            except (TimeoutError, OSError) as e:
-                raise RegistryError(f"registry {self.base} unreachable ({type(e).__name__}: {e})") from None
+                with req:
+                    return req.read_all(1 << 20)
+            except HttpRefused as e:
+                hint = " (is it `alexnet-tvm registry serve --allow-publish`?)" if e.code == 501 else ""
+                raise RegistryError(f"registry {self.base} refused the pack: HTTP {e.code}: {e.reason}{hint}") \
+                    from None
+            except RegistryError as e:
+                if any(w in str(e) for w in ("BrokenPipe", "ConnectionReset")):
+                    raise RegistryError(f"registry {self.base} hung up during the upload ({e}); {_UPLOAD_HINT}") \
+                        from None
+                raise RegistryError(f"registry {self.base} unreachable: {e}") from None
 
-    def _refused(self, e: urllib.error.HTTPError) -> RegistryError:
-        """The server's own reason (its JSON ``error``), else the HTTP reason."""
-        try:
-            msg = json.loads(e.read(1 << 16)).get("error") or e.reason
-        except (ValueError, AttributeError, OSError):
-            msg = e.reason
-        if e.code == 501:  # a plain static server: no PUT at all
-            msg = f"{msg} (is it `alexnet-tvm registry serve --allow-publish`?)"
-        return RegistryError(f"registry {self.base} refused the pack: HTTP {e.code}: {msg}")
+
+class _Passed(RegistryError):
+    """A refusal raised by whoever reads an open registry file: not the registry's failure."""
 
 
 def open_registry(location: str | Path, timeout: float = DEFAULT_TIMEOUT,
-                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Registry:
+                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT, token: str | None = None) -> Registry:
     """The registry at a folder, a ``file://`` URL or an ``http(s)://`` base URL."""
     loc = str(location)
     if is_url(loc):
-        return HttpRegistry(loc, timeout)
+        return HttpRegistry(loc, timeout, token)
     if loc.startswith("file://"):
         loc = urllib.parse.unquote(urllib.parse.urlparse(loc).path)
     return FolderRegistry(Path(loc), timeout, lock_timeout)
 
 
 def publish(pack: Path, to: str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-            timeout: float = DEFAULT_PUBLISH_TIMEOUT) -> PackEntry:
-    """Publish to a folder or an HTTP(S) registry."""
-    return open_registry(to, timeout, lock_timeout).publish(pack)
+            timeout: float = DEFAULT_PUBLISH_TIMEOUT, token: str | None = None) -> PackEntry:
+    """Publish to a folder or an HTTP(S) registry (``token``: the server's bearer token)."""
+    return open_registry(to, timeout, lock_timeout, token).publish(pack)

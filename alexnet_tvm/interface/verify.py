@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_tvm.preprocess import load_labelled_folder
-from alexnet_tvm.runtime.artifact import load_artifact
+from alexnet_tvm.errors import VerifyError
+from alexnet_tvm.runtime.artifact import artifact_digest, load_artifact
 from alexnet_tvm.runtime.verify import Gates, VerifyReport, verify, write_junit, write_report
 
 from .references import reference_runtime, source_model
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -35,6 +35,11 @@ class VerifyConfig:
 
 
 def run_verify(cfg: VerifyConfig) -> VerifyReport:
+    """Load, compare, write the reports; the report names the artifact's digest and its image count."""
+    if cfg.random_count < 0:
+        raise VerifyError(f"--random {cfg.random_count}: give a count of 0 or more")
+    if not cfg.random_count and cfg.eval_set is None and not cfg.against.startswith("ascend:"):
+        raise VerifyError("--random 0 without --eval-set compares nothing; give images to verify on")
     art = load_artifact(cfg.artifact, board=cfg.board)
     if cfg.against.startswith("ascend:"):
         from .ascend_verify import verify_against_ascend
@@ -49,6 +54,7 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
         with reference_runtime(cfg.against, src, art.batch, art.meta.input_size) as ref:
             rep = verify(art.predict, ref, art.input_shape, cfg.gates, str(cfg.artifact), cfg.against,
                          random_count=cfg.random_count, seed=cfg.seed, labelled=labelled)
+    rep.seal(artifact_digest(cfg.artifact))
     if cfg.report:
         write_report(rep, cfg.report)
     if cfg.junit:

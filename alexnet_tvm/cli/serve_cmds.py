@@ -1,0 +1,81 @@
+"""serve / serve-bench: parse, then call alexnet_tvm.serving (no torch: runs where ``pull`` runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import out_option
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated integers, e.g. 1,32") from None
+
+
+@click.command()
+@click.argument("artifacts", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind address; anything but loopback needs --token.")
+@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--token", envvar="ALEXNET_TVM_SERVE_TOKEN", default=None,
+              help="Bearer token clients must send (env ALEXNET_TVM_SERVE_TOKEN).")
+@click.option("--name", default=None, help="Serve every artifact under this model name (default: the manifests').")
+@click.option("--max-delay-ms", type=float, default=0.0, show_default=True,
+              help="How long a batch waits to fill (0: take what is queued, as Triton's default).")
+@click.option("--max-queue", type=int, default=64, show_default=True,
+              help="Requests waiting per model; one more is answered 503 at once.")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+              help="Seconds per request; past it the answer is 504.")
+@click.option("--max-body-mb", type=float, default=64.0, show_default=True, help="Largest request body (413).")
+@click.option("--max-image-mb", type=float, default=16.0, show_default=True, help="Largest classify image file.")
+@click.option("--max-image-pixels", type=int, default=36_000_000, show_default=True,
+              help="Largest classify image, width x height (413).")
+@click.option("--pull", "pull_models", multiple=True, metavar="NAME",
+              help="Pull this model's pack from --from (digests checked) and serve it.")
+@click.option("--from", "registry", default=None, help="Registry for --pull: a folder or an http(s):// URL.")
+@click.option("--pull-batch", multiple=True, type=int, help="Pull one pack per batch size (default: the smallest).")
+@click.option("--pull-target", default=None, help="Prefer packs of this target (default: any this host runs).")
+def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, name: str | None,
+          max_delay_ms: float, max_queue: int, timeout_s: float, max_body_mb: float, max_image_mb: float,
+          max_image_pixels: int, pull_models: tuple[str, ...], registry: str | None, pull_batch: tuple[int, ...],
+          pull_target: str | None) -> None:
+    """Serve ARTIFACTS over the Open Inference Protocol (KServe v2) until SIGTERM."""
+    from alexnet_tvm.serving.app import ServeConfig, serve as run_serve
+    from alexnet_tvm.serving.limits import MIB, Limits
+    from alexnet_tvm.serving.pulled import PullRequest
+
+    if pull_models and not registry:
+        raise click.UsageError("--pull needs --from URL")
+    limits = Limits(max_queue=max_queue, max_delay_ms=max_delay_ms, timeout_s=timeout_s,
+                    max_body_bytes=int(max_body_mb * MIB), max_image_bytes=int(max_image_mb * MIB),
+                    max_image_pixels=max_image_pixels)
+    pull = PullRequest(list(pull_models), registry, pull_target, list(pull_batch)) if pull_models else None
+    cfg = ServeConfig(list(artifacts), host=host, port=port, token=token, name=name, limits=limits, pull=pull)
+    run_serve(cfg, on_ready=lambda url, names: click.echo(f"serving {', '.join(names)} at {url}"))
+
+
+@click.command("serve-bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--concurrency", default="1,32", show_default=True, callback=_int_list,
+              help="Concurrent clients of each run, comma-separated.")
+@click.option("--requests", type=int, default=200, show_default=True, help="Timed requests per run.")
+@click.option("--warmup", type=int, default=8, show_default=True, help="Untimed requests before each run.")
+@click.option("--max-delay-ms", type=float, default=0.0, show_default=True, help="The server's --max-delay-ms.")
+@click.option("--bare-runs", type=int, default=30, show_default=True, help="Timed calls of each bare artifact.")
+@out_option(default=Path("runs/serve-bench"), help="Folder for serve-bench.json and serve-bench.md.")
+def serve_bench(artifacts: tuple[Path, ...], concurrency: list[int], requests: int, warmup: int,
+                max_delay_ms: float, bare_runs: int, out: Path) -> None:
+    """Load-test a server on ARTIFACTS over loopback against the bare artifacts' throughput."""
+    from alexnet_tvm.serving.bench import ServeBenchConfig, markdown_table, run_serve_bench
+
+    res = run_serve_bench(ServeBenchConfig(list(artifacts), out, concurrency=concurrency, requests=requests,
+                                           warmup=warmup, max_delay_ms=max_delay_ms, bare_runs=bare_runs))
+    click.echo(markdown_table(res), nl=False)
+    click.echo(f"wrote {out / 'serve-bench.json'} and {out / 'serve-bench.md'}")
+
+
+COMMANDS = [serve, serve_bench]
