@@ -16,7 +16,7 @@ from alexnet_tvm.model.variants import (VARIANTS, build_model, check_input_size,
                                         load_state_dict_strict, transfer_from)
 
 #: variant -> a small input size it accepts (the 224 family takes any size >= 63)
-SMALL_INPUT = {"torchvision": 64, "paper": 64, "half": 64, "cifar": 32}
+SMALL_INPUT = {"torchvision": 64, "paper": 64, "half": 64, "cifar": 32, "caffe": 227}
 
 
 def _fixed_batch(num_classes: int, size: int, n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +35,7 @@ def _eval_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_registry_names() -> None:
-    assert set(VARIANTS) == {"torchvision", "paper", "cifar", "half"}
+    assert set(VARIANTS) == {"torchvision", "paper", "cifar", "half", "caffe"}
     assert set(SMALL_INPUT) == set(VARIANTS)
 
 

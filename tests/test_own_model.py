@@ -212,3 +212,28 @@ def test_bare_state_dicts_of_every_variant_are_recognised(tmp_path):
         _, meta = load_any_checkpoint(path)
         assert (meta.arch, meta.num_classes, meta.width, meta.input_size) == (arch, 7, 0.25,
                                                                                spec.default_input_size), arch
+
+
+@pytest.mark.slow
+def test_alexnet1000_from_onnx_and_torchscript_builds_tuned_agrees_and_verifies(alexnet1000, tmp_path, run_cli):
+    """The issue's two cases at full size on x86-avx512 hosts: a dynamic-batch opset-13 ONNX export and a
+    traced TorchScript file build with every task tuned, pass verify, and compute the same logits."""
+    from alexnet_tvm.host import host_cpu_flags
+    from alexnet_tvm.runtime.artifact import load_artifact
+
+    if set(_spec().host_features) - host_cpu_flags():
+        pytest.skip(f"this CPU cannot run {TARGET}")
+    model, x = alexnet1000
+    logits = {}
+    for form, against in (("onnx13_dynamic", "onnxruntime"), ("torchscript_traced", "pytorch")):
+        path = write_form(form, model, x, tmp_path / form)
+        art = tmp_path / f"art-{form}"
+        res = run_cli("build", path, "--target", TARGET, "-o", art)
+        assert res.exit_code == 0, res.output
+        tuning = json.loads((art / "manifest.json").read_text())["tuning"]
+        assert tuning["untuned"] == [] and tuning["tuned"] == tuning["tasks"], tuning
+        res = run_cli("verify", art, "--against", against)
+        assert res.exit_code == 0, res.output
+        logits[form] = load_artifact(art).predict(x.numpy())
+    a, b = logits.values()
+    np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, float(np.ptp(a))), rtol=0)

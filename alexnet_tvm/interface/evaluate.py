@@ -21,7 +21,7 @@ import numpy as np
 from alexnet_tvm.errors import VerifyError
 from alexnet_tvm.fsutil import write_json, write_text
 from alexnet_tvm.preprocess import eval_transform, load_image
-from alexnet_tvm.runtime.artifact import Artifact, load_artifact
+from alexnet_tvm.runtime.artifact import Artifact, artifact_digest, load_artifact
 from alexnet_tvm.runtime.evalset import EvalSet, open_eval_set
 from alexnet_tvm.runtime.metrics import topk_accuracy
 
@@ -55,7 +55,8 @@ class Scores:
 @dataclass
 class EvaluateReport:
     artifact: str
-    artifact_sha256: str
+    #: the artifact's digest, as verify reports name it (runtime.artifact.artifact_digest)
+    artifact_digest: str
     data: str
     layout: str
     images: int
@@ -132,7 +133,7 @@ def run_evaluate(cfg: EvaluateConfig) -> EvaluateReport:
             ours, theirs = _run(art, data, ref, show)
     else:
         ours, theirs = _run(art, data, None, show)
-    rep = EvaluateReport(artifact=str(cfg.artifact), artifact_sha256=art.manifest["files"]["model.so"],
+    rep = EvaluateReport(artifact=str(cfg.artifact), artifact_digest=artifact_digest(cfg.artifact),
                          data=str(cfg.data), layout=data.source, images=len(data), classes=art.meta.num_classes,
                          library=_scores(ours, data.labels), warnings=list(data.warnings))
     if theirs is not None:

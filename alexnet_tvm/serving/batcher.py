@@ -126,7 +126,7 @@ class Batcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         """One library call for the whole batch; each request gets its own rows back."""
-        x = np.concatenate([p.x for p in batch])
+        x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
         name = self.model.name
         self.metrics.batch_size.labels(name).observe(len(x))
         self.metrics.padding.labels(name).inc(self._padding(len(x)))
