@@ -1,49 +1,146 @@
-"""What this machine's CPU offers (/proc/cpuinfo: x86 'flags', Arm 'Features') and how many runtime threads to use."""
+"""What this machine's CPU is and offers (/proc/cpuinfo: x86 'flags', Arm 'Features'; LLVM's name for it),
+the x86 microarchitectures tuning records are filed under, and how many runtime threads to use."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
+
+#: a test (or a user checking what another CPU would get) names the host CPU instead of LLVM
+HOST_CPU_ENV = "ALEXNET_TVM_HOST_CPU"
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The first core's entry of /proc/cpuinfo; empty fields when unknown (not Linux, not x86)."""
+
+    flags: frozenset[str] = frozenset()
+    mhz: float = 0.0
+    vendor: str = ""
+    family: int = 0
+    model: int = 0
+    model_name: str = ""
+
+
+_CPUINFO_KEYS = {"flags": "flags", "Features": "flags", "cpu MHz": "mhz", "vendor_id": "vendor",
+                 "cpu family": "family", "model": "model", "model name": "model_name"}
 
 
 @functools.lru_cache(maxsize=1)
-def _cpuinfo() -> tuple[frozenset[str], float, str, int]:
-    flags: frozenset[str] = frozenset()
-    mhz = 0.0
-    vendor, family = "", 0
+def _cpuinfo() -> CpuInfo:
+    fields: dict = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")) and not flags:
-                flags = frozenset(line.split(":", 1)[1].split())
-            elif line.startswith("cpu MHz") and not mhz:
-                mhz = float(line.split(":", 1)[1])
-            elif line.startswith("vendor_id") and not vendor:
-                vendor = line.split(":", 1)[1].strip()
-            elif line.startswith("cpu family") and not family:
-                family = int(line.split(":", 1)[1])
+            key, _, value = line.partition(":")
+            name = _CPUINFO_KEYS.get(key.strip())
+            if name is None or name in fields:
+                continue  # the first core's values only
+            value = value.strip()
+            fields[name] = (frozenset(value.split()) if name == "flags" else float(value) if name == "mhz"
+                            else int(value) if name in ("family", "model") else value)
     except (OSError, ValueError):
         pass
-    return flags, mhz, vendor, family
+    return CpuInfo(**fields)
 
 
 def host_cpu_flags() -> set[str]:
     """CPU feature flags; empty when unknown."""
-    return set(_cpuinfo()[0])
+    return set(_cpuinfo().flags)
 
 
 def cpu_mhz() -> float:
     """Nominal clock of the first core in MHz; 0 when unknown."""
-    return _cpuinfo()[1]
+    return _cpuinfo().mhz
+
+
+def cpu_model() -> str:
+    """The CPU model string ("model name" of /proc/cpuinfo), for reports; "" when unknown."""
+    return _cpuinfo().model_name
 
 
 def fp32_lanes_per_fma() -> int:
     """fp32 lanes one FMA pipe retires per cycle. AMD Zen 4 (family 0x19) runs AVX-512 as two
     256-bit halves, so its AVX-512 FMA does 8 lanes a cycle, not 16; Zen 5 and Intel do 16."""
-    flags, _, vendor, family = _cpuinfo()
-    if "avx512f" in flags:
-        return 8 if vendor == "AuthenticAMD" and family == 0x19 else 16
-    return 8 if "avx2" in flags else 4
+    info = _cpuinfo()
+    if "avx512f" in info.flags:
+        return 8 if info.vendor == "AuthenticAMD" and info.family == 0x19 else 16
+    return 8 if "avx2" in info.flags else 4
+
+
+def l3_cache_bytes() -> int | None:
+    """Size of the L3 cache the first core sees (one CCX on AMD, the socket on Intel); None when unknown."""
+    try:
+        text = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+        return int(text.rstrip("KMGkmg")) * scale
+    except (OSError, ValueError):
+        pass
+    try:
+        size = os.sysconf("SC_LEVEL3_CACHE_SIZE")
+    except (ValueError, OSError):
+        return None
+    return size if size > 0 else None
+
+
+# --------------------------------------------------------------------------- which CPU this is
+
+
+@functools.lru_cache(maxsize=1)
+def _llvm_system_cpu() -> str:
+    try:
+        import tvm
+    except ImportError:
+        return ""
+    return str(tvm.get_global_func("target.llvm_get_system_cpu")())
+
+
+def host_cpu_name() -> str:
+    """LLVM's name for this CPU (``znver4``, ``sapphirerapids``; ``generic`` when LLVM does not
+    know it): the name tuning records are filed under, and what ``--target auto`` compiles for.
+    ``$ALEXNET_TVM_HOST_CPU`` overrides it, read afresh each call."""
+    return os.environ.get(HOST_CPU_ENV) or _llvm_system_cpu()
+
+
+def describe_cpu(name: str | None = None) -> dict:
+    """What a record set's cpu.json says about the machine that timed it: this machine's
+    /proc/cpuinfo under LLVM's name for it (``name``: the host's unless given)."""
+    info = _cpuinfo()
+    return {"llvm_cpu": name or host_cpu_name(), "model_name": info.model_name, "vendor": info.vendor,
+            "family": info.family, "model": info.model, "date": _dt.date.today().isoformat()}
+
+
+@dataclass(frozen=True)
+class Microarch:
+    """One x86 microarchitecture by its LLVM name: who makes it, where it stands in that
+    vendor's line, and the widest vector ISA a target family may assume of it."""
+
+    name: str
+    vendor: str
+    generation: int
+    isa: str  # "avx512" or "avx2"
+
+
+#: LLVM CPU names per vendor, oldest first: "nearest" record sets and ``--target auto``'s mcpu
+#: both read this one table. Client and server lines are interleaved by release.
+GENERATIONS = {
+    "AuthenticAMD": ("znver1", "znver2", "znver3", "znver4", "znver5"),
+    "GenuineIntel": ("haswell", "broadwell", "skylake", "skylake-avx512", "cascadelake", "cooperlake",
+                     "icelake-client", "icelake-server", "tigerlake", "rocketlake", "alderlake", "sapphirerapids",
+                     "raptorlake", "meteorlake", "emeraldrapids", "arrowlake", "graniterapids"),
+}
+_AVX512 = frozenset({"znver4", "znver5", "skylake-avx512", "cascadelake", "cooperlake", "icelake-client",
+                     "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids"})
+
+
+def microarch(name: str) -> Microarch | None:
+    """The table's entry for an LLVM CPU name; None for a CPU it does not know (``generic``, Arm, a typo)."""
+    for vendor, names in GENERATIONS.items():
+        if name in names:
+            return Microarch(name, vendor, names.index(name), "avx512" if name in _AVX512 else "avx2")
+    return None
 
 
 THREADS_ENV = "TVM_NUM_THREADS"

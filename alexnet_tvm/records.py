@@ -1,4 +1,5 @@
-"""Tuning-record files under ``tuning_logs/<target>/``: MetaSchedule's JSON pair, checked and kept small.
+"""Tuning-record files of one record set, ``tuning_logs/<target>/<cpu>/``: MetaSchedule's JSON pair,
+checked and kept small (which set a command takes is :mod:`alexnet_tvm.recordsets`' rule).
 
 This is the one home of every rule about those two files, because three callers
 write them: tuning (``compile/tune.py``), building (which only reads them) and

@@ -16,11 +16,15 @@ package is no place to write (it may be shared, owned by root, or replaced by th
 ``pip install``). A user of such an install expects ``tune`` to behave as in a checkout,
 resuming from the shipped records, and ``build`` to use what they tuned, so:
 
-* writes (``tune``, ``logs import``) go to ``./tuning_logs/<target>/`` of the current
-  folder; the first write for a target starts it as a copy of the shipped records of
-  that target (``logs import`` without ``--target`` names its target too late for that);
+* writes (``tune``, ``logs import``) go to ``./tuning_logs/<target>/<cpu>/`` of the current
+  folder; the first write for a target starts ``./tuning_logs/<target>/`` as a copy of
+  every shipped record set of that target (``logs import`` without ``--target`` names its
+  target too late for that);
 * reads (``build``, ``bench``, ``logs export``) take ``./tuning_logs/<target>/`` when it
   exists, else the shipped records.
+
+These functions name the ``tuning_logs/`` folder; which ``<target>/<cpu>/`` record set in
+it a command reads or writes is :mod:`alexnet_tvm.recordsets`' rule.
 
 A zipped install (no file system under the package) has no shipped data; then, as when
 nothing at all is found, targets.yaml is looked for in the current folder and the
@@ -130,15 +134,17 @@ def logs_dir_for_writing(explicit: Path | None = None, target: str | None = None
 
 
 def _seed_from_package(shipped: Path, dest: Path) -> None:
-    """Start ``dest`` as a copy of the shipped records, once: later runs add to it."""
+    """Start ``dest`` (a target's folder) as a copy of the shipped record sets, once: later runs
+    add to it, and reads then find every set, the shipped ones included, in one place."""
     from .fsutil import atomic_dir
 
     if dest.exists() or not shipped.is_dir():
         return
     with atomic_dir(dest) as tmp:
-        for f in shipped.iterdir():
-            if f.is_file():
-                shutil.copyfile(f, tmp / f.name)
+        for record_set in shipped.iterdir():
+            if record_set.is_dir() and not record_set.name.startswith((".", "_")):
+                shutil.copytree(record_set, tmp / record_set.name,
+                                ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
     log.info("started %s from the tuning records shipped with the package", dest)
 
 

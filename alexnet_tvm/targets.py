@@ -9,16 +9,20 @@ can take :data:`AUTO` from here on any machine. ``alexnet_tvm.compile.targets`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import TargetError
-from .host import host_cpu_flags
+from .host import host_cpu_flags, host_cpu_name, microarch
 
 if TYPE_CHECKING:
     import yaml
+
+log = logging.getLogger(__name__)
 
 RUNNERS = ("local", "rpc")
 #: Layouts the convolutions are tuned and built in. The model is NCHW; "NHWC" converts the
@@ -232,14 +236,45 @@ def load_targets(path: Path) -> dict[str, TargetSpec]:
 
 
 def pick_target(targets: dict[str, TargetSpec], name: str) -> TargetSpec:
-    """A named target, or with 'auto' the first CPU entry whose features this host has."""
+    """A named target, or with 'auto' the first CPU entry whose features this host has, compiled
+    for this host's CPU (:func:`host_mcpu`)."""
     if name == AUTO:
         flags = host_cpu_flags()
         for spec in targets.values():
             if spec.is_cpu and spec.runner == "local" and spec.host_features and set(spec.host_features) <= flags:
-                return spec
+                return for_this_host(spec)
         raise TargetError("--target auto: no local CPU entry in targets.yaml matches this host's CPU flags")
     try:
         return targets[name]
     except KeyError:
         raise TargetError(f"unknown target {name!r} (known: {', '.join(targets)})") from None
+
+
+def isa_level(spec: TargetSpec) -> str | None:
+    """The vector ISA an x86 target family assumes, by its host_features: "avx512", "avx2" or None."""
+    features = set(spec.host_features)
+    return "avx512" if "avx512f" in features else "avx2" if "avx2" in features else None
+
+
+def host_mcpu(spec: TargetSpec, host: str | None = None) -> str | None:
+    """The ``mcpu`` ``--target auto`` compiles ``spec`` with: the host's LLVM CPU name when the host
+    is a known x86 microarchitecture of the target's family (an Intel Sapphire Rapids host gets
+    ``sapphirerapids``, not the YAML's ``znver4``), else None (keep the YAML's).
+
+    "Of the family" means the same widest vector ISA: an AVX-512 host under an AVX2 target would
+    otherwise emit AVX-512 code into an artifact that says it needs AVX2 only."""
+    if not (spec.is_cpu and spec.runner == "local" and isinstance(spec.target, dict)) or "mtriple" in spec.target:
+        return None
+    arch = microarch(host or host_cpu_name())
+    level = isa_level(spec)
+    return arch.name if arch is not None and level is not None and arch.isa == level else None
+
+
+def for_this_host(spec: TargetSpec, host: str | None = None) -> TargetSpec:
+    """``spec`` with :func:`host_mcpu` applied (a copy; targets.yaml's entry stays as written)."""
+    mcpu = host_mcpu(spec, host)
+    if mcpu is None or not isinstance(spec.target, dict) or spec.target.get("mcpu") == mcpu:
+        return spec
+    log.info("--target auto: %s compiled for this host's CPU %s (targets.yaml says %s)", spec.name, mcpu,
+             spec.target.get("mcpu", "none"))
+    return dataclasses.replace(spec, target={**spec.target, "mcpu": mcpu})

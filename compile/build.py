@@ -11,6 +11,7 @@ from pathlib import Path
 from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.fsutil import atomic_dir, sha256_file, write_json
 from alexnet_tvm.records import database_digest, open_database
+from alexnet_tvm.recordsets import RecordChoice, choose_record_set, timed_on
 
 from alexnet_tvm.artifact_format import FORMAT_VERSION, LIB, MANIFEST, PARAMS
 from alexnet_tvm.schemas import plain_name
@@ -21,7 +22,7 @@ from .importer import import_model
 from .pipeline import apply_records, compile_module, is_gpu, prepare
 from .precision import check_precision, with_precision
 from .targets import TargetSpec
-from .tune import db_dir_for, has_record, tuning_tasks
+from .tune import has_record, tuning_tasks
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class BuildResult:
     tuned: int
     untuned: list[str]
     seconds: float
+    #: the record set the build took (see alexnet_tvm.recordsets)
+    records: RecordChoice | None = None
 
 
 def _export_library(ex, path: Path, spec: TargetSpec) -> None:
@@ -78,7 +81,6 @@ def _prepack(ex, mod, params: list, spec: TargetSpec, target) -> tuple[list, boo
 
 
 def build(cfg: BuildConfig) -> BuildResult:
-    import tvm
     from tvm.runtime import save_param_dict
 
     from alexnet_tvm.fsutil import refuse_existing
@@ -88,11 +90,12 @@ def build(cfg: BuildConfig) -> BuildResult:
     t0 = time.perf_counter()
     spec = cfg.target
     target = spec.tvm_target()
+    # this host's own record set, else the nearest CPU's (one warning line), else none
+    records = choose_record_set(cfg.logs_dir, spec.name, timed_on(spec))
     imported = import_model(cfg.model, cfg.batch, cfg.overrides)
     prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
     tasks = tuning_tasks(prepared, target)
-    db_dir = db_dir_for(cfg.logs_dir, spec)
-    database = open_database(db_dir, for_tuning=False)
+    database = open_database(records.folder, for_tuning=False)
     untuned = [t.task_name for t in tasks if not has_record(database, t, target)]
     if untuned:
         fallback = "DLight default GPU schedules" if is_gpu(target) else "untuned loops (slow)"
@@ -105,30 +108,38 @@ def build(cfg: BuildConfig) -> BuildResult:
         raise ToolkitError(f"compilation for {spec.name} failed: {type(e).__name__}: "
                            f"{str(e).strip().splitlines()[-1][:300]}") from None
     params, prepacked = _prepack(ex, mod, imported.params, spec, target)
-    out_shape = [cfg.batch, imported.meta.num_classes]
     with atomic_dir(cfg.out, force=cfg.force) as tmp:
         _export_library(ex, tmp / LIB, spec)
         (tmp / PARAMS).write_bytes(save_param_dict({f"p{i}": p for i, p in enumerate(params)}))
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model": {"name": plain_name(imported.source.stem.split(".")[0]), "file": str(imported.source),
-                      "format": imported.source_format, "sha256": imported.source_sha256},
-            "input": {"name": imported.input_name, "shape": list(imported.input_shape), "dtype": "float32"},
-            "output": {"shape": out_shape, "dtype": "float32"},
-            "meta": imported.meta.to_dict(),
-            "target": {"name": spec.name, "target": spec.target, "host": spec.host,
-                       "host_features": spec.host_features, "kind": spec.kind, "runner": spec.runner,
-                       "conv_layout": spec.conv_layout, "winograd_tile": spec.winograd_tile,
-                       "tvm_target": str(target)},
-            "tvm_version": tvm.__version__,
-            "tuning": {"database": str(db_dir), "digest": database_digest(db_dir), "tasks": len(tasks),
-                       "tuned": len(tasks) - len(untuned), "untuned": untuned},
-            "precision": cfg.precision,
-            "prepacked_params": prepacked,
-            "num_params": len(params),
-            "build_seconds": round(time.perf_counter() - t0, 2),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "files": {LIB: sha256_file(tmp / LIB), PARAMS: sha256_file(tmp / PARAMS)},
-        }
+        tuning = {"database": str(records.folder), "digest": database_digest(records.folder), **records.manifest(),
+                  "tasks": len(tasks), "tuned": len(tasks) - len(untuned), "untuned": untuned}
+        manifest = _manifest(cfg, imported, str(target), tuning, prepacked, len(params))
+        manifest["build_seconds"] = round(time.perf_counter() - t0, 2)
+        manifest["files"] = {LIB: sha256_file(tmp / LIB), PARAMS: sha256_file(tmp / PARAMS)}
         write_json(tmp / MANIFEST, manifest)
-    return BuildResult(cfg.out, len(tasks), len(tasks) - len(untuned), untuned, time.perf_counter() - t0)
+    return BuildResult(cfg.out, len(tasks), len(tasks) - len(untuned), untuned, time.perf_counter() - t0, records)
+
+
+def _manifest(cfg: BuildConfig, imported, tvm_target: str, tuning: dict, prepacked: bool, num_params: int) -> dict:
+    """manifest.json without the build time and file checksums (which the caller adds last)."""
+    import tvm
+
+    spec = cfg.target
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": plain_name(imported.source.stem.split(".")[0]), "file": str(imported.source),
+                  "format": imported.source_format, "sha256": imported.source_sha256},
+        "input": {"name": imported.input_name, "shape": list(imported.input_shape), "dtype": "float32"},
+        "output": {"shape": [cfg.batch, imported.meta.num_classes], "dtype": "float32"},
+        "meta": imported.meta.to_dict(),
+        "target": {"name": spec.name, "target": spec.target, "host": spec.host,
+                   "host_features": spec.host_features, "kind": spec.kind, "runner": spec.runner,
+                   "conv_layout": spec.conv_layout, "winograd_tile": spec.winograd_tile,
+                   "tvm_target": tvm_target},
+        "tvm_version": tvm.__version__,
+        "tuning": tuning,
+        "precision": cfg.precision,
+        "prepacked_params": prepacked,
+        "num_params": num_params,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,8 +1,9 @@
 """MetaSchedule tuning with the XGBoost cost model, resumable, with a trial progress bar.
 
-Records go to ``tuning_logs/<target>/`` (a JSON database shared by every model for
-that target). A re-run tunes only the tasks that still lack a record, and an
-interrupted run keeps every record committed so far.
+Records go to ``tuning_logs/<target>/<cpu>/``, this host's own record set (a JSON database
+shared by every model for that target, see :mod:`alexnet_tvm.recordsets`). A re-run
+tunes only the tasks that still lack a record there, and an interrupted run keeps every
+record committed so far.
 """
 
 from __future__ import annotations
@@ -80,13 +81,11 @@ class TuneResult:
     reports: list[TaskReport] = field(default_factory=list)
 
 
-def db_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
-    return Path(logs_dir) / target.name
-
-
 def fresh_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
     """Scratch database of a ``fresh`` run; it survives a kill, so a re-run resumes from it."""
-    return Path(logs_dir) / ".fresh" / target.name
+    from alexnet_tvm.recordsets import timed_on
+
+    return Path(logs_dir) / ".fresh" / target.name / timed_on(target)
 
 
 def tuning_tasks(prepared, target) -> list:
@@ -242,6 +241,7 @@ def _plan(cfg: TuneConfig) -> _Plan:
     """Check the settings and the machine, then import and prepare the model, extract its tasks
     and open the database, whose records decide what is still to tune."""
     from alexnet_tvm.records import open_database
+    from alexnet_tvm.recordsets import own_record_set
 
     spec = cfg.target
     target, cores, total, per_task = _check_settings(cfg)
@@ -249,7 +249,7 @@ def _plan(cfg: TuneConfig) -> _Plan:
     imported = import_model(cfg.model, cfg.batch, cfg.overrides)
     prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
     tasks = _select(tuning_tasks(prepared, target), cfg.only)
-    db_dir = db_dir_for(cfg.logs_dir, spec)
+    db_dir = own_record_set(cfg.logs_dir, spec)  # resumes from this host's own records only
     work_dir = fresh_dir_for(cfg.logs_dir, spec) if cfg.fresh else db_dir
     database = open_database(work_dir, for_tuning=True)
     missing = [t for t in tasks if not has_record(database, t, target)]
@@ -320,6 +320,11 @@ def _merge_fresh(work_dir: Path, db_dir: Path, done: bool) -> None:
              db_dir, res.records_before, res.records_after)
     if done:
         shutil.rmtree(work_dir, ignore_errors=True)
+        for empty in (work_dir.parent, work_dir.parent.parent):  # .fresh/<target>/, then .fresh/
+            try:
+                empty.rmdir()
+            except OSError:  # another target's or CPU's run is still there
+                break
 
 
 def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, total: int, per_task: int,

@@ -112,15 +112,30 @@ def write_cifar10(root: Path, train_batches: Sequence[int] = (12, 8), n_test: in
     return CifarFiles(root, np.concatenate(all_x), all_y, tx, ty, names)
 
 
-def copy_committed_records(target: str, dest: Path) -> Path:
-    """The checkout's ``tuning_logs/<target>/`` database pair, copied into ``dest``: what a test
-    reads stays fixed while a tune in the work tree appends (no git: tests run from a tarball too)."""
+COMMITTED_LOGS = Path(__file__).resolve().parent.parent / "tuning_logs"
+
+
+def committed_record_sets(target: str) -> list[str]:
+    """The record sets (``tuning_logs/<target>/<cpu>/``) committed for ``target``, by name."""
+    folder = COMMITTED_LOGS / target
+    return sorted(p.parent.name for p in folder.glob("*/database_tuning_record.json"))
+
+
+def copy_committed_records(target: str, dest: Path, record_set: str | None = None) -> Path:
+    """The checkout's ``tuning_logs/<target>/<record_set>/`` database pair, copied into ``dest``:
+    what a test reads stays fixed while a tune in the work tree appends (no git: tests run from
+    a tarball too). ``record_set`` may be left out only while the target has one set; a test
+    meant for every set parametrizes over :func:`committed_record_sets`."""
     from alexnet_tvm.records import RECORDS, WORKLOADS
 
+    sets = committed_record_sets(target)
+    if record_set is None:
+        assert len(sets) == 1, f"{target} has the record sets {sets}: name one"
+        record_set = sets[0]
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for f in (WORKLOADS, RECORDS):
-        shutil.copyfile(Path(__file__).resolve().parent.parent / "tuning_logs" / target / f, dest / f)
+        shutil.copyfile(COMMITTED_LOGS / target / record_set / f, dest / f)
     return dest
 
 

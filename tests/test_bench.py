@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_committed_records
+from conftest import committed_record_sets, copy_committed_records
 from test_compile import _targets, _tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,9 +85,19 @@ REFERENCE_WORKLOADS = [
 ]
 
 
-@pytest.mark.parametrize("name,arch,classes,size,batch,target,precision", REFERENCE_WORKLOADS)
-def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes, size, batch, target, precision):
-    """A graph change that invalidates the committed records fails here, not silently in a slow build."""
+#: every reference workload against every committed record set of its target
+REFERENCE_CASES = [(*w, s) for w in REFERENCE_WORKLOADS for s in committed_record_sets(w[5])]
+
+
+def test_every_reference_target_has_a_committed_record_set():
+    assert {w[5] for w in REFERENCE_WORKLOADS} <= {c[5] for c in REFERENCE_CASES}
+
+
+@pytest.mark.parametrize("name,arch,classes,size,batch,target,precision,record_set", REFERENCE_CASES)
+def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes, size, batch, target, precision,
+                                                  record_set):
+    """A graph change that invalidates the committed records fails here, not silently in a slow build;
+    every committed record set (one per CPU) must cover every workload of its target."""
     from alexnet_tvm.records import open_database
     from alexnet_tvm.compile.importer import import_model
     from alexnet_tvm.compile.pipeline import prepare
@@ -95,7 +105,7 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     from alexnet_tvm.compile.tune import has_record, tuning_tasks
     from alexnet_tvm.model.checkpoint import init_checkpoint
 
-    db = copy_committed_records(target, tmp_path / "db")
+    db = copy_committed_records(target, tmp_path / "db", record_set)
     model = tmp_path / "model.pt"
     init_checkpoint(arch, classes, model, input_size=size)
     spec = _targets()[target]
@@ -104,7 +114,7 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     tasks = tuning_tasks(prepare(mod, tvm_target, spec.conv_layout, spec.winograd_tile), tvm_target)
     database = open_database(db, for_tuning=False)
     missing = [t.task_name for t in tasks if not has_record(database, t, tvm_target)]
-    assert tasks and not missing, f"{name}: no committed record for {missing}"
+    assert tasks and not missing, f"{name} ({target}/{record_set}): no committed record for {missing}"
 
 
 def test_bench_times_a_bare_onnx_file_against_onnx_runtime(tmp_path, run_cli):

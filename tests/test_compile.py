@@ -318,8 +318,10 @@ def test_unknown_model_format(tmp_path, run_cli, one_line_error):
     (lambda recs: recs, "corrupt tuning database"),  # well-formed lines MetaSchedule cannot parse
 ])
 def test_corrupt_or_truncated_database_is_refused(tmp_path, tiny_artifact, run_cli, one_line_error, damage, fragment):
+    from alexnet_tvm.recordsets import host_set_name
+
     ckpt, _ = tiny_artifact
-    logs = tmp_path / "logs" / TARGET
+    logs = tmp_path / "logs" / TARGET / host_set_name()  # this host's record set
     logs.mkdir(parents=True)
     (logs / "database_workload.json").write_text('["0x1", {"a": 1}]\n')
     (logs / "database_tuning_record.json").write_text('[0, [1]]\n[0, [2]]\n')

@@ -39,11 +39,19 @@ class Dist:
     images: list[Path]
 
 
-def _committed_records(dest: Path) -> Path:
-    """The committed x86-avx512 database pair, copied (a tuning run may be appending to the work tree's)."""
-    from conftest import copy_committed_records
+def _host() -> str:
+    """The record set this host's builds and tunes use (tuning_logs/<target>/<cpu>/)."""
+    from alexnet_tvm.recordsets import host_set_name
 
-    return copy_committed_records("x86-avx512", dest)
+    return host_set_name()
+
+
+def _committed_records(dest: Path) -> Path:
+    """The committed x86-avx512 database pair of its first record set, copied (a tuning run may be
+    appending to the work tree's)."""
+    from conftest import committed_record_sets, copy_committed_records
+
+    return copy_committed_records("x86-avx512", dest, committed_record_sets("x86-avx512")[0])
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +64,7 @@ def dist(tmp_path_factory) -> Dist:
     ckpt, art, logs = build_tiny(root)
     # real MetaSchedule records (the committed ones), filed under the artifact's target after the build,
     # so the pack carries a genuine database pair
-    _committed_records(logs / TARGET)
+    _committed_records(logs / TARGET / _host())  # the set this host builds with (none at build time)
     report = write_report(root / "verify.json", art)
     pack = root / "model.tar.gz"
     pack_artifact(art, pack, report=report)
@@ -152,11 +160,12 @@ def test_pack_holds_artifact_records_report_and_sums(dist):
     assert all(hashlib.sha256(files[n]).hexdigest() == d for n, d in sums.items())
     assert files["model.so"] == (dist.artifact / "model.so").read_bytes()
     assert files["tuning/database_tuning_record.json"] == \
-        (dist.logs / TARGET / "database_tuning_record.json").read_bytes()
+        (dist.logs / TARGET / _host() / "database_tuning_record.json").read_bytes()
     meta = json.loads(files["pack.json"])
     assert meta["model"] == MODEL and meta["target"] == TARGET and meta["batch"] == 1
     assert meta["verify"]["passed"] is True and meta["verify"]["against"] == "pytorch"
-    n_records = len((dist.logs / TARGET / "database_tuning_record.json").read_text().splitlines())
+    n_records = len((dist.logs / TARGET / _host() / "database_tuning_record.json").read_text().splitlines())
+    assert meta["tuning"]["record_set"] == _host()
     assert meta["tuning"]["records"] == n_records and meta["tuning"]["matches_build"] is False  # added after build
 
 
@@ -639,7 +648,7 @@ def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli,
     from alexnet_tvm.records import check_database
 
     src_logs = tmp_path / "a"
-    _committed_records(src_logs / "x86-avx512")
+    _committed_records(src_logs / "x86-avx512" / _host())
     archive = tmp_path / "logs.tar.gz"
     res = run_cli("logs", "export", "x86-avx512", "-o", archive, "--logs-dir", src_logs)
     assert res.exit_code == 0, res.output
@@ -647,16 +656,17 @@ def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli,
     res = run_cli("logs", "import", archive, "--logs-dir", dst_logs, "--keep", "100000")
     assert res.exit_code == 0, res.output
     for name in ("database_workload.json", "database_tuning_record.json"):
-        assert (dst_logs / "x86-avx512" / name).read_bytes() == (src_logs / "x86-avx512" / name).read_bytes()
+        assert (dst_logs / "x86-avx512" / _host() / name).read_bytes() == \
+            (src_logs / "x86-avx512" / _host() / name).read_bytes()
     snap = tree_snapshot(dst_logs)
     assert run_cli("logs", "import", archive, "--logs-dir", dst_logs, "--keep", "100000").exit_code == 0  # no-op
     assert tree_snapshot(dst_logs) == snap
     # a pack's records, into another target's folder
     res = run_cli("logs", "import", dist.pack, "--logs-dir", dst_logs, "--target", "x86-copy")
     assert res.exit_code == 0, res.output
-    expected = check_database(src_logs / "x86-avx512")  # the pack carries the same committed records
-    assert check_database(dst_logs / "x86-copy")[0] == expected[0]
-    assert check_database(dst_logs / "x86-copy")[1] <= expected[1]  # at most 8 per workload
+    expected = check_database(src_logs / "x86-avx512" / _host())  # the pack carries the same committed records
+    assert check_database(dst_logs / "x86-copy" / _host())[0] == expected[0]
+    assert check_database(dst_logs / "x86-copy" / _host())[1] <= expected[1]  # at most 8 per workload
 
     # tampered or truncated archive, unsafe target: refused, the databases untouched
     snap = tree_snapshot(dst_logs)
@@ -670,9 +680,9 @@ def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli,
     one_line_error(run_cli("logs", "import", archive, "--logs-dir", dst_logs, "--target", "../x"), "not a plain name")
     one_line_error(run_cli("logs", "export", "nope", "-o", tmp_path / "n.tar.gz", "--logs-dir", src_logs),
                    "no tuning records")
-    fake = _db(tmp_path / "fake" / "x86-avx512", ["F"], [(0, "f1", [1.0])])  # well-formed, not MetaSchedule's
+    fake = _db(tmp_path / "fake" / "x86-avx512" / _host(), ["F"], [(0, "f1", [1.0])])  # not MetaSchedule's
     assert run_cli("logs", "export", "x86-avx512", "-o", tmp_path / "fake.tar.gz", "--logs-dir",
-                   fake.parent).exit_code == 0
+                   fake.parent.parent).exit_code == 0
     one_line_error(run_cli("logs", "import", tmp_path / "fake.tar.gz", "--logs-dir", dst_logs),
                    "MetaSchedule cannot read", "nothing was merged")
     assert tree_snapshot(dst_logs) == snap

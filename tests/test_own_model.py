@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import copy_committed_records
+from conftest import committed_record_sets, copy_committed_records
 from forms import WRITERS, write_form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,11 +32,13 @@ def alexnet1000():
     return torchvision.models.alexnet().eval(), torch.randn(1, 3, 224, 224)
 
 
-@pytest.fixture(scope="module")
-def committed_db(tmp_path_factory):
+@pytest.fixture(scope="module", params=committed_record_sets(TARGET))
+def committed_db(request, tmp_path_factory):
+    """Each committed record set of the target in turn (one per CPU that timed them)."""
     from alexnet_tvm.records import open_database
 
-    return open_database(copy_committed_records(TARGET, tmp_path_factory.mktemp("db")), for_tuning=False)
+    return open_database(copy_committed_records(TARGET, tmp_path_factory.mktemp("db"), request.param),
+                         for_tuning=False)
 
 
 def _spec():

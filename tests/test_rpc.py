@@ -70,6 +70,7 @@ def rpc_env(tmp_path_factory):
         p.wait()
 
 
+@pytest.mark.slow
 def test_tune_build_verify_through_rpc(rpc_env):
     folder, targets, _ = rpc_env
     model = _tiny_checkpoint(folder / "m", "cifar")
@@ -78,7 +79,7 @@ def test_tune_build_verify_through_rpc(rpc_env):
     r = subprocess.run(CLI + ["tune", str(model), "--batch", "1", "--trials", "8", "--trials-per-task", "2",
                               "--trials-per-round", "2", *common], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    recs = (logs / "x86-rpc" / "database_tuning_record.json").read_text().splitlines()
+    recs = (logs / "x86-rpc" / "local" / "database_tuning_record.json").read_text().splitlines()  # set: RPC key
     assert len(recs) >= 2
     art = folder / "art"
     r = subprocess.run(CLI + ["build", str(model), "-o", str(art), *common], capture_output=True, text=True,
@@ -164,6 +165,7 @@ def test_cuda_tune_without_gpu_says_so(tmp_path, run_cli, one_line_error):
 
 
 
+@pytest.mark.slow
 def test_board_killed_mid_tune_fails_clearly_and_keeps_records(rpc_env, tmp_path):
     folder, targets, _ = rpc_env
     tport = int(targets.read_text().split('tracker: "127.0.0.1:')[1].split('"')[0])
@@ -174,7 +176,7 @@ def test_board_killed_mid_tune_fails_clearly_and_keeps_records(rpc_env, tmp_path
     other.write_text(targets.read_text().replace("key: local, session_timeout: 60", "key: victim, session_timeout: 20"))
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
-    db = logs / "x86-rpc" / "database_tuning_record.json"
+    db = logs / "x86-rpc" / "victim" / "database_tuning_record.json"  # record set: the RPC key
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         r = subprocess.run(CLI + ["rpc", "status", "--tracker", f"127.0.0.1:{tport}"], capture_output=True, text=True)
@@ -186,13 +188,13 @@ def test_board_killed_mid_tune_fails_clearly_and_keeps_records(rpc_env, tmp_path
                                    "--trials-per-round", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 1200  # an event with a generous deadline: slow hosts only wait longer
         while time.monotonic() < deadline and tune.poll() is None:
             if db.exists() and len(db.read_text().splitlines()) >= 2:
                 break
-            time.sleep(1)
-        kept = db.read_text().splitlines()
-        assert len(kept) >= 2, "no records before the board died"
+            time.sleep(0.5)
+        kept = db.read_text().splitlines() if db.exists() else []
+        assert len(kept) >= 2, f"no records before the board died (tune exit {tune.poll()})"
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
         _, err = tune.communicate(timeout=600)  # bounded: the run must end by itself

@@ -10,6 +10,8 @@ from alexnet_tvm import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ("database_workload.json", "database_tuning_record.json")
+#: a record set (tuning_logs/<target>/<cpu>/) as the wheel ships it
+SHIPPED_SET = "znver4"
 
 
 @pytest.fixture
@@ -26,10 +28,10 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def wheel_only(elsewhere: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """As installed from a wheel: no checkout, a shipped data folder; returns that folder."""
     data = tmp_path / "site" / "alexnet_tvm" / "data"
-    (data / "tuning_logs" / "x86-avx2").mkdir(parents=True)
+    (data / "tuning_logs" / "x86-avx2" / SHIPPED_SET).mkdir(parents=True)
     (data / settings.TARGETS_FILE).write_text("targets: {}\n")
     for name in RECORDS:
-        (data / "tuning_logs" / "x86-avx2" / name).write_text(f"{name}\n")
+        (data / "tuning_logs" / "x86-avx2" / SHIPPED_SET / name).write_text(f"{name}\n")
     monkeypatch.setattr(settings, "_checkout", lambda: None)
     monkeypatch.setattr(settings, "packaged_data", lambda: data)
     return data
@@ -74,11 +76,11 @@ def test_wheel_data_is_read_but_never_written(wheel_only: Path, elsewhere: Path)
     assert settings.logs_dir_for_reading(target="x86-avx2") == wheel_only / "tuning_logs"
     local = settings.logs_dir_for_writing(target="x86-avx2")
     assert local == elsewhere / "tuning_logs"
-    for name in RECORDS:  # the user's copy starts from the shipped records, so tune resumes from them
-        assert (local / "x86-avx2" / name).read_text() == f"{name}\n"
-    (local / "x86-avx2" / RECORDS[1]).write_text("tuned here\n")
+    for name in RECORDS:  # the user's copy starts from every shipped record set, so tune resumes from them
+        assert (local / "x86-avx2" / SHIPPED_SET / name).read_text() == f"{name}\n"
+    (local / "x86-avx2" / SHIPPED_SET / RECORDS[1]).write_text("tuned here\n")
     settings.logs_dir_for_writing(target="x86-avx2")  # a second run keeps what the first wrote
-    assert (local / "x86-avx2" / RECORDS[1]).read_text() == "tuned here\n"
+    assert (local / "x86-avx2" / SHIPPED_SET / RECORDS[1]).read_text() == "tuned here\n"
     assert settings.logs_dir_for_reading(target="x86-avx2") == local
     assert settings.logs_dir_for_reading(target="x86-avx512") == wheel_only / "tuning_logs"
     assert settings.logs_dir_for_writing(target="x86-avx512") == local  # nothing shipped to start from

@@ -12,92 +12,111 @@ from pathlib import Path
 
 import pytest
 
+from alexnet_tvm.recordsets import host_set_name
 from test_compile import TARGET, _targets, _tiny_checkpoint
 
 CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
 
 
 def _records(db: Path) -> list[str]:
-    p = db / "database_tuning_record.json"
-    return p.read_text().splitlines() if p.exists() else []
+    """The record lines under ``db``: a target's folder (its host record set inside) or a set itself."""
+    found = sorted(Path(db).rglob("database_tuning_record.json")) if Path(db).is_dir() else []
+    return found[0].read_text().splitlines() if found else []
+
+
+def _record_file(db: Path) -> Path:
+    return sorted(Path(db).rglob("database_tuning_record.json"))[0]
 
 
 def _tune_cmd(model: Path, logs: Path, trials: int = 60) -> list[str]:
     return CLI + ["tune", str(model), "--target", TARGET, "--batch", "1", "--trials", str(trials),
-                  "--trials-per-task", "3", "--trials-per-round", "3", "--logs-dir", str(logs)]
+                  "--trials-per-task", "2", "--trials-per-round", "2", "--logs-dir", str(logs)]
+
+
+def _wait_for_records(db: Path, n: int, proc: subprocess.Popen, seconds: float = 900) -> None:
+    """Until ``n`` records are on disk (an event, not a sleep: a slow or busy machine only waits longer)."""
+    deadline = time.monotonic() + seconds
+    while len(_records(db)) < n and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert len(_records(db)) >= n, f"{len(_records(db))} records after {seconds} s (exit {proc.poll()})"
 
 
 def test_killed_tune_keeps_records_and_resumes(tmp_path):
+    """The one subprocess tune: SIGKILL mid-run (the run and its workers), then a re-run resumes
+    from the records on disk, keeps them as they were, and a third run has nothing left to do."""
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.records import database_digest
+
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
-    db = logs / TARGET
-    proc = subprocess.Popen(_tune_cmd(model, logs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 400
+    db = logs / TARGET / host_set_name()  # this host's record set
+    cmd = _tune_cmd(model, logs, trials=6) + ["--only", "max_pool"]  # 3 small tasks: quick builds
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        while len(_records(db)) < 3 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(1)
-        assert len(_records(db)) >= 3, "no records appeared before the kill"
+        _wait_for_records(db, 2, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the run and its builder/runner workers
         proc.wait()
-    kept = (db / "database_tuning_record.json").read_text()
-    kept_lines = [ln for ln in kept.split("\n")[:-1]]  # complete lines only
+    kept_lines = _record_file(db).read_text().split("\n")[:-1]  # complete lines only
     assert kept_lines
 
-    res = subprocess.run(_tune_cmd(model, logs), capture_output=True, text=True, timeout=900)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr[-2000:]
     summary = [ln for ln in res.stdout.splitlines() if "already tuned" in ln][0]
-    already = int(summary.split(" already tuned")[0].split(", ")[-1])
-    assert already >= 1, summary
+    assert int(summary.split(" already tuned")[0].split(", ")[-1]) >= 1, summary
     after = _records(db)
     assert after[: len(kept_lines)] == kept_lines, "records from the killed run were lost or rewritten"
     assert len(after) > len(kept_lines)
 
-    # The budget covered every task: a third run has nothing to do and says so.
-    res3 = subprocess.run(_tune_cmd(model, logs), capture_output=True, text=True, timeout=600)
-    assert res3.returncode == 0
-    assert "0 tuned now, 0 trials" in res3.stdout
-    done = _records(db)
-
-    # --extend spends more trials on tasks that already have records, and adds to the log.
-    res4 = subprocess.run(_tune_cmd(model, logs, trials=6) + ["--extend"], capture_output=True, text=True,
-                          timeout=600)
-    assert res4.returncode == 0, res4.stderr[-2000:]
-    summary = [ln for ln in res4.stdout.splitlines() if "already tuned" in ln][0]
-    assert int(summary.split(" trials in ")[0].split(", ")[-1]) == 6, summary
-    assert len(_records(db)) > len(done)
-
-    # build uses the records: every task tuned, manifest says so, and the digest matches.
-    from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.records import database_digest
-
+    # Every chosen task has a record now: a third run (in-process) has nothing to do, and build uses them.
+    again = tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=logs, total_trials=6,
+                            trials_per_task=2, only=("max_pool",)))
+    assert (again.tuned_now, again.trials, again.already_tuned) == (0, 0, 3)
     r = build(BuildConfig(model=model, target=_targets()[TARGET], out=tmp_path / "art", logs_dir=logs))
     manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
-    assert r.untuned == [] and manifest["tuning"]["tuned"] == manifest["tuning"]["tasks"] > 0
-    assert manifest["tuning"]["digest"] == database_digest(db)
+    assert manifest["tuning"]["tuned"] == 3 and not [t for t in r.untuned if t.startswith("max_pool")]
+    assert manifest["tuning"]["digest"] == database_digest(_record_file(db).parent)
 
-    # --fresh re-tunes from an empty log and the new records replace the old ones per workload
-    # (records timed on another machine must not win the best-record choice).
+
+def test_only_that_matches_no_task_is_refused_before_tuning(tmp_path, run_cli, one_line_error):
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    one_line_error(run_cli(*_tune_cmd(model, tmp_path / "logs")[3:], "--only", "winograd"),
+                   "--only winograd: no task matches")
+    assert not _records(tmp_path / "logs" / TARGET / host_set_name())
+
+
+@pytest.mark.slow
+def test_extend_fresh_and_only_spend_trials_where_asked(tmp_path):
+    """The other tune flags, in-process on one log: --extend adds trials to tuned tasks, --fresh
+    replaces this model's records (records timed elsewhere must not win), --only picks tasks."""
+    from alexnet_tvm.compile.tune import TuneConfig, tune
+
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    logs = tmp_path / "logs"
+    db = logs / TARGET / host_set_name()  # this host's record set
+
+    def run(**kw):
+        return tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=logs, trials_per_task=2,
+                               trials_per_round=2, **{"total_trials": 30, **kw}))
+
+    first = run()
+    assert first.tuned_now == first.tasks and first.trials > 0
+    done = _records(db)
+    extended = run(total_trials=6, extend=True)
+    assert extended.trials == 6 and len(_records(db)) > len(done)
+
     before = {json.dumps(json.loads(ln)[1]) for ln in _records(db)}
     n_workloads = len({json.loads(ln)[0] for ln in _records(db)})
-    res5 = subprocess.run(_tune_cmd(model, logs) + ["--fresh"], capture_output=True, text=True, timeout=900)
-    assert res5.returncode == 0, res5.stderr[-2000:]
-    assert ", 0 already tuned," in res5.stdout, res5.stdout
+    fresh = run(fresh=True)
+    assert fresh.already_tuned == 0
     after = _records(db)
     assert len({json.loads(ln)[0] for ln in after}) == n_workloads
     assert not {json.dumps(json.loads(ln)[1]) for ln in after} & before, "old records survived --fresh"
     assert not (logs / ".fresh" / TARGET).exists()  # every task has a fresh record: scratch removed
 
-    # --only puts the trials where the user wants them (here the FC layers), and nothing else runs.
-    res6 = subprocess.run(_tune_cmd(model, logs, trials=6) + ["--extend", "--only", "matmul"], capture_output=True,
-                          text=True, timeout=600)
-    assert res6.returncode == 0, res6.stderr[-2000:]
-    report = res6.stdout.split("speedup", 1)[1].strip().splitlines()
-    assert report and all(ln.startswith("fused_matmul") for ln in report), res6.stdout
-    res7 = subprocess.run(_tune_cmd(model, logs) + ["--only", "winograd"], capture_output=True, text=True,
-                          timeout=600)
-    assert res7.returncode == 2 and "--only winograd: no task matches" in res7.stderr, res7.stderr[-500:]
+    only = run(total_trials=6, extend=True, only=("matmul",))
+    assert only.reports and all(r.name.startswith("fused_matmul") for r in only.reports), only.reports
 
 
 def _round(callback, n: int, valid: int, secs: float = 1e-3):
@@ -126,6 +145,22 @@ def test_round_without_valid_measurement_fails_loudly():
     assert isinstance(stop["error"], TuningError) and "LocalRunner: timeout" in str(stop["error"])
 
 
+def test_a_round_past_the_deadline_stops_the_run_as_a_budget_end():
+    """The budget rule at unit level: the round that crosses the deadline is the last."""
+    from tqdm import tqdm
+
+    from alexnet_tvm.compile.tune import TaskReport, _BudgetSpent, _progress_callback
+
+    reports = [TaskReport("fused_conv2d", 1)]
+    stop: dict = {}
+    _round(_progress_callback(reports, tqdm(disable=True), time.monotonic() + 3600, stop), 2, valid=2)
+    assert reports[0].trials == 2 and not stop  # before the deadline: goes on
+    with pytest.raises(_BudgetSpent):
+        _round(_progress_callback(reports, tqdm(disable=True), time.monotonic() - 1, stop), 2, valid=2)
+    assert stop == {"budget": True} and reports[0].trials == 4  # the crossing round still counts
+
+
+@pytest.mark.slow
 def test_time_budget_stops_after_the_round_and_keeps_records(tmp_path):
     from alexnet_tvm.compile.tune import TuneConfig, tune
 
@@ -134,7 +169,7 @@ def test_time_budget_stops_after_the_round_and_keeps_records(tmp_path):
                           trials_per_task=4, trials_per_round=2, time_budget=0.001))
     assert res.stopped_by_budget
     assert 0 < res.trials < 40
-    assert len(_records(tmp_path / "logs" / TARGET)) >= 1
+    assert len(_records(tmp_path / "logs" / TARGET / host_set_name())) >= 1
 
 
 def _child_tvm_threads() -> int:

@@ -63,9 +63,12 @@ def installed(site: Path, tmp_path: Path):
 def test_the_wheel_ships_the_data_and_is_what_runs(site: Path, installed) -> None:
     data = site / "alexnet_tvm" / "data"
     assert (data / "targets.yaml").read_bytes() == (ROOT / "targets.yaml").read_bytes()
-    for target in ("x86-avx2", "x86-avx512"):
-        for name in ("database_workload.json", "database_tuning_record.json"):
-            assert (data / "tuning_logs" / target / name).is_file()
+    for target in ("x86-avx2", "x86-avx512"):  # every committed record set, with its cpu.json
+        sets = sorted(p.name for p in (ROOT / "tuning_logs" / target).iterdir() if p.is_dir())
+        assert sets and sorted(p.name for p in (data / "tuning_logs" / target).iterdir() if p.is_dir()) == sets
+        for record_set in sets:
+            for name in ("database_workload.json", "database_tuning_record.json", "cpu.json"):
+                assert (data / "tuning_logs" / target / record_set / name).is_file()
     # the data package is the checkout's top folder mapped by pyproject.toml: nothing else of it ships
     assert not list(data.rglob("*.py")), "a top-level .py file would be installed as alexnet_tvm.data code"
     out = installed("-c", "import alexnet_tvm, alexnet_tvm.settings as s; "
@@ -85,7 +88,7 @@ def test_build_finds_the_shipped_records(site: Path, installed) -> None:
     installed("build", "tiny.pt", "--target", "x86-avx2", "-o", "art")
     tuning = json.loads((installed.cwd / "art" / "manifest.json").read_text())["tuning"]
     assert Path(tuning["database"]).resolve().is_relative_to(site.resolve()), tuning["database"]
-    assert tuning["digest"] is not None
+    assert tuning["digest"] is not None and tuning["record_set"] == Path(tuning["database"]).name
 
 
 def test_tune_would_write_beside_the_user_not_into_the_package(site: Path, installed) -> None:
@@ -98,5 +101,7 @@ def test_tune_would_write_beside_the_user_not_into_the_package(site: Path, insta
     assert Path(wrote) == Path(read_same) == local
     assert Path(read_other).is_relative_to(site)
     shipped = site / "alexnet_tvm" / "data" / "tuning_logs" / "x86-avx2"
-    for f in shipped.iterdir():
-        assert (local / "x86-avx2" / f.name).read_bytes() == f.read_bytes()
+    files = [f for f in shipped.rglob("*") if f.is_file() and f.suffix == ".json"]
+    assert len(files) >= 3  # a record set: its database pair and cpu.json
+    for f in files:
+        assert (local / "x86-avx2" / f.relative_to(shipped)).read_bytes() == f.read_bytes()

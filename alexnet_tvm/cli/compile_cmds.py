@@ -14,11 +14,13 @@ from .options import (
 
 @click.command("targets")
 @targets_file_option()
-def targets_cmd(targets_file: Path | None) -> None:
-    """List the targets in targets.yaml (the one --target auto picks is starred)."""
+@logs_dir_option()
+def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
+    """List the targets in targets.yaml (the one --target auto picks is starred) and their record
+    sets (tuning_logs/<target>/<cpu>/; the one a build here takes is marked)."""
     from alexnet_tvm.interface.compile_jobs import target_lines
 
-    for line in target_lines(targets_file):
+    for line in target_lines(targets_file, logs_dir):
         click.echo(line)
 
 
@@ -79,7 +81,9 @@ def build(model: Path, target_name: str, batch: int, out: Path | None, force: bo
 
     res = build_artifact(model, target_name, batch=batch, out=out, precision=precision, targets_file=targets_file,
                          logs_dir=logs_dir, force=force, model_flags=model_flags)
+    used = res.records.name if res.records is not None else None
     click.echo(f"wrote {res.out} in {res.seconds:.1f} s ({res.tuned}/{res.tasks} tasks tuned"
+               + (f" with record set {used}" if used else "")
                + (f"; UNTUNED: {', '.join(res.untuned)}" if res.untuned else "") + ")")
 
 

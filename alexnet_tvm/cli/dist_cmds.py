@@ -30,7 +30,8 @@ token_file_option = click.option("--token-file", type=click.Path(path_type=Path)
 @out_option(required=True, help="The pack, NAME.tar.gz.")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="The artifact's `verify --report` JSON (must have passed).")
-@logs_dir_option(help="Take the tuning records from LOGS_DIR/<target> instead of the manifest's database folder.")
+@logs_dir_option(help="Take the tuning records from LOGS_DIR/<target>/<cpu> (the set the build used, else the "
+                     "nearest) instead of the manifest's database folder.")
 @click.option("--sign", "sign_with", type=click.Path(path_type=Path), default=None, metavar="KEY",
               help="Sign the pack's SHA256SUMS with this Ed25519 private key (`alexnet-tvm keygen`).")
 @force_option(help="Replace an existing pack.")
@@ -170,13 +171,16 @@ def logs() -> None:
 @click.argument("target")
 @out_option(required=True, help="logs.tar.gz")
 @logs_dir_option()
+@click.option("--set", "record_set", default=None, metavar="CPU",
+              help="The record set (tuning_logs/<target>/<CPU>/). Default: the one a build here takes.")
 @force_option()
-def logs_export(target: str, out: Path, logs_dir: Path | None, force: bool) -> None:
-    """Archive TARGET's tuning database (checked, with SHA256SUMS)."""
+def logs_export(target: str, out: Path, logs_dir: Path | None, record_set: str | None, force: bool) -> None:
+    """Archive one record set of TARGET's tuning records (checked, with SHA256SUMS)."""
     from alexnet_tvm.distribution.logs import export_logs
 
-    res = export_logs(target, logs_dir_for_reading(logs_dir, target), out, force=force)
-    click.echo(f"wrote {res.out}: {res.workloads} workloads, {res.records} records of {res.target}")
+    res = export_logs(target, logs_dir_for_reading(logs_dir, target), out, force=force, record_set=record_set)
+    click.echo(f"wrote {res.out}: {res.workloads} workloads, {res.records} records of {res.target} "
+               f"(set {res.record_set})")
 
 
 @logs.command("import")
@@ -184,11 +188,17 @@ def logs_export(target: str, out: Path, logs_dir: Path | None, force: bool) -> N
 @click.option("--target", default=None, help="Default: the target the archive names.")
 @logs_dir_option()
 @click.option("--keep", type=int, default=8, show_default=True, help="Records kept per workload (fastest first).")
-def logs_import(archive: Path, target: str | None, logs_dir: Path | None, keep: int) -> None:
-    """Merge the tuning records of a `logs export` archive or a pack into tuning_logs/<target>/."""
+@click.option("--set", "record_set", default=None, metavar="CPU",
+              help="Merge into tuning_logs/<target>/<CPU>/. Default: the set the archive names.")
+@click.option("--this-cpu", is_flag=True,
+              help="Merge into this host's own set (records timed elsewhere then count as this CPU's).")
+def logs_import(archive: Path, target: str | None, logs_dir: Path | None, keep: int, record_set: str | None,
+                this_cpu: bool) -> None:
+    """Merge the tuning records of a `logs export` archive or a pack into tuning_logs/<target>/<cpu>/."""
     from alexnet_tvm.distribution.logs import import_logs
 
-    m = import_logs(archive, logs_dir_for_writing(logs_dir, target), target=target, keep=keep).merge
+    m = import_logs(archive, logs_dir_for_writing(logs_dir, target), target=target, keep=keep,
+                    record_set=record_set, this_cpu=this_cpu).merge
     click.echo(f"merged into {m.folder}: {m.workloads_added} new workloads, {m.records_added} of "
                f"{m.records_offered} records added; {m.records_before} -> {m.records_after} records")
 

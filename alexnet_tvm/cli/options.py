@@ -33,7 +33,7 @@ def targets_file_option(help: str = "Default: targets.yaml of the project.") -> 
     return click.option("--targets-file", type=_path(), default=None, help=help)
 
 
-def logs_dir_option(help: str = "Tuning databases, one folder per target. "
+def logs_dir_option(help: str = "Tuning databases: LOGS_DIR/<target>/<cpu>/, one record set per CPU. "
                                 "Default: the project's tuning_logs/.") -> Decorator:
     return click.option("--logs-dir", type=_path(), default=None, help=help)
 

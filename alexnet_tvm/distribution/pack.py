@@ -17,6 +17,7 @@ from alexnet_tvm.artifact_format import LIB, MANIFEST, PARAMS
 from alexnet_tvm.errors import ArtifactError, RegistryError
 from alexnet_tvm.fsutil import read_json, refuse_existing
 from alexnet_tvm.records import RECORDS, WORKLOADS, database_digest, snapshot_database
+from alexnet_tvm.recordsets import choose_record_set, read_cpu_file
 from alexnet_tvm.runtime.artifact import artifact_digest, check_files, read_manifest
 from alexnet_tvm.schemas import check_verify_report
 
@@ -76,7 +77,8 @@ def pack_artifact(artifact: Path, out: Path, report: Path | None = None, logs_di
 
     The artifact is checked against its own manifest first: packing a modified
     library would sign it anew. Tuning records come from the manifest's database
-    folder (or ``logs_dir/<target>``), so whoever pulls can also re-tune from them.
+    folder (or ``logs_dir/<target>/<set>``: the set the build used, else the one a build
+    here takes), so whoever pulls can also re-tune from them; pack.json names the set.
     """
     artifact, out = Path(artifact), Path(out)
     refuse_existing(out, force)
@@ -106,20 +108,27 @@ def pack_artifact(artifact: Path, out: Path, report: Path | None = None, logs_di
 
 
 def _tuning_for(manifest: dict, target: str, logs_dir: Path | None, tmp: Path) -> dict | None:
-    """The target's database the artifact was built with, or ``None`` when there is none here."""
-    database = (manifest.get("tuning") or {}).get("database")
-    folder = Path(logs_dir) / target if logs_dir else Path(database) if database else None
+    """The record set the artifact was built with, or ``None`` when there is none here."""
+    built = manifest.get("tuning") or {}
+    database, name = built.get("database"), built.get("record_set")
+    if logs_dir:
+        chosen = choose_record_set(Path(logs_dir), target, host=name).chosen
+        folder, name = (chosen.folder, chosen.name) if chosen else (Path(logs_dir) / target / (name or ""), name)
+    else:
+        folder = Path(database) if database else None
+        if folder is not None and name is None and "record_set" in built:
+            name = folder.name  # built with no records: the set a tune here added after the build
     if folder is None or not (folder / RECORDS).is_file():
         log.info("no tuning records for %s at %s; packing without them", target, folder)
         return None
     copy, workloads, records = snapshot_database(folder, tmp)
     digest = database_digest(copy)
-    built_with = (manifest.get("tuning") or {}).get("digest")
+    built_with = built.get("digest")
     if digest != built_with:
         log.warning("%s changed since the artifact was built (digest %s, build used %s); packing the current "
                     "records", folder, digest, built_with)
     return {"folder": copy, "source": str(folder), "digest": digest, "workloads": workloads, "records": records,
-            "matches_build": digest == built_with}
+            "matches_build": digest == built_with, "record_set": name, "cpu": read_cpu_file(folder)}
 
 
 # --------------------------------------------------------------------------- opening

@@ -30,22 +30,30 @@ def model_overrides(input_size: int | None = None, num_classes: int | None = Non
                           mean=tuple(mean) if mean else None, std=tuple(std) if std else None)
 
 
-def target_lines(targets_file: Path | None = None) -> list[str]:
-    """One line per entry of targets.yaml; the one ``--target auto`` picks here is starred."""
+def target_lines(targets_file: Path | None = None, logs_dir: Path | None = None) -> list[str]:
+    """One line per entry of targets.yaml (the one ``--target auto`` picks here is starred), each
+    followed by its record sets (tuning_logs/<target>/<cpu>/), the one a build here takes marked."""
     import json
 
     from alexnet_tvm.errors import TargetError
-    from alexnet_tvm.settings import targets_file_path
+    from alexnet_tvm.recordsets import set_lines
+    from alexnet_tvm.settings import logs_dir_for_reading, targets_file_path
     from alexnet_tvm.targets import load_targets, pick_target
 
     targets = load_targets(targets_file_path(targets_file))
     try:
-        auto = pick_target(targets, AUTO).name
+        auto = pick_target(targets, AUTO)
     except TargetError:
         auto = None
-    return [f"{'*' if name == auto else ' '} {name:16s} {t.runner:5s} batches "
-            f"{','.join(map(str, t.batch_sizes)):10s} {json.dumps(t.target)}  {t.description}"
-            for name, t in targets.items()]
+    lines = []
+    for name, t in targets.items():
+        lines.append(f"{'*' if auto and name == auto.name else ' '} {name:16s} {t.runner:5s} batches "
+                     f"{','.join(map(str, t.batch_sizes)):10s} {json.dumps(t.target)}  {t.description}")
+        sets = set_lines(logs_dir_for_reading(logs_dir, name), t)
+        lines.append(f"    record sets: {'; '.join(sets) if sets else 'none (tune makes one for this machine)'}")
+    if auto is not None and auto.target != targets[auto.name].target:
+        lines.append(f"* --target auto here: {auto.name} with {json.dumps(auto.target)}")
+    return lines
 
 
 def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, targets_file: Path | None = None,
