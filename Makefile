@@ -19,14 +19,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(CLI) demo
 
+# test: the fast suite (<= 12 min on 2 cores). test-all: everything but the emulated arm64 board
+# (<= 45 min; what CI runs). test-arm: the board, root only (its first setup builds a rootfs).
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -m "not armboard" $(PYTEST_ARGS) tests
 
 test-arm: $(STAMP)
-	$(PY) -m pytest -q -m slow tests/test_armboard.py
+	$(PY) -m pytest -q -m armboard tests/test_armboard.py
 
 # The reference workload with committed records: AlexNet-1000 (torchvision shape), batch 1 and 16,
 # fp32 and (opt-in build) bf16 FC weights. Results: runs/bench/alexnet1000/{bench.json,bench.md,bench.png,layers.md}.

@@ -130,8 +130,27 @@ def _from_program(ep, path: Path, batch: int, meta: ModelMeta):
         raise ModelFormatError(f"{path}: TVM cannot import this program ({type(e).__name__}: "
                                f"{str(e).splitlines()[0][:200]})") from None
     mod, params = detach_params(mod)
+    shape = (batch, 3, meta.input_size, meta.input_size)
+    mod = _static_input(mod, shape)
     name = str(mod["main"].params[0].name)
-    return mod, params.get("main", []), name, (batch, 3, meta.input_size, meta.input_size), meta
+    return mod, params.get("main", []), name, shape, meta
+
+
+def _static_input(mod, shape: tuple[int, ...]):
+    """Bind a program's symbolic input dims to the build's shape. TorchScript converted through
+    torch.export (the ONNX exporter's fallback) arrives with symbolic N/H/W, and a symbolic
+    graph reaches none of the static kernels the records hold."""
+    import tvm
+    from tvm import relax, tirx
+
+    func = mod["main"]
+    dims = getattr(getattr(func.params[0].ty, "shape", None), "values", None) or []
+    binding = {d: tvm.tirx.IntImm("int64", v) for d, v in zip(dims, shape) if isinstance(d, tirx.Var)}
+    if not binding:
+        return mod
+    out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    out["main"] = func.bind_symbolic_vars(binding)
+    return relax.transform.Normalize()(out)
 
 
 def _pt2(path: Path, batch: int, o: ModelOverrides):

@@ -59,6 +59,13 @@ def _classifier(in_features: int, hidden: int, num_classes: int) -> nn.Sequentia
     )
 
 
+def _conv3_to_5(c2: int, c3: int, c4: int, c5: int, groups: int = 1) -> list[nn.Module]:
+    """conv3-conv5 with their ReLUs, 3x3 'same' convs in every variant (Caffe's conv4/5 in two groups)."""
+    return [nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c3, c4, 3, padding=1, groups=groups), nn.ReLU(inplace=True),
+            nn.Conv2d(c4, c5, 3, padding=1, groups=groups), nn.ReLU(inplace=True)]
+
+
 def _imagenet_style(convs: tuple[int, int, int, int, int], hidden: int, lrn: bool):
     """The 224-input family: torchvision (64ch), paper (96ch + LRN), half (48ch)."""
 
@@ -70,16 +77,7 @@ def _imagenet_style(convs: tuple[int, int, int, int, int], hidden: int, lrn: boo
         layers += [nn.MaxPool2d(3, 2), nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True)]
         if lrn:
             layers.append(nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0))
-        layers += [
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(c2, c3, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c3, c4, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c4, c5, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, 2),
-        ]
+        layers += [nn.MaxPool2d(3, 2), *_conv3_to_5(c2, c3, c4, c5), nn.MaxPool2d(3, 2)]
         h = _c(hidden, width)
         return AlexNet(nn.Sequential(*layers), nn.AdaptiveAvgPool2d((6, 6)), _classifier(c5 * 36, h, num_classes))
 
@@ -95,12 +93,7 @@ def _cifar(num_classes: int, width: float) -> nn.Module:
         nn.Conv2d(c1, c2, 3, padding=1),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
-        nn.Conv2d(c2, c3, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c3, c4, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c4, c5, 3, padding=1),
-        nn.ReLU(inplace=True),
+        *_conv3_to_5(c2, c3, c4, c5),
         nn.MaxPool2d(2),
     )
     return AlexNet(features, nn.Identity(), _classifier(c5 * 2 * 2, _c(4096, width), num_classes))
@@ -118,9 +111,7 @@ def _caffe(num_classes: int, width: float) -> nn.Module:
     features = nn.Sequential(
         nn.Conv2d(3, c1, 11, stride=4), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
         nn.Conv2d(c1, c2, 5, padding=2, groups=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c3, c4, 3, padding=1, groups=2), nn.ReLU(inplace=True),
-        nn.Conv2d(c4, c5, 3, padding=1, groups=2), nn.ReLU(inplace=True),
+        *_conv3_to_5(c2, c3, c4, c5, groups=2),
         nn.MaxPool2d(3, 2),
     )
     return AlexNet(features, nn.Identity(), _classifier(c5 * 36, _c(4096, width), num_classes))

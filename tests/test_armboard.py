@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARMBOARD = ROOT / "scripts" / "armboard"
 TARGET = "armboard-test"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.armboard]
 
 
 def _free_port() -> int:

@@ -151,3 +151,19 @@ def test_readme_ci_workflow_is_valid_yaml_that_pulls_verifies_and_evaluates():
     for command in ("alexnet-tvm pull", "alexnet-tvm verify", "alexnet-tvm evaluate"):
         assert any(r.startswith(command) for r in runs), command
     assert any("--min-top1" in r for r in runs)
+
+
+def test_onnxruntime_references_leave_no_temp_files(setup, run_cli, tmp_path, monkeypatch):
+    """verify/evaluate --against onnxruntime export the checkpoint to ONNX in a temp folder
+    (240 MB for AlexNet-1000): it is gone afterwards, on success and on a failed gate alike."""
+    import tempfile
+
+    _, art, root, _ = setup
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert run_cli("verify", art, "--against", "onnxruntime").exit_code == 0
+    assert run_cli("evaluate", art, root / "flat", "--against", "onnxruntime").exit_code == 0
+    assert run_cli("evaluate", art, root / "flat", "--against", "onnxruntime", "--min-top5", "100.0",
+                   "--min-top1", "100.0").exit_code == 1
+    assert list(scratch.iterdir()) == []
