@@ -41,9 +41,12 @@ def _wait_for_records(db: Path, n: int, proc: subprocess.Popen, seconds: float =
     assert len(_records(db)) >= n, f"{len(_records(db))} records after {seconds} s (exit {proc.poll()})"
 
 
+@pytest.mark.slow
 def test_killed_tune_keeps_records_and_resumes(tmp_path):
     """The one subprocess tune: SIGKILL mid-run (the run and its workers), then a re-run resumes
-    from the records on disk, keeps them as they were, and a third run has nothing left to do."""
+    from the records on disk, keeps them as they were, and a third run has nothing left to do.
+    Slow (make test-all, CI): each tune process spends ~80 s starting its builder and runner
+    workers here before the first candidate."""
     from alexnet_tvm.compile.build import BuildConfig, build
     from alexnet_tvm.compile.tune import TuneConfig, tune
     from alexnet_tvm.records import database_digest
