@@ -156,13 +156,14 @@ def describe_onnx(model, path: Path, sizes: tuple[int, ...] = PROBE_SIZES) -> Mo
     return meta_from("unknown", classes, size, source="onnx forward pass")
 
 
-def describe_module(module, path: Path, sizes: tuple[int, ...] = PROBE_SIZES) -> ModelMeta:
-    """A TorchScript module records no input size: a forward pass at each AlexNet size."""
+def describe_module(module, path: Path, sizes: tuple[int, ...] = PROBE_SIZES, batch: int = 1) -> ModelMeta:
+    """A TorchScript module records no input size: a forward pass at each AlexNet size
+    (``batch``: what a batch-specialised torch.export module takes)."""
     import torch
 
     def forward(size: int) -> int:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, size, size))
+            out = module(torch.zeros(batch, 3, size, size))
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             raise ModelFormatError("the output is not one N x classes tensor")
         return int(out.shape[-1])

@@ -192,19 +192,16 @@ def _references(cfg: BenchConfig, threads: int) -> tuple[int, float, int, Path, 
     from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
 
     torch.set_num_threads(threads)
-    module, meta, _ = load_torch_module(cfg.model)
-    size = meta.input_size if meta else _described_size(cfg.model)
+    module, meta, program_batch = load_torch_module(cfg.model)
+    if meta is None:  # no sidecar: the size is read as build reads it, from the module itself
+        from alexnet_tvm.model.describe import describe_module
+
+        meta = describe_module(module, cfg.model, batch=program_batch or 1)
+    size = meta.input_size
     flops, weight_bytes = model_flops_and_weights(module, size)
     onnx_path = onnx_file_for(cfg.model, max(cfg.batches), cfg.out_dir, size)
     refs = {"pytorch": torch_reference(cfg.model, threads), "onnxruntime": OnnxRuntimeReference(onnx_path, threads)}
     return size, flops, weight_bytes, onnx_path, refs
-
-
-def _described_size(path: Path) -> int:
-    """The input size of a PyTorch file without a sidecar, as the build reads it."""
-    from alexnet_tvm.compile.importer import import_model
-
-    return import_model(path).meta.input_size
 
 
 def onnx_flops_and_weights(path: Path) -> tuple[int, float, int]:
