@@ -14,3 +14,6 @@ PARAMS = "params.bin"
 #: sha256 of every file, model meta, target, TVM version, tuning provenance
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+#: int8 builds: the QDQ ONNX model the int8 library was lowered from; ONNX Runtime runs it as
+#: ``verify --against onnxruntime-int8`` (same calibration, by construction)
+INT8_REFERENCE = "model.int8.onnx"

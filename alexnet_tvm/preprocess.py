@@ -81,12 +81,13 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
 
 
-def _walk_images(folder: Path) -> Iterator[Path]:
+def walk_images(folder: Path) -> Iterator[Path]:
+    """The image files below ``folder`` at any depth (unsorted); hidden names and symlinked folders skipped."""
     for p in folder.iterdir():
         if _is_hidden(p):
             continue
         if p.is_dir() and not p.is_symlink():
-            yield from _walk_images(p)
+            yield from walk_images(p)
         elif is_image_file(p):
             yield p
 
@@ -137,7 +138,7 @@ def scan_class_folders(root: Path, *, min_classes: int = 0, allow_empty: bool = 
                            f"found {len(classes)}")
     images: list[list[Path]] = []
     for c in classes:
-        files = sorted(_walk_images(root / c))
+        files = sorted(walk_images(root / c))
         if not files and not allow_empty:
             raise DatasetError(f"{root / c}: class folder has no images")
         images.append(files)

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet_tvm.errors import ToolkitError
-from alexnet_tvm.fsutil import atomic_dir, sha256_file, write_json
+from alexnet_tvm.fsutil import atomic_dir, refuse_existing, sha256_file, write_json
 from alexnet_tvm.records import database_digest, open_database
 from alexnet_tvm.recordsets import RecordChoice, choose_record_set, timed_on
 
-from alexnet_tvm.artifact_format import FORMAT_VERSION, LIB, MANIFEST, PARAMS
+from alexnet_tvm.artifact_format import FORMAT_VERSION, INT8_REFERENCE, LIB, MANIFEST, PARAMS
 from alexnet_tvm.schemas import plain_name
 
 from alexnet_tvm.model.describe import ModelOverrides
 
-from .importer import import_model
-from .pipeline import apply_records, compile_module, is_gpu, prepare
-from .precision import check_precision, with_precision
+from .frontend import Calibration, load_prepared, ship_qdq
+from .pipeline import apply_records, compile_module, is_gpu
+from .precision import check_precision
 from .targets import TargetSpec
 from .tune import has_record, tuning_tasks
 
@@ -40,6 +41,8 @@ class BuildConfig:
     precision: str = "fp32"
     #: the user's --input-size/--classes/--class-names/--mean/--std (model/describe.py)
     overrides: ModelOverrides | None = None
+    #: int8: --calibrate DATA / --calib-images N (frontend.py)
+    calibration: Calibration | None = None
 
 
 @dataclass
@@ -81,19 +84,22 @@ def _prepack(ex, mod, params: list, spec: TargetSpec, target) -> tuple[list, boo
 
 
 def build(cfg: BuildConfig) -> BuildResult:
-    from tvm.runtime import save_param_dict
-
-    from alexnet_tvm.fsutil import refuse_existing
-
     check_precision(cfg.precision)
     refuse_existing(cfg.out, cfg.force)
+    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-build-") as work:
+        return _build(cfg, Path(work))
+
+
+def _build(cfg: BuildConfig, work: Path) -> BuildResult:
+    from tvm.runtime import save_param_dict
+
     t0 = time.perf_counter()
     spec = cfg.target
     target = spec.tvm_target()
     # this host's own record set, else the nearest CPU's (one warning line), else none
     records = choose_record_set(cfg.logs_dir, spec.name, timed_on(spec))
-    imported = import_model(cfg.model, cfg.batch, cfg.overrides)
-    prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
+    imported, prepared = load_prepared(cfg.model, cfg.batch, cfg.overrides, cfg.precision, cfg.calibration, spec,
+                                       target, work)
     tasks = tuning_tasks(prepared, target)
     database = open_database(records.folder, for_tuning=False)
     untuned = [t.task_name for t in tasks if not has_record(database, t, target)]
@@ -115,7 +121,8 @@ def build(cfg: BuildConfig) -> BuildResult:
                   "tasks": len(tasks), "tuned": len(tasks) - len(untuned), "untuned": untuned}
         manifest = _manifest(cfg, imported, str(target), tuning, prepacked, len(params))
         manifest["build_seconds"] = round(time.perf_counter() - t0, 2)
-        manifest["files"] = {LIB: sha256_file(tmp / LIB), PARAMS: sha256_file(tmp / PARAMS)}
+        shipped = [LIB, PARAMS] + ([INT8_REFERENCE] if ship_qdq(imported, tmp / INT8_REFERENCE) else [])
+        manifest["files"] = {name: sha256_file(tmp / name) for name in shipped}
         write_json(tmp / MANIFEST, manifest)
     return BuildResult(cfg.out, len(tasks), len(tasks) - len(untuned), untuned, time.perf_counter() - t0, records)
 
@@ -138,7 +145,8 @@ def _manifest(cfg: BuildConfig, imported, tvm_target: str, tuning: dict, prepack
                    "tvm_target": tvm_target},
         "tvm_version": tvm.__version__,
         "tuning": tuning,
-        "precision": cfg.precision,
+        "precision": imported.precision if imported.precision == "int8" else cfg.precision,
+        **({"quantization": imported.quantization} if imported.quantization else {}),
         "prepacked_params": prepacked,
         "num_params": num_params,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

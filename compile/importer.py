@@ -36,6 +36,12 @@ class ImportedModel:
     source: Path
     source_format: str
     source_sha256: str
+    #: "int8" for a model lowered from QDQ ONNX (frontend.py); fp32/bf16 is the build's choice
+    precision: str = "fp32"
+    #: int8: where the scales came from (calibration set, digest, size, method)
+    quantization: dict | None = None
+    #: int8: the QDQ ONNX model, which the artifact ships as ORT's int8 reference
+    qdq_onnx: Path | None = None
 
 
 def _from_onnx_model(model, path: Path, batch: int, meta: ModelMeta | None, o: ModelOverrides):

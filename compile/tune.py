@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,9 @@ from alexnet_tvm.host import THREADS_ENV, use_threads
 
 from alexnet_tvm.model.describe import ModelOverrides
 
-from .importer import import_model
-from .pipeline import is_gpu, prepare
-from .precision import check_precision, with_precision
+from .frontend import Calibration, load_prepared
+from .pipeline import is_gpu
+from .precision import check_precision
 from .targets import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class TuneConfig:
     only: tuple[str, ...] = ()
     #: the user's --input-size/--classes/--class-names/--mean/--std (model/describe.py)
     overrides: ModelOverrides | None = None
+    #: int8: --calibrate DATA / --calib-images N (frontend.py)
+    calibration: Calibration | None = None
 
 
 @dataclass
@@ -205,6 +208,7 @@ class _Plan:
     #: where records go: db_dir, or the scratch database of a ``fresh`` run
     work_dir: Path
     database: object  # the MetaSchedule database in work_dir
+    int8: bool = False
 
 
 def _check_settings(cfg: TuneConfig) -> tuple[object, int, int, int]:
@@ -246,8 +250,9 @@ def _plan(cfg: TuneConfig) -> _Plan:
     spec = cfg.target
     target, cores, total, per_task = _check_settings(cfg)
     _check_machine(spec)
-    imported = import_model(cfg.model, cfg.batch, cfg.overrides)
-    prepared = prepare(with_precision(imported.mod, cfg.precision), target, spec.conv_layout, spec.winograd_tile)
+    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-tune-") as work:
+        imported, prepared = load_prepared(cfg.model, cfg.batch, cfg.overrides, cfg.precision, cfg.calibration, spec,
+                                           target, Path(work))
     tasks = _select(tuning_tasks(prepared, target), cfg.only)
     db_dir = own_record_set(cfg.logs_dir, spec)  # resumes from this host's own records only
     work_dir = fresh_dir_for(cfg.logs_dir, spec) if cfg.fresh else db_dir
@@ -255,7 +260,7 @@ def _plan(cfg: TuneConfig) -> _Plan:
     missing = [t for t in tasks if not has_record(database, t, target)]
     pending = tasks if cfg.extend else missing
     return _Plan(target, cores, total, per_task, tasks, pending, len(tasks) - len(missing), db_dir, work_dir,
-                 database)
+                 database, imported.precision == "int8")
 
 
 def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -> None:
@@ -265,11 +270,16 @@ def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -
 
     from alexnet_tvm.records import prune_database
 
+    from .int8_module import tune_contexts
+
     spec = cfg.target
     total = min(plan.total, plan.per_task * len(plan.pending))
     _forget_unnamed_ms_handlers()
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        plan.pending, work_dir=str(plan.work_dir), seed=cfg.seed, num_threads=max(plan.cores, 1))
+    if plan.int8:  # the GEMMs in the VNNI space (int8_module.py)
+        contexts, weights = tune_contexts(plan.pending, str(plan.work_dir), cfg.seed, max(plan.cores, 1))
+    else:
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            plan.pending, work_dir=str(plan.work_dir), seed=cfg.seed, num_threads=max(plan.cores, 1))
     reports = [TaskReport(t.task_name, int(t.weight)) for t in plan.pending]
     threads_before = os.environ.get(THREADS_ENV)
     if spec.runner == "local" and spec.is_cpu:

@@ -24,11 +24,29 @@ Reference = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class Gates:
+    """What a verify must meet. fp32/bf16 builds are held to the reference's logits; an int8
+    build computes other logits by design, so its gate is accuracy (:data:`INT8_GATES`)."""
+
     min_top1_agreement: float = 0.999
     #: max abs error allowed, as a fraction of the reference logits' range (min 1)
     max_abs_error: float = 1e-3
     #: extra absolute slack, e.g. for references stored as rounded text
     abs_slack: float = 0.0
+    #: labelled set: the most the artifact's accuracy may fall below the reference's (0.005 = 0.5 points)
+    max_accuracy_drop: float | None = None
+
+    @classmethod
+    def for_precision(cls, precision: str, **flags: float | None) -> "Gates":
+        """The default gates of an artifact's precision, with the user's flags (None: default) on top."""
+        base = INT8_GATES if precision == "int8" else cls()
+        return cls(**{**asdict(base), **{k: v for k, v in flags.items() if v is not None}})
+
+
+#: int8 against any reference (fp32 PyTorch/ORT, or ORT's int8 run of the same QDQ model):
+#: top-1 agreement >= 99 %, logits within 10 % of the reference's range (u8 logits are
+#: quantized to 1/255 of their range, and every layer rounds), accuracy at most 0.5 points
+#: below the reference's on a labelled set. docs/int8.md gives the measured margins.
+INT8_GATES = Gates(min_top1_agreement=0.99, max_abs_error=0.1, max_accuracy_drop=0.005)
 
 
 @dataclass
@@ -124,7 +142,17 @@ def gate(c: Comparison, gates: Gates, what: str) -> list[str]:
         fails.append(f"{what}: top-1 agreement {c.top1_agreement:.4f} < {gates.min_top1_agreement}")
     if c.max_abs_error > c.abs_tolerance:
         fails.append(f"{what}: max abs error {c.max_abs_error:.3g} > {c.abs_tolerance:.3g}")
+    drop = accuracy_drop(c)
+    if gates.max_accuracy_drop is not None and drop is not None and drop > gates.max_accuracy_drop + 1e-12:
+        fails.append(f"{what}: accuracy {c.accuracy_tvm:.4f} is {100 * drop:.2f} points below the reference's "
+                     f"{c.accuracy_reference:.4f} (allowed {100 * gates.max_accuracy_drop:.2f})")
     return fails
+
+
+def accuracy_drop(c: Comparison) -> float | None:
+    if c.accuracy_tvm is None or c.accuracy_reference is None:
+        return None
+    return c.accuracy_reference - c.accuracy_tvm
 
 
 def random_inputs(shape: tuple[int, ...], count: int, seed: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .options import (
-    batch_option, force_option, logs_dir_option, model_options, out_option, precision_option, seed_option, target_option,
+    batch_option, calibrate_options, force_option, logs_dir_option, model_options, out_option, precision_option, seed_option, target_option,
     targets_file_option,
 )
 
@@ -40,12 +40,14 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
 @click.option("--only", multiple=True, metavar="TEXT",
               help="Tune only the tasks whose name contains TEXT (repeatable), e.g. matmul for the FC layers.")
 @precision_option()
+@calibrate_options
 @targets_file_option()
 @logs_dir_option()
 @model_options
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
          time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, only: tuple[str, ...],
-         precision: str, targets_file: Path | None, logs_dir: Path | None, **model_flags) -> None:
+         precision: str, calibrate: str | None, calib_images: int, targets_file: Path | None, logs_dir: Path | None,
+         **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
     from alexnet_tvm.compile.tune import format_report
     from alexnet_tvm.interface.compile_jobs import tune_each_batch
@@ -53,7 +55,8 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
     for name, b, res in tune_each_batch(model, target_name, batch=batch, targets_file=targets_file, logs_dir=logs_dir,
                                         total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
                                         trials_per_round=trials_per_round, seed=seed, precision=precision,
-                                        extend=extend, fresh=fresh, only=only, model_flags=model_flags):
+                                        extend=extend, fresh=fresh, only=only, model_flags=model_flags,
+                                        calibrate=calibrate, calib_images=calib_images):
         click.echo(f"{name} batch {b}: {res.tasks} tasks, {res.already_tuned} already tuned, "
                    f"{res.tuned_now} tuned now, {res.trials} trials in {res.seconds:.0f} s"
                    + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
@@ -68,19 +71,23 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
 @out_option(help="Artifact folder. Default: artifacts/<model>-<target>-b<batch>.")
 @force_option()
 @precision_option()
+@calibrate_options
 @targets_file_option()
 @logs_dir_option()
 @model_options
 def build(model: Path, target_name: str, batch: int, out: Path | None, force: bool, precision: str,
-          targets_file: Path | None, logs_dir: Path | None, **model_flags) -> None:
+          calibrate: str | None, calib_images: int, targets_file: Path | None, logs_dir: Path | None,
+          **model_flags) -> None:
     """Build a deployable artifact (library, parameters, manifest) with the tuning records.
 
     MODEL is a TorchScript, ONNX, .pt2 or state_dict file; no sidecar is needed (the input
-    size and classes are read from the file; the model flags override them)."""
+    size and classes are read from the file; the model flags override them). --precision int8
+    quantizes it with --calibrate DATA; a QDQ ONNX file (ORT's quantizer) builds as int8 as it is."""
     from alexnet_tvm.interface.compile_jobs import build_artifact
 
     res = build_artifact(model, target_name, batch=batch, out=out, precision=precision, targets_file=targets_file,
-                         logs_dir=logs_dir, force=force, model_flags=model_flags)
+                         logs_dir=logs_dir, force=force, model_flags=model_flags, calibrate=calibrate,
+                         calib_images=calib_images)
     used = res.records.name if res.records is not None else None
     click.echo(f"wrote {res.out} in {res.seconds:.1f} s ({res.tuned}/{res.tasks} tasks tuned"
                + (f" with record set {used}" if used else "")

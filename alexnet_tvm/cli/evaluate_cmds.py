@@ -11,7 +11,7 @@ import click
 @click.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--against", type=click.Choice(["pytorch", "onnxruntime"]), default=None,
+@click.option("--against", type=click.Choice(["pytorch", "onnxruntime", "onnxruntime-int8"]), default=None,
               help="Also score the source model on the same images, and report the agreement.")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="The source model for --against (default: the file the artifact was built from).")

@@ -79,3 +79,16 @@ def model_options(f: Callable) -> Callable:
     ]):
         f = option(f)
     return f
+
+
+def calibrate_options(f: Callable) -> Callable:
+    """int8 calibration (docs/int8.md): where the activation ranges come from."""
+    for option in reversed([
+        click.option("--calibrate", "calibrate", default=None, metavar="DATA",
+                     help="--precision int8: calibration images (an ImageFolder or flat folder; 'digits' for the "
+                          "embedded set)."),
+        click.option("--calib-images", type=click.IntRange(min=1), default=100, show_default=True,
+                     help="How many calibration images (spread evenly over DATA)."),
+    ]):
+        f = option(f)
+    return f

@@ -24,7 +24,7 @@ def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
 
 @click.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--against", required=True, help="pytorch | onnxruntime | ascend:RESULTS_DIR")
+@click.option("--against", required=True, help="pytorch | onnxruntime | onnxruntime-int8 | ascend:RESULTS_DIR")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Reference model file. Default: the one the artifact was built from.")
 @click.option("--eval-set", type=click.Path(path_type=Path), default=None,
@@ -35,26 +35,31 @@ def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
 @click.option("--random", "random_count", type=click.IntRange(min=0), default=8, show_default=True,
               help="Seeded random inputs (0: only --eval-set images).")
 @seed_option()
-@click.option("--min-top1-agreement", default=0.999, show_default=True)
-@click.option("--max-abs-error", default=1e-3, show_default=True, help="Relative to the reference logits' range.")
+@click.option("--min-top1-agreement", type=float, default=None,
+              help="Default: 0.999 (fp32, bf16), 0.99 (int8).")
+@click.option("--max-abs-error", type=float, default=None,
+              help="Relative to the reference logits' range. Default: 1e-3 (fp32, bf16), 0.1 (int8).")
+@click.option("--max-accuracy-drop", type=float, default=None,
+              help="Labelled set: most accuracy (fraction) below the reference's. Default: none (fp32), 0.005 (int8).")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML report.")
 @target_option(default=None,
                help="An rpc target from targets.yaml: run the artifact on its board (the reference runs here).")
 @targets_file_option()
 def verify(artifact: Path, against: str, model: Path | None, eval_set: Path | None, inputs: Path | None,
-           labels: Path | None, random_count: int, seed: int, min_top1_agreement: float, max_abs_error: float,
-           report: Path | None, junit: Path | None, target_name: str | None, targets_file: Path | None) -> None:
+           labels: Path | None, random_count: int, seed: int, min_top1_agreement: float | None,
+           max_abs_error: float | None, max_accuracy_drop: float | None, report: Path | None, junit: Path | None, target_name: str | None, targets_file: Path | None) -> None:
     """Check ARTIFACT against a reference; exit 0 on pass, 1 on fail."""
     from alexnet_tvm.interface.boards import board_for_target
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
-    from alexnet_tvm.runtime.verify import Gates, summary_lines
+    from alexnet_tvm.runtime.verify import summary_lines
 
     board = board_for_target(target_name, targets_file)
     rep = run_verify(VerifyConfig(artifact=artifact, against=against, model=model, eval_set=eval_set, board=board,
                                   random_count=random_count, seed=seed, report=report, junit=junit,
                                   inputs=inputs, labels=labels,
-                                  gates=Gates(min_top1_agreement=min_top1_agreement, max_abs_error=max_abs_error)))
+                                  gate_flags={"min_top1_agreement": min_top1_agreement, "max_abs_error": max_abs_error,
+                                              "max_accuracy_drop": max_accuracy_drop}))
     click.echo("\n".join(summary_lines(rep)))
     sys.exit(0 if rep.passed else 1)
 

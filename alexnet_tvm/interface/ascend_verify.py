@@ -7,6 +7,8 @@ outputs are the reference. The gates are the other modes' gates, with TXT's
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 from alexnet_tvm.errors import VerifyError
@@ -25,9 +27,8 @@ def verify_against_ascend(art: Artifact, results_dir: Path, cfg) -> VerifyReport
     om = ascend.load_results(results_dir, art.meta.num_classes, input_names=names).align(names)
     labels = ascend.read_labels(cfg.labels).labels if cfg.labels else None
     tvm_logits = art.predict(x)
-    g = cfg.gates
-    gates = Gates(min_top1_agreement=g.min_top1_agreement, max_abs_error=g.max_abs_error,
-                  abs_slack=g.abs_slack + ascend.om_tolerance(om, atol=0.0))
+    g = cfg.gates or Gates.for_precision(art.manifest.get("precision", "fp32"), **cfg.gate_flags)
+    gates = dataclasses.replace(g, abs_slack=g.abs_slack + ascend.om_tolerance(om, atol=0.0))
     label_arr = None
     if labels is not None:
         import numpy as np

@@ -56,9 +56,17 @@ def target_lines(targets_file: Path | None = None, logs_dir: Path | None = None)
     return lines
 
 
+def calibration(calibrate: str | None = None, calib_images: int | None = None):
+    """The int8 calibration of ``--calibrate DATA --calib-images N`` (compile/frontend.py)."""
+    from alexnet_tvm.compile.frontend import Calibration
+    from alexnet_tvm.model.quantize import DEFAULT_CALIB_IMAGES
+
+    return Calibration(calibrate, calib_images or DEFAULT_CALIB_IMAGES)
+
+
 def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, targets_file: Path | None = None,
-                    logs_dir: Path | None = None, model_flags: dict | None = None,
-                    **options: Any) -> Iterator[tuple[str, int, TuneResult]]:
+                    logs_dir: Path | None = None, model_flags: dict | None = None, calibrate: str | None = None,
+                    calib_images: int | None = None, **options: Any) -> Iterator[tuple[str, int, TuneResult]]:
     """Tune ``model`` at ``batch`` (default: each of the target's batch sizes in turn), yielding
     (target name, batch, result) as each finishes. ``model_flags``: :func:`model_overrides`'
     arguments; ``options``: the other TuneConfig fields."""
@@ -69,12 +77,14 @@ def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None
     logs = logs_dir_for_writing(logs_dir, spec.name)
     for b in [batch] if batch else spec.batch_sizes:
         yield spec.name, b, tune(TuneConfig(model=model, target=spec, logs_dir=logs, batch=b,
-                                            overrides=model_overrides(**(model_flags or {})), **options))
+                                            overrides=model_overrides(**(model_flags or {})),
+                                            calibration=calibration(calibrate, calib_images), **options))
 
 
 def build_artifact(model: Path, target: str = AUTO, *, batch: int = 1, out: Path | None = None,
                    precision: str = "fp32", targets_file: Path | None = None, logs_dir: Path | None = None,
-                   model_flags: dict | None = None, **options: Any) -> BuildResult:
+                   model_flags: dict | None = None, calibrate: str | None = None, calib_images: int | None = None,
+                   **options: Any) -> BuildResult:
     """Build ``model`` for a named target into ``out`` (default: settings' artifact folder).
     ``model_flags``: :func:`model_overrides`' arguments; ``options``: the other BuildConfig
     fields (``force``, ...)."""
@@ -85,4 +95,4 @@ def build_artifact(model: Path, target: str = AUTO, *, batch: int = 1, out: Path
     out = out or default_artifact_dir(Path(model).name.split(".")[0], spec.name, batch, precision)
     return build(BuildConfig(model=model, target=spec, out=out, logs_dir=logs_dir_for_reading(logs_dir, spec.name),
                              batch=batch, precision=precision, overrides=model_overrides(**(model_flags or {})),
-                             **options))
+                             calibration=calibration(calibrate, calib_images), **options))

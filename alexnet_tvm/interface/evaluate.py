@@ -129,7 +129,7 @@ def run_evaluate(cfg: EvaluateConfig) -> EvaluateReport:
     show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
     if cfg.against:
         src = source_model(cfg.model, art.manifest)
-        with reference_runtime(cfg.against, src, art.batch, art.meta.input_size) as ref:
+        with reference_runtime(cfg.against, src, art) as ref:
             ours, theirs = _run(art, data, ref, show)
     else:
         ours, theirs = _run(art, data, None, show)

@@ -16,7 +16,7 @@ import numpy as np
 
 from alexnet_tvm.errors import VerifyError
 
-AGAINST = ("pytorch", "onnxruntime")
+AGAINST = ("pytorch", "onnxruntime", "onnxruntime-int8")
 
 Reference = Callable[[np.ndarray], np.ndarray]
 
@@ -30,8 +30,9 @@ def source_model(model: Path | None, manifest: dict) -> Path:
 
 
 @contextlib.contextmanager
-def reference_runtime(against: str, source: Path, batch: int, input_size: int) -> Iterator[Reference]:
-    """``numpy batch -> logits`` of ``source`` under ``against`` (pytorch or onnxruntime)."""
+def reference_runtime(against: str, source: Path, art) -> Iterator[Reference]:
+    """``numpy batch -> logits`` of ``source`` under ``against``: PyTorch, ONNX Runtime, or
+    (int8 artifacts) ONNX Runtime on the QDQ model the artifact ships (same calibration)."""
     if against not in AGAINST:
         raise VerifyError(f"unknown reference {against!r} ({', '.join(AGAINST)} or ascend:RESULTS_DIR)")
     if against == "pytorch":
@@ -41,11 +42,19 @@ def reference_runtime(against: str, source: Path, batch: int, input_size: int) -
         return
     from alexnet_tvm.runtime.references import OnnxRuntimeReference
 
+    if against == "onnxruntime-int8":
+        from alexnet_tvm.artifact_format import INT8_REFERENCE
+
+        if INT8_REFERENCE not in art.manifest["files"]:
+            raise VerifyError(f"{art.folder}: onnxruntime-int8 needs an int8 artifact (build --precision int8); "
+                              f"this one is {art.manifest.get('precision', 'fp32')}")
+        yield OnnxRuntimeReference(Path(art.folder) / INT8_REFERENCE)
+        return
     with tempfile.TemporaryDirectory(prefix="alexnet-tvm-onnx-") as tmp:
         if source.suffix == ".onnx":
             onnx_path = source
         else:
             from alexnet_tvm.model.reference import onnx_file_for
 
-            onnx_path = onnx_file_for(source, batch, Path(tmp), input_size)
+            onnx_path = onnx_file_for(source, art.batch, Path(tmp), art.meta.input_size)
         yield OnnxRuntimeReference(onnx_path)

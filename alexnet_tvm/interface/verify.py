@@ -24,7 +24,9 @@ class VerifyConfig:
     eval_set: Path | None = None
     random_count: int = 8
     seed: int = 0
-    gates: Gates = field(default_factory=Gates)
+    #: None: the defaults of the artifact's precision (Gates.for_precision) with ``gate_flags`` on top
+    gates: Gates | None = None
+    gate_flags: dict = field(default_factory=dict)
     report: Path | None = None
     junit: Path | None = None
     #: Ascend mode: the ModelZoo-preprocessed .bin folder and optional val_label.txt
@@ -51,8 +53,9 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
         if cfg.eval_set is not None:
             m = art.meta
             labelled = load_labelled_folder(cfg.eval_set, m.class_names, m.resize_size, m.input_size, m.mean, m.std)
-        with reference_runtime(cfg.against, src, art.batch, art.meta.input_size) as ref:
-            rep = verify(art.predict, ref, art.input_shape, cfg.gates, str(cfg.artifact), cfg.against,
+        with reference_runtime(cfg.against, src, art) as ref:
+            gates = cfg.gates or Gates.for_precision(art.manifest.get("precision", "fp32"), **cfg.gate_flags)
+            rep = verify(art.predict, ref, art.input_shape, gates, str(cfg.artifact), cfg.against,
                          random_count=cfg.random_count, seed=cfg.seed, labelled=labelled)
     rep.seal(artifact_digest(cfg.artifact))
     if cfg.report:
