@@ -350,6 +350,10 @@ def open_database(folder: Path, for_tuning: bool):
 def _json_database(where: Path, folder: Path):
     from tvm.s_tir.meta_schedule.database import JSONDatabase
 
+    from .tensor_intrin import register_intrinsic
+
+    register_intrinsic()  # int8 records name it; the database refuses to open otherwise
+
     try:
         return JSONDatabase(path_workload=str(where / WORKLOADS), path_tuning_record=str(where / RECORDS),
                             allow_missing=True)

@@ -89,6 +89,8 @@ def import_int8(path: Path, batch: int, overrides: ModelOverrides, calib: Calibr
 
     model = qdq_model(path)
     if model is not None:
+        if calib.data:
+            raise ToolkitError(f"{path}: already quantized (QDQ ONNX); it builds as int8 without --calibrate")
         return _lower(model, path, batch, overrides, None, {"source": "the model file (QDQ ONNX)"})
     if not calib.data:
         raise ToolkitError("--precision int8 needs --calibrate DATA (an image folder, or 'digits' for the "

@@ -17,58 +17,24 @@ fused epilogue per output value::
 so the GEMM reads no zero point at all. A layer whose output leaves the graph as floats
 (the logits) gets the same epilogue without ``/ s_out`` and the clip.
 
-TVM's own ``dot_16x4_vnni`` intrinsic passes ``int32x16`` operands to
-``llvm.x86.avx512.vpdpbusd.512``, whose signature in the LLVM that TVM 0.27 links takes
-``<64 x i8>``; every build with it fails LLVM verification. The intrinsic here is the same
-description with the operands typed as LLVM now wants them.
+The tensor intrinsic is alexnet_tvm/tensor_intrin.py's (why not TVM's own: see there).
 
-Activation tensors are 2-D: ``[N*H*W, C]`` (NHWC, rows are pixels) for feature maps and
-``[N, F]`` after a flatten, so a GEMM's output is the next layer's input as it is.
+Activations are NHWC u8. A GEMM reads and writes 2-D views (``[N*OH*OW, K]`` in,
+``[N*OH*OW, C]`` out: rows are pixels); im2col, pools and the input's quantize use the
+4-D (6-D) shapes, so none of them divides an index; the views between are free reshapes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: the registered name of the tensor intrinsic (see module docstring)
-VNNI_INTRIN = "alexnet_tvm_dot_16x4_vnni"
+from alexnet_tvm.tensor_intrin import VNNI_INTRIN, register_intrinsic  # noqa: F401  (re-exported)
+
 #: the prim-func name of every GEMM; int8 tuning uses the VNNI space for these tasks only
 GEMM_NAME = "qgemm"
 #: prim funcs that FuseOps must leave alone (TVM's kOpaque), so each stays one tuned task
 OPAQUE = 8
 LANES, GROUP = 16, 4
-
-_registered = False
-
-
-def register_intrinsic() -> None:
-    """Registers VNNI_INTRIN once per process (tuning, and every build that replays a record)."""
-    global _registered
-    if _registered:
-        return
-    from tvm.s_tir import TensorIntrin
-    from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def vnni_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
-        C = T.match_buffer(c, (16,), "int32", offset_factor=1)
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            a_i32 = T.reinterpret("int32", A.vload([0], "uint8x4"))
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                "int32x16", "llvm.x86.avx512.vpdpbusd.512", C.vload([0], dtype="int32x16"),
-                T.reinterpret("uint8x64", T.broadcast(a_i32, 16)), B.vload([0, 0], dtype="int8x64"))
-
-    try:
-        TensorIntrin.register(VNNI_INTRIN, dot_product_16x4_u8i8i32_desc, vnni_impl)
-    except Exception:  # already registered by an earlier import in this process
-        pass
-    _registered = True
-
 
 def round_up(x: int, m: int) -> int:
     return (x + m - 1) // m * m
@@ -117,7 +83,7 @@ class Im2colShape:
     n: int
     h: int
     w: int
-    c: int
+    c: int  # a multiple of 4 (the image's 3 channels are padded to 4), so K is too
     kh: int
     kw: int
     stride: tuple[int, int]
@@ -131,69 +97,74 @@ class Im2colShape:
 
     @property
     def k(self) -> int:
-        return round_up(self.kh * self.kw * self.c, GROUP)
+        return self.kh * self.kw * self.c
 
 
 def im2col(s: Im2colShape):
-    """[N*H*W, C] u8 -> [N*OH*OW, K] u8, K ordered (kh, kw, c); padding reads the zero point."""
+    """[N, H, W, C] u8 -> [N, OH, OW, KH, KW, C] u8 (a [N*OH*OW, K] matrix as the GEMM reads it);
+    padding reads the zero point. One index per axis, no division: a copy MetaSchedule vectorizes."""
     from tvm import te
     from tvm import tirx as tir
 
-    x = te.placeholder((s.n * s.h * s.w, s.c), "uint8", name="x")
+    x = te.placeholder((s.n, s.h, s.w, s.c), "uint8", name="x")
     pad = te.placeholder((1,), "uint8", name="pad")  # the input's zero point: a parameter, so that
     oh, ow = s.out_hw                                 # one record serves every calibration
-    real_k = s.kh * s.kw * s.c
 
-    def value(m, k):
-        img, rem = m // (oh * ow), m % (oh * ow)
-        y = rem // ow * s.stride[0] + k // (s.kw * s.c) - s.pads[0]
-        xx = rem % ow * s.stride[1] + k // s.c % s.kw - s.pads[1]
-        inside = tir.all(k < real_k, y >= 0, y < s.h, xx >= 0, xx < s.w)
-        return tir.if_then_else(inside, x[(img * s.h + y) * s.w + xx, k % s.c], pad[0])
+    def value(img, y0, x0, ky, kx, ch):
+        y = y0 * s.stride[0] + ky - s.pads[0]
+        xx = x0 * s.stride[1] + kx - s.pads[1]
+        if not any(s.pads):  # the first conv: its padding is in the quantized image already
+            return x[img, y, xx, ch]
+        inside = tir.all(y >= 0, y < s.h, xx >= 0, xx < s.w)
+        return tir.if_then_else(inside, x[img, y, xx, ch], pad[0])
 
-    out = te.compute((s.n * oh * ow, s.k), value, name="im2col")
+    out = te.compute((s.n, oh, ow, s.kh, s.kw, s.c), value, name="im2col")
     return _prim([x, pad, out])
 
 
 def maxpool(n: int, h: int, w: int, c: int, kernel: tuple[int, int], stride: tuple[int, int],
             pads: tuple[int, int, int, int]):
-    """Max over windows of a u8 [N*H*W, C] map. The max commutes with dequantization (a
+    """Max over windows of a u8 [N, H, W, C] map. The max commutes with dequantization (a
     positive scale), so the pool runs on the u8 values; padding is 0, the smallest u8."""
     from tvm import te
     from tvm import tirx as tir
 
-    x = te.placeholder((n * h * w, c), "uint8", name="x")
+    x = te.placeholder((n, h, w, c), "uint8", name="x")
     oh = (h + pads[0] + pads[2] - kernel[0]) // stride[0] + 1
     ow = (w + pads[1] + pads[3] - kernel[1]) // stride[1] + 1
     ry = te.reduce_axis((0, kernel[0]), name="ry")
     rx = te.reduce_axis((0, kernel[1]), name="rx")
 
-    def window(m, ch):
-        img, rem = m // (oh * ow), m % (oh * ow)
-        y = rem // ow * stride[0] + ry - pads[0]
-        xx = rem % ow * stride[1] + rx - pads[1]
+    def window(img, y0, x0, ch):
+        y = y0 * stride[0] + ry - pads[0]
+        xx = x0 * stride[1] + rx - pads[1]
         inside = tir.all(y >= 0, y < h, xx >= 0, xx < w)
-        return te.max(tir.if_then_else(inside, x[(img * h + y) * w + xx, ch], tir.const(0, "uint8")), axis=[ry, rx])
+        return te.max(tir.if_then_else(inside, x[img, y, xx, ch], tir.const(0, "uint8")), axis=[ry, rx])
 
-    out = te.compute((n * oh * ow, c), window, name="qmaxpool")
+    out = te.compute((n, oh, ow, c), window, name="qmaxpool")
     return _prim([x, out]), (oh, ow)
 
 
-def quantize_nchw(n: int, c: int, h: int, w: int):
-    """The float NCHW input -> u8 [N*H*W, C], round half to even as ONNX's QuantizeLinear.
-    ``qp`` = (scale, zero point), a parameter like every calibration-made number."""
+def quantize_nchw(n: int, c: int, h: int, w: int, pads: tuple[int, int, int, int] = (0, 0, 0, 0)):
+    """The float NCHW input -> u8 NHWC with the channels padded to a multiple of 4, round half
+    to even as ONNX's QuantizeLinear. ``pads`` (top, left, bottom, right): the first conv's
+    spatial padding, written here, so that its im2col is a plain strided copy. Pad channels
+    and pad pixels hold the zero point (real 0). ``qp`` = (scale, zero point), a parameter
+    like every calibration-made number."""
     from tvm import te
     from tvm import tirx as tir
 
     x = te.placeholder((n, c, h, w), "float32", name="x")
     qp = te.placeholder((2,), "float32", name="qp")
+    top, left = pads[0], pads[1]
 
-    def q(m, ch):
-        img, rem = m // (h * w), m % (h * w)
-        v = tir.nearbyint(x[img, ch, rem // w, rem % w] / qp[0]) + qp[1]
+    def q(img, y, xx, ch):
+        inside = tir.all(ch < c, y >= top, y < h + top, xx >= left, xx < w + left)
+        v = tir.if_then_else(inside, tir.nearbyint(x[img, ch, y - top, xx - left] / qp[0]) + qp[1], qp[1])
         return tir.max(tir.min(v, tir.const(255.0, "float32")), tir.const(0.0, "float32")).astype("uint8")
 
-    return _prim([x, qp, te.compute((n * h * w, c), q, name="quantize")])
+    shape = (n, h + pads[0] + pads[2], w + pads[1] + pads[3], round_up(c, GROUP))
+    return _prim([x, qp, te.compute(shape, q, name="quantize")])
 
 
 def requantize(rows: int, cols: int, scale: float, zero_point: int, lo: float = 0.0):

@@ -35,10 +35,10 @@ class Step:
     name: str
     prim: object  # tvm.tirx.PrimFunc
     params: list[np.ndarray]
-    out_shape: tuple[int, int]
+    out_shape: tuple[int, ...]
     out_dtype: str
-    #: the input as this step reads it; a flatten makes it differ from the last output (a reshape)
-    in_shape: tuple[int, int] | None = None
+    #: the input as this step reads it; where it differs from the last output, a reshape (a view)
+    in_shape: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -120,12 +120,14 @@ class _Walker:
         self.program = Program(input_shape)
 
     # -- the steps -------------------------------------------------------------------
-    def emit(self, x: QAct | None, name: str, prim, params, out_shape, out_dtype="uint8") -> int:
+    def emit(self, x: QAct | None, name: str, prim, params, out_shape, out_dtype="uint8", in_shape=None) -> int:
         expected = len(self.program.steps) - 1
         if x is not None and x.step != expected:
             _fail("the graph branches; only a chain of layers (AlexNet's) has int8 kernels here")
+        if in_shape is None and x is not None:
+            in_shape = (x.rows, x.cols)
         self.program.steps.append(Step(name, prim, [np.ascontiguousarray(p) for p in params], out_shape, out_dtype,
-                                       (x.rows, x.cols) if x is not None else None))
+                                       in_shape))
         return len(self.program.steps) - 1
 
     def scalar(self, name: str, default=0) -> np.ndarray:
@@ -145,8 +147,9 @@ class _Walker:
         zp = int(zp_arr)
         if isinstance(x, FloatInput):
             n, c, h, w = self.program.input_shape
-            step = self.emit(None, "quantize", K.quantize_nchw(n, c, h, w), [_qp(scale, zp)], (n * h * w, c))
-            return QAct(step, scale, zp, n * h * w, c, fmap=(n, h, w))
+            cp = K.round_up(c, K.GROUP)
+            step = self.emit(None, "quantize", K.quantize_nchw(n, c, h, w), [_qp(scale, zp)], (n, h, w, cp))
+            return QAct(step, scale, zp, n * h * w, cp, fmap=(n, h, w))
         if isinstance(x, Pending):
             return self.finish(x, scale, zp)
         if isinstance(x, Deq):
@@ -211,9 +214,14 @@ class _Walker:
         if x.fmap is None:
             _fail("Conv: its input is not a feature map")
         oc, c, kh, kw = wq.values.shape
+        if x.cols % K.GROUP or x.cols < c:
+            _fail(f"Conv: {x.cols} input channels (weights for {c}); int8 convs need a multiple of {K.GROUP}")
         pads = tuple(a.get("pads", [0, 0, 0, 0]))
-        shape = K.Im2colShape(*x.fmap, c, kh, kw, tuple(a.get("strides", [1, 1])), (pads[0], pads[1], pads[2], pads[3]))
-        w = wq.values.transpose(0, 2, 3, 1).reshape(oc, -1)  # (kh, kw, c): im2col's column order
+        shape = K.Im2colShape(*x.fmap, x.cols, kh, kw, tuple(a.get("strides", [1, 1])),
+                              (pads[0], pads[1], pads[2], pads[3]))
+        w = np.zeros((oc, x.cols, kh, kw), np.int8)  # the image's pad channel gets zero weights
+        w[:, :c] = wq.values
+        w = w.transpose(0, 2, 3, 1).reshape(oc, -1)  # (kh, kw, c): im2col's column order
         return Pending(x, w, _per_channel(wq.scale, oc), self.bias(node, oc), shape)
 
     def gemm(self, node):
@@ -241,9 +249,10 @@ class _Walker:
             oh, ow = p.conv.out_hw
             fmap = (p.conv.n, oh, ow)
             rows = p.conv.n * oh * ow
-            src = QAct(self.emit(src, "im2col", K.im2col(p.conv), [np.array([src.zp], np.uint8)],
-                                       (rows, p.conv.k)), src.scale, src.zp,
-                       rows, p.conv.k)
+            c = self.pad_in_quantize(src, p.conv)
+            step = self.emit(src, "im2col", K.im2col(c), [np.array([src.zp], np.uint8)],
+                             (c.n, oh, ow, c.kh, c.kw, c.c), in_shape=(c.n, c.h, c.w, c.c))
+            src = QAct(step, src.scale, src.zp, rows, c.k)
         elif src.cols % K.GROUP:
             _fail(f"Gemm: {src.cols} inputs is not a multiple of {K.GROUP}")
         rows, n = src.rows, p.w.shape[0]
@@ -254,6 +263,19 @@ class _Walker:
                          "float32" if scale is None else "uint8")
         return QAct(step, scale or 1.0, zp, rows, n, fmap)
 
+    def pad_in_quantize(self, src: QAct, conv: K.Im2colShape) -> K.Im2colShape:
+        """The first conv reads the quantized image: its padding is written by the quantize
+        kernel, and its im2col (the largest) copies without a bounds check per byte."""
+        first = self.program.steps[0] if self.program.steps else None
+        if src.step != 0 or first is None or first.name != "quantize" or not any(conv.pads):
+            return conv
+        n, c, h, w = self.program.input_shape
+        p = conv.pads
+        first.prim = K.quantize_nchw(n, c, h, w, p)
+        first.out_shape = (n, h + p[0] + p[2], w + p[1] + p[3], conv.c)
+        return K.Im2colShape(n, first.out_shape[1], first.out_shape[2], conv.c, conv.kh, conv.kw, conv.stride,
+                             (0, 0, 0, 0))
+
     def maxpool(self, node):
         a = _attrs(node)
         x = self.activation(node.input[0], "MaxPool")
@@ -262,7 +284,7 @@ class _Walker:
         pads = tuple(a.get("pads", [0, 0, 0, 0]))
         prim, (oh, ow) = K.maxpool(*x.fmap, x.cols, tuple(a["kernel_shape"]), tuple(a.get("strides", [1, 1])), pads)
         rows = x.fmap[0] * oh * ow
-        step = self.emit(x, "qmaxpool", prim, [], (rows, x.cols))
+        step = self.emit(x, "qmaxpool", prim, [], (x.fmap[0], oh, ow, x.cols), in_shape=(*x.fmap, x.cols))
         return Deq(QAct(step, x.scale, x.zp, rows, x.cols, (x.fmap[0], oh, ow)))
 
     def flatten(self, node):

@@ -105,6 +105,8 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet) -> Path:
     model = onnx.load(str(fp32))
     init = {i.name for i in model.graph.initializer}
     name = next(i.name for i in model.graph.input if i.name not in init)
+    quiet = _DropAdvice()  # ORT's quantizer logs "consider pre-processing" on the root logger, twice
+    logging.getLogger().addFilter(quiet)
     try:
         quantize_static(str(fp32), str(out), _Reader(name, calib.images), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
@@ -113,4 +115,11 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet) -> Path:
     except Exception as e:
         raise ToolkitError(f"{fp32}: ONNX Runtime's quantizer failed: {type(e).__name__}: "
                            f"{str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''}") from None
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return out
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()

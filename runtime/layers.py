@@ -55,9 +55,9 @@ def tvm_kind(name: str) -> str:
 
 
 def ort_kind(op: str) -> str:
-    if op in ("Conv", "FusedConv"):
+    if op in ("Conv", "FusedConv", "QLinearConv"):
         return "conv"
-    if op in ("Gemm", "FusedGemm", "MatMul", "FusedMatMul"):
+    if op in ("Gemm", "FusedGemm", "MatMul", "FusedMatMul", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat"):
         return "fc"
     if op in ("MaxPool", "AveragePool"):
         return "pool"
@@ -123,12 +123,29 @@ def ort_node_times(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 20,
     return [(n, ops[n], t) for n, t in _medians(samples, order, runs)]
 
 
+def _tvm_kinds(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """(kind, ms) per TVM kernel. An int8 conv is two kernels, im2col and its GEMM (qgemm):
+    they count as one conv; a GEMM with no im2col before it is an FC layer."""
+    out: list[tuple[str, float]] = []
+    pending = None
+    for name, ms in tvm_times:
+        if name.startswith("im2col"):
+            pending = ms
+            continue
+        kind = tvm_kind(name)
+        if name.startswith("qgemm"):
+            kind = "conv" if pending is not None else "fc"
+        out.append((kind, ms + (pending or 0.0)))
+        pending = None
+    return out
+
+
 def match_layers(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, str, float]]) -> list[LayerTime]:
     """conv1..N, pool1..N, fc1..N paired by order within their kind; the rest summed as 'other'."""
     by_kind_tvm: dict[str, list[float]] = defaultdict(list)
     by_kind_ort: dict[str, list[float]] = defaultdict(list)
-    for name, ms in tvm_times:
-        by_kind_tvm[tvm_kind(name)].append(ms)
+    for kind, ms in _tvm_kinds(tvm_times):
+        by_kind_tvm[kind].append(ms)
     for _, op, ms in ort_times:
         by_kind_ort[ort_kind(op)].append(ms)
     rows = []

@@ -82,6 +82,10 @@ REFERENCE_WORKLOADS = [
     ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx512", "bf16"),
     ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx2", "fp32"),
     ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx2", "fp32"),
+    ("demo", "cifar", 10, 32, 1, "x86-avx512", "int8"),
+    ("demo", "cifar", 10, 32, 16, "x86-avx512", "int8"),
+    ("alexnet-1000", "torchvision", 1000, 224, 1, "x86-avx512", "int8"),
+    ("alexnet-1000", "torchvision", 1000, 224, 16, "x86-avx512", "int8"),
 ]
 
 
@@ -98,20 +102,20 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
                                                   record_set):
     """A graph change that invalidates the committed records fails here, not silently in a slow build;
     every committed record set (one per CPU) must cover every workload of its target."""
-    from alexnet_tvm.records import open_database
-    from alexnet_tvm.compile.importer import import_model
-    from alexnet_tvm.compile.pipeline import prepare
-    from alexnet_tvm.compile.precision import with_precision
+    from alexnet_tvm.compile.frontend import Calibration, load_prepared
     from alexnet_tvm.compile.tune import has_record, tuning_tasks
     from alexnet_tvm.model.checkpoint import init_checkpoint
+    from alexnet_tvm.records import open_database
 
     db = copy_committed_records(target, tmp_path / "db", record_set)
     model = tmp_path / "model.pt"
     init_checkpoint(arch, classes, model, input_size=size)
     spec = _targets()[target]
     tvm_target = spec.tvm_target()
-    mod = with_precision(import_model(model, batch).mod, precision)
-    tasks = tuning_tasks(prepare(mod, tvm_target, spec.conv_layout, spec.winograd_tile), tvm_target)
+    calib = Calibration("digits", 4) if precision == "int8" else None  # int8 records serve any calibration
+    (tmp_path / "work").mkdir()
+    _, prepared = load_prepared(model, batch, None, precision, calib, spec, tvm_target, tmp_path / "work")
+    tasks = tuning_tasks(prepared, tvm_target)
     database = open_database(db, for_tuning=False)
     missing = [t.task_name for t in tasks if not has_record(database, t, tvm_target)]
     assert tasks and not missing, f"{name} ({target}/{record_set}): no committed record for {missing}"
@@ -141,3 +145,27 @@ def test_bench_times_a_bare_onnx_file_against_onnx_runtime(tmp_path, run_cli):
         assert row["speedup_vs_onnxruntime"] == pytest.approx(row["onnxruntime"]["median_ms"] / row["tvm"]["median_ms"])
     assert "PyTorch" not in (out / "bench.md").read_text().splitlines()[0]
     assert "x ONNX Runtime" in res.output
+
+
+@pytest.mark.skipif("avx512_vnni" not in __import__("alexnet_tvm.host").host.host_cpu_flags(),
+                    reason="int8 kernels run only on an AVX-512 VNNI host")
+def test_bench_int8_columns_and_layers(tmp_path, run_cli):
+    """--int8 adds TVM int8 and ORT int8 (the artifact's own QDQ model) to the same run, with
+    their ratios, and pairs the int8 layers: a TVM conv is its im2col plus its GEMM."""
+    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    out = tmp_path / "bench"
+    res = run_cli("bench", model, "--target", "x86-avx512", "--batch", "2", "--runs", "3", "--int8", "--layers",
+                  "-o", out)
+    assert res.exit_code == 0, res.output
+    row = json.loads((out / "bench.json").read_text())["rows"][0]
+    for rt in ("onnxruntime", "onnxruntime-int8", "tvm", "tvm-int8"):
+        assert row[rt]["median_ms"] > 0 and row[rt]["batch"] == 2
+    for ref in ("onnxruntime", "onnxruntime-int8"):
+        assert row[f"int8_speedup_vs_{ref}"] == pytest.approx(row[ref]["median_ms"] / row["tvm-int8"]["median_ms"])
+    layers = {x["layer"]: x for x in row["layers_int8"]}
+    for name in ("conv1", "conv5", "fc1", "fc3", "pool1"):
+        assert layers[name]["tvm_ms"] > 0 and layers[name]["onnxruntime_ms"] > 0, layers[name]
+    assert "conv6" not in layers and "fc4" not in layers
+    assert "TVM int8 vs ORT int8" in (out / "bench.md").read_text()
+    assert "int8: TVM int8 against ONNX Runtime int8" in (out / "layers.md").read_text()
+    assert "ONNX Runtime int8" in res.output

@@ -17,18 +17,23 @@ from .options import logs_dir_option, out_option, target_option, targets_file_op
 @click.option("--threads", type=int, default=None, help="Default: the target's num-cores.")
 @click.option("--untuned", is_flag=True, help="Also time TVM without tuning records (slow).")
 @click.option("--bf16", is_flag=True, help="Also time TVM with bf16 FC weights (build --precision bf16).")
+@click.option("--int8", is_flag=True,
+              help="Also time TVM int8 and ONNX Runtime int8 on one QDQ model (build --precision int8).")
+@click.option("--calibrate", default="digits", show_default=True, metavar="DATA",
+              help="--int8: calibration images (scales only; speed does not depend on them).")
 @click.option("--layers", is_flag=True,
               help="Also time each layer inside the model, TVM against ONNX Runtime (layers.md).")
 @out_option(default=Path("runs/bench"), dest="out_dir")
 @targets_file_option()
 @logs_dir_option()
 def bench(model: Path, target_name: str, batches: str, runs: int, threads: int | None, untuned: bool, bf16: bool,
-          layers: bool, out_dir: Path, targets_file: Path | None, logs_dir: Path | None) -> None:
+          int8: bool, calibrate: str, layers: bool, out_dir: Path, targets_file: Path | None, logs_dir: Path | None) -> None:
     """Time PyTorch, ONNX Runtime and TVM side by side; write bench.json, bench.md, bench.png."""
     from alexnet_tvm.interface.bench import BenchConfig, parse_batches, run_bench, summary_lines
 
     res = run_bench(BenchConfig(model=model, target=target_name, batches=parse_batches(batches), out_dir=out_dir,
                                 runs=runs, threads=threads, untuned=untuned, bf16=bf16, layers=layers,
+                                int8=int8, calibrate=calibrate,
                                 targets_file=targets_file, logs_dir=logs_dir))
     click.echo("\n".join(summary_lines(res)))
 

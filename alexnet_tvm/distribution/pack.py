@@ -85,7 +85,9 @@ def pack_artifact(artifact: Path, out: Path, report: Path | None = None, logs_di
     manifest = _checked_manifest(artifact, f"cannot pack {artifact}")
     model = safe_component(str(manifest.get("model", {}).get("name", "")), "model name")
     target = safe_component(str(manifest["target"].get("name", "")), "target name")
-    files: dict[str, Path | bytes] = {LIB: artifact / LIB, PARAMS: artifact / PARAMS, MANIFEST: artifact / MANIFEST}
+    # every file the manifest lists (an int8 build also ships its QDQ model), and the manifest
+    files: dict[str, Path | bytes] = {name: artifact / name for name in manifest["files"]}
+    files[MANIFEST] = artifact / MANIFEST
     rep = load_evidence(report, artifact_digest(artifact)) if report else None
     if rep is not None:
         files[VERIFY_REPORT] = Path(report)

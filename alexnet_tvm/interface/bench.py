@@ -21,6 +21,8 @@ import numpy as np
 from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.fsutil import write_json, write_text
 
+from . import bench_int8
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +39,10 @@ class BenchConfig:
     bf16: bool = False
     #: also break the fp32 TVM and ONNX Runtime times down per layer, inside the model (layers.md)
     layers: bool = False
+    #: also time TVM int8 and ONNX Runtime int8 on one QDQ model (bench_int8.py)
+    int8: bool = False
+    calibrate: str = "digits"
+    calib_images: int = 100
     targets_file: Path | None = None
     logs_dir: Path | None = None
 
@@ -155,14 +161,17 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     probe = bandwidth_probe(weight_bytes, threads)
     peak, peak_how = fp32_peak_gflops(threads)
     logs = logs_dir_for_reading(cfg.logs_dir, spec.name)
+    cfg.int8 = bench_int8.wanted(cfg.int8, spec)
     records = choose_record_set(logs, spec.name, timed_on(spec), announce=False)  # each build says a fallback
     rows = []
     for b in cfg.batches:
         x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
-        row, tvm_artifact = _time_cpu_batch(cfg, spec, x, refs, logs)
+        row, arts = _time_cpu_batch(cfg, spec, x, refs, logs, threads)
         row["tvm_fraction_of_fp32_peak"] = flops * b / (row["tvm"]["median_ms"] / 1e3) / 1e9 / peak
         if cfg.layers:
-            row["layers"] = _layer_times(tvm_artifact, onnx_path, x, threads, cfg.runs)
+            row["layers"] = _layer_times(arts["tvm"][0], onnx_path, x, threads, cfg.runs)
+        if cfg.layers and "tvm-int8" in arts:
+            row["layers_int8"] = bench_int8.layer_rows(*arts["tvm-int8"], x, threads, cfg.runs)
         rows.append(row)
     result = {
         "model": str(cfg.model), "target": spec.name, "threads": threads, "runs": cfg.runs,
@@ -234,8 +243,9 @@ def onnx_flops_and_weights(path: Path) -> tuple[int, float, int]:
     return size, flops, int(sum(w.size * 4 for w in weights.values() if w.dtype == np.float32))
 
 
-def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Path) -> tuple[dict, object]:
-    """One batch size: build the TVM variants, time every runtime on ``x``; (row, fp32 TVM artifact)."""
+def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Path,
+                    threads: int) -> tuple[dict, dict]:
+    """One batch size: build the TVM variants, time every runtime on ``x``; (row, {name: (artifact, folder)})."""
     from alexnet_tvm.runtime.artifact import load_artifact
     from alexnet_tvm.runtime.bench import time_callable
 
@@ -246,12 +256,16 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
         builds["tvm-bf16"] = (logs, "bf16")
     if cfg.untuned:
         builds["tvm-untuned"] = (cfg.out_dir / "empty-logs", "fp32")
+    if cfg.int8:
+        builds["tvm-int8"] = (logs, "int8")
     untuned_tasks = {}
     artifacts = {}
     for name, (ldir, precision) in builds.items():
         art_dir, untuned_tasks[name] = _build_tvm(cfg, spec, b, name, ldir, precision)
-        artifacts[name] = load_artifact(art_dir)
-        runtimes[name] = artifacts[name].run_batch
+        artifacts[name] = (load_artifact(art_dir), art_dir)
+        runtimes[name] = artifacts[name][0].run_batch
+    if cfg.int8:
+        bench_int8.add_runtimes(artifacts["tvm-int8"][1], artifacts["tvm-int8"][0], runtimes, threads)
     row = {"batch": b, "untuned_tasks": untuned_tasks}
     outputs = {}
     for name, fn in runtimes.items():
@@ -263,7 +277,8 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
             outputs[name] = np.asarray(fn(x))
         log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
     _add_ratios(row, outputs)
-    return row, artifacts["tvm"]
+    bench_int8.add_ratios(row)
+    return row, artifacts
 
 
 def _add_ratios(row: dict, outputs: dict[str, np.ndarray]) -> None:
@@ -293,7 +308,10 @@ def _write_results(cfg: BenchConfig, result: dict) -> dict:
     layer_rows = [row for row in result["rows"] if "layers" in row]
     if layer_rows:
         write_text(cfg.out_dir / "layers.md", "# Time per layer inside the model (median ms)\n\n"
-                   + "\n".join(layers_markdown(row["batch"], row["layers"]) for row in layer_rows))
+                   + "\n".join(layers_markdown(row["batch"], row["layers"]) for row in layer_rows)
+                   + "".join("\n## int8: TVM int8 against ONNX Runtime int8\n\n"
+                             + layers_markdown(row["batch"], row["layers_int8"])
+                             for row in layer_rows if "layers_int8" in row))
     write_text(cfg.out_dir / "bench.md", markdown_table(result))
     plot(result, cfg.out_dir / "bench.png")
     return result
@@ -306,8 +324,11 @@ def _build_tvm(cfg: BenchConfig, spec, batch: int, name: str = "tvm", logs_dir: 
     from alexnet_tvm.settings import logs_dir_for_reading
 
     art_dir = cfg.out_dir / f"artifact-{name}-b{batch}"
+    from alexnet_tvm.compile.frontend import Calibration
+
+    calib = Calibration(cfg.calibrate, cfg.calib_images) if precision == "int8" else None
     res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, batch=batch, force=True, precision=precision,
-                            logs_dir=logs_dir or logs_dir_for_reading(cfg.logs_dir, spec.name)))
+                            logs_dir=logs_dir or logs_dir_for_reading(cfg.logs_dir, spec.name), calibration=calib))
     return art_dir, res.untuned
 
 
@@ -367,10 +388,10 @@ def _bench_gpu(cfg: BenchConfig, spec) -> dict:
                                 "note": note, "rows": rows})
 
 
-RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-bf16", "tvm-untuned")
+RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES
 
 
-RATIOS = (("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime"))
+RATIOS = (("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime")) + bench_int8.RATIOS
 
 
 def markdown_table(r: dict) -> str:
@@ -452,6 +473,7 @@ def summary_lines(r: dict) -> list[str]:
             if worst is not None:
                 out.append(f"batch {row['batch']}: slowest layer against ONNX Runtime: {worst['layer']} "
                            f"{worst['tvm_ms']:.2f} ms vs {worst['onnxruntime_ms']:.2f} ms (layers.md)")
+        out += bench_int8.summary_lines(row)
         if "bf16_speedup_vs_onnxruntime" in row:
             out.append(f"batch {row['batch']}: TVM with bf16 FC weights is {row['bf16_speedup_vs_onnxruntime']:.2f}x "
                        f"ONNX Runtime (fp32); its logits "

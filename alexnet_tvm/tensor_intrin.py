@@ -1,0 +1,50 @@
+"""The VNNI tensor intrinsic that int8 GEMM schedules name, registered where records are read.
+
+A tuning record of an int8 GEMM replays ``tensorize(..., VNNI_INTRIN)``: MetaSchedule's
+JSONDatabase parses every record of a database when it opens it, and refuses the whole
+database if a record names an intrinsic this process has not registered. So records.py
+registers it before any database is opened (fp32 builds read the same record set), and
+the int8 kernels (compile/int8_kernels.py) use it. Core, like records.py: TVM is imported
+only when a database or a kernel needs it.
+
+Why not TVM's own ``dot_16x4_vnni``: it passes ``int32x16`` operands to
+``llvm.x86.avx512.vpdpbusd.512``, whose signature in the LLVM that TVM 0.27 links takes
+``<64 x i8>``, so every build with it fails LLVM verification. This is the same
+description (``tvm.s_tir.tensor_intrin.x86``) with the operands typed as LLVM wants them.
+"""
+
+from __future__ import annotations
+
+#: the registered name of the tensor intrinsic
+VNNI_INTRIN = "alexnet_tvm_dot_16x4_vnni"
+
+_registered = False
+
+
+def register_intrinsic() -> None:
+    """Registers VNNI_INTRIN once per process (tuning, and every reader of a record set)."""
+    global _registered
+    if _registered:
+        return
+    from tvm.s_tir import TensorIntrin
+    from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def vnni_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            a_i32 = T.reinterpret("int32", A.vload([0], "uint8x4"))
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                "int32x16", "llvm.x86.avx512.vpdpbusd.512", C.vload([0], dtype="int32x16"),
+                T.reinterpret("uint8x64", T.broadcast(a_i32, 16)), B.vload([0, 0], dtype="int8x64"))
+
+    try:
+        TensorIntrin.register(VNNI_INTRIN, dot_product_16x4_u8i8i32_desc, vnni_impl)
+    except Exception:  # already registered by an earlier import in this process
+        pass
+    _registered = True
