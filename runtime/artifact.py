@@ -8,7 +8,8 @@ library is code, and loading a tampered one is running it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,8 @@ class Artifact:
     vm: object
     params: list
     device: object = None
+    #: per thread, the input tensor a misaligned batch is copied into (see :meth:`input_tensor`)
+    _staging: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
     def meta(self) -> ModelMeta:
@@ -77,9 +80,25 @@ class Artifact:
 
         if tuple(x.shape) != self.input_shape:
             raise ArtifactError(f"input shape {tuple(x.shape)} does not match the artifact's {self.input_shape}")
-        out = self.vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32), self.device),
-                              *self.params)
-        return out.numpy()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.vm["main"](self.input_tensor(x), *self.params).numpy()
+
+    def input_tensor(self, x: np.ndarray):
+        """``x`` as the library's input without a fresh allocation. A new 9.6 MB TVM tensor per
+        call (batch 16) cost 4.6 ms of page faults and copying on the Zen 4, 15 % of an int8
+        inference. On this host's CPU, an array aligned as TVM's kernels assume (64 bytes) is
+        passed as it is (DLPack, no copy); any other is copied into this thread's staging tensor."""
+        import tvm
+
+        if self.device is None or self.device.dlpack_device_type() != tvm.cpu().dlpack_device_type():  # GPU, board
+            return tvm.runtime.tensor(x, self.device)
+        if x.ctypes.data % 64 == 0:
+            return tvm.runtime.from_dlpack(x)
+        buf = getattr(self._staging, "tensor", None)
+        if buf is None:
+            buf = self._staging.tensor = tvm.runtime.empty(self.input_shape, "float32", self.device)
+        buf.copyfrom(x)
+        return buf
 
     def time_on_device(self, runs: int = 20):
         """Latency measured where the library runs (on the board for an RPC artifact, on the
