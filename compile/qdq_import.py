@@ -336,6 +336,11 @@ def lower_qdq(model, input_name: str, input_shape: tuple[int, int, int, int]) ->
     ops = {"QuantizeLinear": w.quantize, "DequantizeLinear": w.dequantize, "Conv": w.conv, "Gemm": w.gemm,
            "MaxPool": w.maxpool, "Flatten": w.flatten, "Reshape": w.flatten}
     for node in model.graph.node:
+        if node.op_type == "Constant":  # a shape or a scale written as a node, not an initializer
+            from onnx import numpy_helper
+
+            w.consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            continue
         if node.op_type not in SUPPORTED:
             _fail(f"{node.op_type} ({node.name or node.output[0]}) has no int8 kernel here "
                   f"(supported: {', '.join(SUPPORTED)})")

@@ -59,7 +59,7 @@ def ort_kind(op: str) -> str:
         return "conv"
     if op in ("Gemm", "FusedGemm", "MatMul", "FusedMatMul", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat"):
         return "fc"
-    if op in ("MaxPool", "AveragePool"):
+    if op in ("MaxPool", "AveragePool", "NhwcMaxPool", "QLinearAveragePool"):
         return "pool"
     return "other"
 

@@ -289,7 +289,7 @@ def test_output_under_a_regular_file_refused_before_compiling(tart, tmp_path, ru
     def no_import(*a, **k):
         raise AssertionError("compiled before checking the output path")
 
-    monkeypatch.setattr(build_mod, "import_model", no_import)
+    monkeypatch.setattr(build_mod, "load_prepared", no_import)
     blocker = tmp_path / "file.txt"
     blocker.write_text("mine")
     one_line_error(run_cli("build", tart.ckpt, "--target", TARGET, "-o", blocker / "art",
