@@ -380,6 +380,15 @@ def test_serve_pull_refuses_a_tampered_pack(registry, tmp_path, run_cli, one_lin
     one_line_error(res, "digest")
 
 
+def test_serve_pull_trust_refuses_an_unsigned_pack(registry, tmp_path, run_cli, one_line_error):
+    """serve --pull --trust KEY.pub accepts only packs signed by KEY, as pull --trust does."""
+    from alexnet_tvm.distribution.signing import keygen
+
+    pub, _ = keygen(tmp_path / "keys" / "me.key")
+    res = run_cli("serve", "--pull", MODEL, "--from", str(registry), "--trust", pub, "--port", "0")
+    one_line_error(res, "sign")
+
+
 def test_serve_bench_writes_json_and_markdown(arts, run_cli, tmp_path):
     out = tmp_path / "sb"
     res = run_cli("serve-bench", *arts, "--concurrency", "1,4", "--requests", "12", "--warmup", "2",

@@ -39,10 +39,12 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[in
 @click.option("--from", "registry", default=None, help="Registry for --pull: a folder or an http(s):// URL.")
 @click.option("--pull-batch", multiple=True, type=int, help="Pull one pack per batch size (default: the smallest).")
 @click.option("--pull-target", default=None, help="Prefer packs of this target (default: any this host runs).")
+@click.option("--trust", type=click.Path(path_type=Path), multiple=True, metavar="PUBKEY",
+              help="--pull: accept only packs signed by a key in this .pub or trusted-keys file (as pull --trust).")
 def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, name: str | None,
           max_delay_ms: float, max_queue: int, timeout_s: float, max_body_mb: float, max_image_mb: float,
           max_image_pixels: int, pull_models: tuple[str, ...], registry: str | None, pull_batch: tuple[int, ...],
-          pull_target: str | None) -> None:
+          pull_target: str | None, trust: tuple[Path, ...]) -> None:
     """Serve ARTIFACTS over the Open Inference Protocol (KServe v2) until SIGTERM."""
     from alexnet_tvm.serving.app import ServeConfig, serve as run_serve
     from alexnet_tvm.serving.limits import MIB, Limits
@@ -53,7 +55,13 @@ def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, 
     limits = Limits(max_queue=max_queue, max_delay_ms=max_delay_ms, timeout_s=timeout_s,
                     max_body_bytes=int(max_body_mb * MIB), max_image_bytes=int(max_image_mb * MIB),
                     max_image_pixels=max_image_pixels)
-    pull = PullRequest(list(pull_models), registry, pull_target, list(pull_batch)) if pull_models else None
+    if trust and not pull_models:
+        raise click.UsageError("--trust is for --pull")
+    from alexnet_tvm.distribution.signing import Trust
+
+    trusted = Trust.from_files(trust)  # a bad key file fails before anything is downloaded
+    pull = PullRequest(list(pull_models), registry, pull_target, list(pull_batch), trust=trusted) if pull_models \
+        else None
     cfg = ServeConfig(list(artifacts), host=host, port=port, token=token, name=name, limits=limits, pull=pull)
     run_serve(cfg, on_ready=lambda url, names: click.echo(f"serving {', '.join(names)} at {url}"))
 

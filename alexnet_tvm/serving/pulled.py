@@ -28,6 +28,8 @@ class PullRequest:
     #: one pack per batch size; empty: the smallest batch the registry has
     batches: list[int] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
+    #: the keys a pack must be signed with (``serve --trust``, as ``pull --trust``); None: unsigned accepted
+    trust: object = None  # distribution.signing.Trust
 
 
 @contextmanager
@@ -39,6 +41,6 @@ def pulled_artifacts(req: PullRequest) -> Iterator[list[Path]]:
             for batch in req.batches or [None]:
                 out = Path(tmp) / f"{name}-b{batch or 'min'}"
                 res = pull(PullConfig(model=name, registry=req.registry, target=req.target, batch=batch, out=out,
-                                      timeout=req.timeout, progress=False))
+                                      timeout=req.timeout, progress=False, trust=req.trust))
                 folders.append(res.out)
         yield folders
