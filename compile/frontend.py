@@ -14,12 +14,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from alexnet_tvm.errors import ModelFormatError, ToolkitError
+from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.model.describe import ModelOverrides, describe_onnx, onnx_io, sidecar_or
 from alexnet_tvm.model.formats import detect_format
 from alexnet_tvm.model.quantize import DEFAULT_CALIB_IMAGES, METHOD
 
-from .importer import ImportedModel, import_model
+from .importer import ImportedModel, import_model, load_onnx
 from .pipeline import prepare
 from .precision import check_precision, with_precision
 
@@ -37,22 +37,13 @@ class Calibration:
     images: int = DEFAULT_CALIB_IMAGES
 
 
-def _load_onnx(path: Path):
-    import onnx
-
-    try:
-        return onnx.load(str(path))
-    except Exception as e:
-        raise ModelFormatError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-
-
 def qdq_model(path: Path):
     """The loaded ONNX model when ``path`` is a QDQ (quantized) ONNX file, else None."""
     from .qdq_import import is_qdq
 
     if detect_format(Path(path)) != "onnx":
         return None
-    model = _load_onnx(path)
+    model = load_onnx(path)
     return model if is_qdq(model) else None
 
 
@@ -80,14 +71,15 @@ def _lower(model, path: Path, batch: int, overrides: ModelOverrides, base: Impor
                          precision="int8", quantization=quantization, qdq_onnx=Path(path))
 
 
-def import_int8(path: Path, batch: int, overrides: ModelOverrides, calib: Calibration, workdir: Path) -> ImportedModel:
-    """An int8 model: the QDQ file itself, or the fp32 model quantized with ``calib`` in ``workdir``."""
+def import_int8(path: Path, batch: int, overrides: ModelOverrides, calib: Calibration, workdir: Path,
+                model=None) -> ImportedModel:
+    """An int8 model: the QDQ file itself (``model``, already loaded), or the fp32 model quantized
+    with ``calib`` in ``workdir``."""
     from alexnet_tvm.model.quantize import calibration_set, quantize_onnx
     from alexnet_tvm.model.reference import onnx_file_for
 
     from .onnx_canonical import canonical_fc
 
-    model = qdq_model(path)
     if model is not None:
         if calib.data:
             raise ToolkitError(f"{path}: already quantized (QDQ ONNX); it builds as int8 without --calibrate")
@@ -97,7 +89,7 @@ def import_int8(path: Path, batch: int, overrides: ModelOverrides, calib: Calibr
                            "embedded set), or a QDQ ONNX model file")
     base = import_model(path, 1, overrides)  # the model's meta, whatever its format
     fp32 = onnx_file_for(path, 1, workdir, base.meta.input_size)
-    model = _load_onnx(fp32)
+    model = load_onnx(fp32)
     canonical_fc(model)  # Gemm(transB=1) for every FC form, as the fp32 road does
     import onnx
 
@@ -106,7 +98,7 @@ def import_int8(path: Path, batch: int, overrides: ModelOverrides, calib: Calibr
     qdq = quantize_onnx(workdir / "fp32.onnx", workdir / "model.int8.onnx", cal)
     info = {"source": "calibrated", "data": cal.source, "images": cal.count, "digest": cal.digest,
             "method": METHOD, "weights": "int8 symmetric per channel", "activations": "uint8 per tensor"}
-    return _lower(_load_onnx(qdq), qdq, batch, overrides, base, info)
+    return _lower(load_onnx(qdq), qdq, batch, overrides, base, info)
 
 
 def load_prepared(model: Path, batch: int, overrides: ModelOverrides | None, precision: str, calib: Calibration | None,
@@ -118,11 +110,12 @@ def load_prepared(model: Path, batch: int, overrides: ModelOverrides | None, pre
     overrides = overrides or ModelOverrides()
     if precision != "int8" and calib and calib.data:
         raise ToolkitError("--calibrate is for --precision int8")
-    if precision == "int8" or qdq_model(model) is not None:
+    qdq = qdq_model(model)
+    if precision == "int8" or qdq is not None:
         if precision == "bf16":
             raise ToolkitError(f"{model}: a QDQ (int8) ONNX model cannot be built as bf16")
         check_int8_target(spec)
-        imported = import_int8(Path(model), batch, overrides, calib or Calibration(), Path(workdir))
+        imported = import_int8(Path(model), batch, overrides, calib or Calibration(), Path(workdir), qdq)
         log.info("int8: %d kernels from the QDQ graph", len(imported.params))
         return imported, prepare_int8(imported.mod, target)
     imported = import_model(model, batch, overrides)

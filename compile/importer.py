@@ -84,14 +84,18 @@ def _simplify(model, name: str, shape: tuple):
     return simplified
 
 
-def _onnx(path: Path, batch: int, o: ModelOverrides):
+def load_onnx(path: Path):
+    """The ONNX model at ``path``, or one typed error for a file onnx cannot read."""
     import onnx
 
     try:
-        model = onnx.load(str(path))
+        return onnx.load(str(path))
     except Exception as e:
         raise ModelFormatError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-    return _from_onnx_model(model, path, batch, None, o)
+
+
+def _onnx(path: Path, batch: int, o: ModelOverrides):
+    return _from_onnx_model(load_onnx(path), path, batch, None, o)
 
 
 def _torchscript(path: Path, batch: int, o: ModelOverrides):
