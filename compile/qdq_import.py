@@ -131,17 +131,29 @@ class _Walker:
         return len(self.program.steps) - 1
 
     def scalar(self, name: str, default=0) -> np.ndarray:
+        """A constant quantization parameter; an activation's must be one value (per tensor)."""
         if not name:
             return np.asarray(default)
         if name not in self.consts:
             _fail(f"quantization parameter {name!r} is not a constant")
         return self.consts[name]
 
+    def per_tensor(self, name: str, default=0) -> np.ndarray:
+        v = np.asarray(self.scalar(name, default))
+        if v.size != 1:
+            _fail(f"{name!r}: activations must be quantized per tensor ({v.size} values)")
+        return v.reshape(())
+
     # -- ONNX ops ----------------------------------------------------------------------
+    def value(self, name: str):
+        if name not in self.values:
+            _fail(f"{name!r} is neither the image input nor computed before it is used")
+        return self.values[name]
+
     def quantize(self, node):
-        x = self.values[node.input[0]]
-        scale = float(self.scalar(node.input[1]))
-        zp_arr = self.scalar(node.input[2] if len(node.input) > 2 else "", np.uint8(0))
+        x = self.value(node.input[0])
+        scale = float(self.per_tensor(node.input[1]))
+        zp_arr = self.per_tensor(node.input[2] if len(node.input) > 2 else "", np.uint8(0))
         if zp_arr.dtype != np.uint8:
             _fail(f"{node.output[0]}: activations must be uint8 (QuantType.QUInt8), not {zp_arr.dtype}")
         zp = int(zp_arr)
@@ -170,7 +182,8 @@ class _Walker:
         zp = self.scalar(node.input[2] if len(node.input) > 2 else "", 0)
         if src in self.consts:
             return QConst(self.consts[src], scale.reshape(-1), np.asarray(zp).reshape(-1))
-        x = self.values[src]
+        x = self.value(src)
+        scale, zp = self.per_tensor(node.input[1]), self.per_tensor(node.input[2] if len(node.input) > 2 else "", 0)
         if not isinstance(x, QAct):
             _fail(f"DequantizeLinear of {src!r}: expected a quantized activation")
         if not np.isclose(float(scale), x.scale, rtol=1e-6) or int(zp) != x.zp:
@@ -337,9 +350,13 @@ def lower_qdq(model, input_name: str, input_shape: tuple[int, int, int, int]) ->
            "MaxPool": w.maxpool, "Flatten": w.flatten, "Reshape": w.flatten}
     for node in model.graph.node:
         if node.op_type == "Constant":  # a shape or a scale written as a node, not an initializer
+            value = _attrs(node)
+            v = next(iter(value.values()), None) if len(value) == 1 else None
+            if v is None:
+                _fail(f"Constant ({node.output[0]}) has no single value")
             from onnx import numpy_helper
 
-            w.consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            w.consts[node.output[0]] = numpy_helper.to_array(v) if hasattr(v, "raw_data") else np.asarray(v)
             continue
         if node.op_type not in SUPPORTED:
             _fail(f"{node.op_type} ({node.name or node.output[0]}) has no int8 kernel here "
