@@ -191,6 +191,16 @@ def ensure_cpu_file(folder: Path, cpu: dict) -> None:
         write_json(Path(folder) / CPU_FILE, cpu)
 
 
+#: int8 records live in their own database inside a record set: the int8 workloads (their TIR
+#: serialized whole, 20-90 KB each) would double the fp32 database every build reads
+INT8_DIR = "int8"
+
+
+def database_folder(set_folder: Path, precision: str) -> Path:
+    """The database of ``precision`` inside a record set folder (the one home of that rule)."""
+    return Path(set_folder) / INT8_DIR if precision == "int8" else Path(set_folder)
+
+
 def own_record_set(logs_dir: Path, spec: TargetSpec, host: str | None = None) -> Path:
     """The folder ``tune`` writes ``spec``'s records into (created, with its cpu.json): this
     machine's own set, never another CPU's."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.fsutil import atomic_dir, refuse_existing, sha256_file, write_json
 from alexnet_tvm.records import database_digest, open_database
-from alexnet_tvm.recordsets import RecordChoice, choose_record_set, timed_on
+from alexnet_tvm.recordsets import RecordChoice, choose_record_set, database_folder, timed_on
 
 from alexnet_tvm.artifact_format import FORMAT_VERSION, INT8_REFERENCE, LIB, MANIFEST, PARAMS
 from alexnet_tvm.schemas import plain_name
@@ -101,7 +101,8 @@ def _build(cfg: BuildConfig, work: Path) -> BuildResult:
     imported, prepared = load_prepared(cfg.model, cfg.batch, cfg.overrides, cfg.precision, cfg.calibration, spec,
                                        target, work)
     tasks = tuning_tasks(prepared, target)
-    database = open_database(records.folder, for_tuning=False)
+    db_folder = database_folder(records.folder, imported.precision)
+    database = open_database(db_folder, for_tuning=False)
     untuned = [t.task_name for t in tasks if not has_record(database, t, target)]
     if untuned:
         fallback = "DLight default GPU schedules" if is_gpu(target) else "untuned loops (slow)"
@@ -117,7 +118,7 @@ def _build(cfg: BuildConfig, work: Path) -> BuildResult:
     with atomic_dir(cfg.out, force=cfg.force) as tmp:
         _export_library(ex, tmp / LIB, spec)
         (tmp / PARAMS).write_bytes(save_param_dict({f"p{i}": p for i, p in enumerate(params)}))
-        tuning = {"database": str(records.folder), "digest": database_digest(records.folder), **records.manifest(),
+        tuning = {"database": str(db_folder), "digest": database_digest(db_folder), **records.manifest(),
                   "tasks": len(tasks), "tuned": len(tasks) - len(untuned), "untuned": untuned}
         manifest = _manifest(cfg, imported, str(target), tuning, prepacked, len(params))
         manifest["build_seconds"] = round(time.perf_counter() - t0, 2)

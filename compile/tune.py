@@ -245,7 +245,7 @@ def _plan(cfg: TuneConfig) -> _Plan:
     """Check the settings and the machine, then import and prepare the model, extract its tasks
     and open the database, whose records decide what is still to tune."""
     from alexnet_tvm.records import open_database
-    from alexnet_tvm.recordsets import own_record_set
+    from alexnet_tvm.recordsets import database_folder, own_record_set
 
     spec = cfg.target
     target, cores, total, per_task = _check_settings(cfg)
@@ -254,8 +254,10 @@ def _plan(cfg: TuneConfig) -> _Plan:
         imported, prepared = load_prepared(cfg.model, cfg.batch, cfg.overrides, cfg.precision, cfg.calibration, spec,
                                            target, Path(work))
     tasks = _select(tuning_tasks(prepared, target), cfg.only)
-    db_dir = own_record_set(cfg.logs_dir, spec)  # resumes from this host's own records only
-    work_dir = fresh_dir_for(cfg.logs_dir, spec) if cfg.fresh else db_dir
+    precision = imported.precision if imported.precision == "int8" else cfg.precision
+    # resumes from this host's own records only
+    db_dir = database_folder(own_record_set(cfg.logs_dir, spec), precision)
+    work_dir = database_folder(fresh_dir_for(cfg.logs_dir, spec), precision) if cfg.fresh else db_dir
     database = open_database(work_dir, for_tuning=True)
     missing = [t for t in tasks if not has_record(database, t, target)]
     pending = tasks if cfg.extend else missing

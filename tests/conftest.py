@@ -121,12 +121,13 @@ def committed_record_sets(target: str) -> list[str]:
     return sorted(p.parent.name for p in folder.glob("*/database_tuning_record.json"))
 
 
-def copy_committed_records(target: str, dest: Path, record_set: str | None = None) -> Path:
+def copy_committed_records(target: str, dest: Path, record_set: str | None = None, precision: str = "fp32") -> Path:
     """The checkout's ``tuning_logs/<target>/<record_set>/`` database pair, copied into ``dest``:
     what a test reads stays fixed while a tune in the work tree appends (no git: tests run from
     a tarball too). ``record_set`` may be left out only while the target has one set; a test
     meant for every set parametrizes over :func:`committed_record_sets`."""
     from alexnet_tvm.records import RECORDS, WORKLOADS
+    from alexnet_tvm.recordsets import database_folder
 
     sets = committed_record_sets(target)
     if record_set is None:
@@ -135,7 +136,7 @@ def copy_committed_records(target: str, dest: Path, record_set: str | None = Non
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for f in (WORKLOADS, RECORDS):
-        shutil.copyfile(COMMITTED_LOGS / target / record_set / f, dest / f)
+        shutil.copyfile(database_folder(COMMITTED_LOGS / target / record_set, precision) / f, dest / f)
     return dest
 
 

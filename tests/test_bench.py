@@ -107,7 +107,7 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     from alexnet_tvm.model.checkpoint import init_checkpoint
     from alexnet_tvm.records import open_database
 
-    db = copy_committed_records(target, tmp_path / "db", record_set)
+    db = copy_committed_records(target, tmp_path / "db", record_set, precision)
     model = tmp_path / "model.pt"
     init_checkpoint(arch, classes, model, input_size=size)
     spec = _targets()[target]
