@@ -281,7 +281,7 @@ def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -
         contexts, weights = tune_contexts(plan.pending, str(plan.work_dir), cfg.seed, max(plan.cores, 1))
     else:
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            plan.pending, work_dir=str(plan.work_dir), seed=cfg.seed, num_threads=max(plan.cores, 1))
+            plan.pending, work_dir=str(plan.work_dir), seed=cfg.seed, num_threads=host_workers(spec, plan.cores))
     reports = [TaskReport(t.task_name, int(t.weight)) for t in plan.pending]
     threads_before = os.environ.get(THREADS_ENV)
     if spec.runner == "local" and spec.is_cpu:
@@ -351,7 +351,7 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
 
     deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
     runner = _make_runner(spec)  # checks the board first when it is remote
-    builder = WarmBuilder(max_workers=max(cores, 1), timeout_sec=cfg.builder_timeout,
+    builder = WarmBuilder(max_workers=host_workers(spec, cores), timeout_sec=cfg.builder_timeout,
                           f_export=builder_export_for(spec))
     callbacks = list(ms.measure_callback.MeasureCallback.create("default"))
     bar = tqdm(total=total, unit="trial", desc=f"tune {spec.name}", disable=None)
@@ -373,6 +373,16 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
     finally:
         bar.close()
         builder.shutdown()
+
+
+def host_workers(spec: TargetSpec, cores: int) -> int:
+    """Search threads and build processes beside the measurements. A CPU target measured here gets only its own
+    cores, so builds never steal time from a measurement; a GPU (or a board) measures elsewhere,
+    so every core of this machine searches and compiles candidates (a CUDA compile takes
+    seconds; on an H200 machine, one search thread spent 50 s on one task's first round)."""
+    if spec.runner == "local" and spec.is_cpu:
+        return max(cores, 1)
+    return max(os.cpu_count() or 1, 1)
 
 
 def _restore_env(name: str, value: str | None) -> None:
