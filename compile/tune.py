@@ -39,6 +39,8 @@ class TuneConfig:
     trials_per_task: int | None = None
     #: minutes; tuning stops after the round that crosses it
     time_budget: float | None = None
+    #: time.monotonic() after which no new round starts (adapt: one budget over several steps)
+    deadline: float | None = None
     trials_per_round: int = 32
     seed: int = 0
     builder_timeout: float = 120.0
@@ -55,6 +57,13 @@ class TuneConfig:
     overrides: ModelOverrides | None = None
     #: int8: --calibrate DATA / --calib-images N (frontend.py)
     calibration: Calibration | None = None
+    #: adapt: another CPU's record set (its database folder) whose best schedules are first
+    #: re-timed here and committed to this host's own set (adapt.py)
+    seed_from: Path | None = None
+    #: adapt: tune exactly these tasks (records or not), each weighted by the milliseconds it
+    #: loses to ONNX Runtime in the model, with a cost model warmed on this host's records;
+    #: an empty dict tunes nothing (a re-time only)
+    focus: dict[str, float] | None = None
 
 
 @dataclass
@@ -82,6 +91,8 @@ class TuneResult:
     seconds: float
     stopped_by_budget: bool
     reports: list[TaskReport] = field(default_factory=list)
+    #: adapt: what re-timing the seed set gave (adapt.RetimeResult)
+    retime: object | None = None
 
 
 def fresh_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
@@ -261,6 +272,8 @@ def _plan(cfg: TuneConfig) -> _Plan:
     database = open_database(work_dir, for_tuning=True)
     missing = [t for t in tasks if not has_record(database, t, target)]
     pending = tasks if cfg.extend else missing
+    if cfg.focus is not None:
+        pending = [t for t in tasks if t.task_name in cfg.focus]
     return _Plan(target, cores, total, per_task, tasks, pending, len(tasks) - len(missing), db_dir, work_dir,
                  database, imported.precision == "int8")
 
@@ -282,12 +295,20 @@ def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -
     else:
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             plan.pending, work_dir=str(plan.work_dir), seed=cfg.seed, num_threads=host_workers(spec, plan.cores))
+    if cfg.focus:  # adapt: the gradient scheduler spends trials where the most time is lost
+        weights = [float(cfg.focus[t.task_name]) for t in plan.pending]
     reports = [TaskReport(t.task_name, int(t.weight)) for t in plan.pending]
     threads_before = os.environ.get(THREADS_ENV)
     if spec.runner == "local" and spec.is_cpu:
         use_threads(plan.cores)  # the runner's workers measure with the cores the library will use
     try:
-        _run_tuner(cfg, spec, contexts, weights, plan.database, total, plan.per_task, plan.cores, reports, result)
+        cost_model = "xgb"
+        if cfg.focus is not None:
+            from .adapt import warm_cost_model
+
+            cost_model = warm_cost_model(contexts, plan.pending, plan.database, max(plan.cores, 1))
+        _run_tuner(cfg, spec, contexts, weights, plan.database, total, plan.per_task, plan.cores, reports, result,
+                   cost_model)
     finally:
         _restore_env(THREADS_ENV, threads_before)
         _cleanup_logs(plan.work_dir)  # on every exit, Ctrl-C included
@@ -307,9 +328,10 @@ def tune(cfg: TuneConfig) -> TuneResult:
 
     plan = _plan(cfg)
     t0 = time.perf_counter()
+    result_retime = _retime(cfg, plan) if cfg.seed_from is not None else None
     log.info("%d tasks, %d already have records%s, %d to tune", len(plan.tasks), plan.already_tuned,
              f" in {plan.work_dir}" if cfg.fresh else "", len(plan.pending))
-    result = TuneResult(plan.work_dir, len(plan.tasks), plan.already_tuned, 0, 0, 0.0, False)
+    result = TuneResult(plan.work_dir, len(plan.tasks), plan.already_tuned, 0, 0, 0.0, False, retime=result_retime)
     if plan.pending:
         _tune_pending(cfg, plan, result, t0)
     if cfg.fresh:
@@ -339,8 +361,33 @@ def _merge_fresh(work_dir: Path, db_dir: Path, done: bool) -> None:
                 break
 
 
+def _retime(cfg: TuneConfig, plan: _Plan):
+    """adapt: the seed set's best schedules, timed here, as this host's first records (adapt.py)."""
+    from .adapt import retime_seeds, seed_database
+    from .workers import WarmBuilder
+
+    threads_before = os.environ.get(THREADS_ENV)
+    if cfg.target.runner == "local" and cfg.target.is_cpu:
+        use_threads(plan.cores)
+    builder = WarmBuilder(max_workers=host_workers(cfg.target, plan.cores), timeout_sec=cfg.builder_timeout)
+    runner = _make_runner(cfg.target)
+    try:
+        res = retime_seeds(plan.tasks, plan.target, seed_database(cfg.seed_from), plan.database, builder, runner)
+    finally:
+        builder.shutdown()
+        del runner  # its worker pool goes now, not at interpreter exit (where psutil is half torn down)
+        _restore_env(THREADS_ENV, threads_before)
+    log.info("re-timed %d seed schedules here in %.0f s: %d of %d tasks have a record timed on this CPU%s",
+             res.timed, res.seconds, res.seeded, res.tasks,
+             f"; no seed for {', '.join(res.unseeded)}" if res.unseeded else "")
+    plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
+    if cfg.focus is None and not cfg.extend:  # what still lacks a record after the seeds
+        plan.pending = [t for t in plan.pending if not has_record(plan.database, t, plan.target)]
+    return res
+
+
 def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, total: int, per_task: int,
-               cores: int, reports: list[TaskReport], result: TuneResult) -> None:
+               cores: int, reports: list[TaskReport], result: TuneResult, cost_model="xgb") -> None:
     """MetaSchedule's task loop with our warm builder, progress and budget; a spent budget is a
     normal end (the records are kept), any other failure is raised."""
     from tqdm import tqdm
@@ -350,6 +397,8 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
     from .workers import WarmBuilder
 
     deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
+    if cfg.deadline is not None:
+        deadline = min(deadline or cfg.deadline, cfg.deadline)
     runner = _make_runner(spec)  # checks the board first when it is remote
     builder = WarmBuilder(max_workers=host_workers(spec, cores), timeout_sec=cfg.builder_timeout,
                           f_export=builder_export_for(spec))
@@ -361,7 +410,7 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
         ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(result.db_dir),
                            max_trials_global=total, max_trials_per_task=per_task,
                            num_trials_per_iter=cfg.trials_per_round,
-                           builder=builder, runner=runner, database=database, cost_model="xgb",
+                           builder=builder, runner=runner, database=database, cost_model=cost_model,
                            measure_callbacks=callbacks, task_scheduler="gradient")
     except Exception:
         if "error" in stop:
@@ -369,7 +418,7 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
         if not stop.get("budget"):
             raise
         result.stopped_by_budget = True
-        log.info("time budget of %.1f min spent; records so far are kept", cfg.time_budget)
+        log.info("time budget spent; records so far are kept")
     finally:
         bar.close()
         builder.shutdown()

@@ -158,6 +158,25 @@ def match_layers(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, 
     return rows
 
 
+def kernel_losses(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, str, float]]) -> dict[str, float]:
+    """TVM kernel -> milliseconds it loses to the ONNX Runtime node of its kind and rank (conv2
+    against ORT's second conv), for the kernels that lose; what ``tune --adapt`` tunes."""
+    ort: dict[str, list[float]] = defaultdict(list)
+    for _, op, ms in ort_times:
+        ort[ort_kind(op)].append(ms)
+    rank: dict[str, int] = defaultdict(int)
+    lost: dict[str, float] = {}
+    for name, ms in tvm_times:
+        kind = tvm_kind(name)
+        if kind == "other":
+            continue
+        i = rank[kind]
+        rank[kind] += 1
+        if i < len(ort[kind]) and ms > ort[kind][i]:
+            lost[name] = lost.get(name, 0.0) + ms - ort[kind][i]
+    return lost
+
+
 def layers_markdown(batch: int, rows: list[dict]) -> str:
     lines = [f"### batch {batch}", "", "| layer | TVM ms | ORT ms | TVM vs ORT |", "|---|---|---|---|"]
     for r in rows:

@@ -169,3 +169,32 @@ def test_bench_int8_columns_and_layers(tmp_path, run_cli):
     assert "TVM int8 vs ORT int8" in (out / "bench.md").read_text()
     assert "int8: TVM int8 against ONNX Runtime int8" in (out / "layers.md").read_text()
     assert "ONNX Runtime int8" in res.output
+
+
+def test_interleaved_timing_rotates_and_shares_a_burst():
+    """Each runtime once a round, the order rotated; a burst of load lands on every runtime alike
+    rather than on the one whose block it meets (timed in blocks, it would be all of b's calls)."""
+    import time
+
+    from alexnet_tvm.runtime.bench import time_interleaved
+
+    calls: list[str] = []
+    slow = {"a": 0, "b": 0, "c": 0}
+
+    def runtime(name: str, ms: float):
+        def fn(_x):
+            calls.append(name)
+            burst = 12 <= len(calls) < 21  # the 10th to 18th timed calls: a neighbour's burst
+            slow[name] += burst
+            time.sleep((ms + (30.0 if burst else 0.0)) / 1e3)
+        return fn
+
+    t = time_interleaved({"a": runtime("a", 1.0), "b": runtime("b", 3.0), "c": runtime("c", 5.0)}, [0], runs=9,
+                         warmup=1)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:12] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert len(calls) == 3 + 27 and all(t[n].runs == 9 for n in "abc")
+    assert slow == {"a": 3, "b": 3, "c": 3}
+    for name, ms in (("a", 1.0), ("b", 3.0), ("c", 5.0)):
+        assert ms <= t[name].median_ms < ms + 15, (name, t[name])  # 3 slow calls of 9 leave the median alone
+        assert t[name].p90_ms > ms + 25

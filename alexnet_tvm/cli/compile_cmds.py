@@ -39,6 +39,9 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
                    "are not comparable with new ones).")
 @click.option("--only", multiple=True, metavar="TEXT",
               help="Tune only the tasks whose name contains TEXT (repeatable), e.g. matmul for the FC layers.")
+@click.option("--adapt", is_flag=True,
+              help="Make the nearest CPU's records this CPU's (re-timed here), then tune where the layer profile "
+                   "shows TVM losing to ONNX Runtime here; --time-budget (default 20) is the whole run's wall time.")
 @precision_option()
 @calibrate_options
 @targets_file_option()
@@ -46,12 +49,18 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
 @model_options
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
          time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, only: tuple[str, ...],
-         precision: str, calibrate: str | None, calib_images: int, targets_file: Path | None, logs_dir: Path | None,
-         **model_flags) -> None:
+         adapt: bool, precision: str, calibrate: str | None, calib_images: int, targets_file: Path | None,
+         logs_dir: Path | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
     from alexnet_tvm.compile.tune import format_report
     from alexnet_tvm.interface.compile_jobs import tune_each_batch
 
+    if adapt:
+        clash = [f for f, on in (("--fresh", fresh), ("--extend", extend), ("--only", only), ("--trials", trials),
+                                 ("--trials-per-task", trials_per_task), ("--calibrate", calibrate)) if on]
+        if clash:
+            raise click.UsageError(f"--adapt chooses its own tasks and budget; drop {', '.join(clash)}")
+        return _adapt(model, target_name, batch, time_budget, seed, precision, targets_file, logs_dir, model_flags)
     for name, b, res in tune_each_batch(model, target_name, batch=batch, targets_file=targets_file, logs_dir=logs_dir,
                                         total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
                                         trials_per_round=trials_per_round, seed=seed, precision=precision,
@@ -62,6 +71,17 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
                    + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
         if res.reports:
             click.echo("\n".join(format_report(res)))
+
+
+def _adapt(model: Path, target_name: str, batch: int | None, time_budget: float | None, seed: int, precision: str,
+           targets_file: Path | None, logs_dir: Path | None, model_flags: dict) -> None:
+    from alexnet_tvm.interface.adapt import adapt_each_batch, report_lines
+    from alexnet_tvm.interface.compile_jobs import model_overrides
+
+    for name, report in adapt_each_batch(model, target_name, batch=batch, time_budget=time_budget or 20.0,
+                                         targets_file=targets_file, logs_dir=logs_dir, precision=precision, seed=seed,
+                                         overrides=model_overrides(**model_flags)):
+        click.echo("\n".join(report_lines(name, report)))
 
 
 @click.command()

@@ -247,7 +247,7 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
                     threads: int) -> tuple[dict, dict]:
     """One batch size: build the TVM variants, time every runtime on ``x``; (row, {name: (artifact, folder)})."""
     from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.bench import time_callable
+    from alexnet_tvm.runtime.bench import time_callable, time_interleaved
 
     b = x.shape[0]
     runtimes = dict(refs)
@@ -267,15 +267,16 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
     if cfg.int8:
         bench_int8.add_runtimes(artifacts["tvm-int8"][1], artifacts["tvm-int8"][0], runtimes, threads)
     row = {"batch": b, "untuned_tasks": untuned_tasks}
-    outputs = {}
-    for name, fn in runtimes.items():
-        slow = name == "tvm-untuned"
-        t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
-                          max_seconds=60 if slow else None)
+    slow = runtimes.pop("tvm-untuned", None)  # seconds a call: timed alone, a few runs
+    timings = time_interleaved(runtimes, x, runs=cfg.runs)
+    if slow is not None:
+        timings["tvm-untuned"] = time_callable("tvm-untuned", slow, x, runs=3, warmup=1, max_seconds=60)
+    for name, t in timings.items():
         row[name] = t.to_dict()
-        if cfg.bf16 and name in ("pytorch", "onnxruntime", "tvm-bf16"):  # what bf16 costs in accuracy, below
-            outputs[name] = np.asarray(fn(x))
         log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
+    # what bf16 costs in accuracy, below
+    bf16_refs = ("pytorch", "onnxruntime", "tvm-bf16") if cfg.bf16 else ()
+    outputs = {n: np.asarray(runtimes[n](x)) for n in bf16_refs if n in runtimes}
     _add_ratios(row, outputs)
     bench_int8.add_ratios(row)
     return row, artifacts
@@ -410,7 +411,8 @@ def markdown_table(r: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if "note" in r:
         return head + "\n".join(lines) + f"\n\n{r['note']}\n"
-    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} runs after warm-up.\n"
+    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} interleaved rounds after "
+            "warm-up (each runtime once a round, the order rotated).\n"
             + records_line(r) +
             f"Read bandwidth {r['read_bandwidth_gb_s']:.1f} GB/s ({_probe_label(r)}): batch-1 weight floor "
             f"{r['batch1_weight_floor_ms']:.2f} ms for {r['weight_mbytes']:.0f} MB of fp32 weights.\n"

@@ -1,0 +1,163 @@
+"""``tune --adapt``: make another CPU's records this CPU's, then tune where TVM loses here.
+
+For each batch size, inside one wall-clock budget (import and task extraction included):
+
+1. **Re-time the nearest family's records** (compile/adapt.py): when this host has no record
+   set of its own, the nearest set's best schedules are built and timed here and written to
+   this host's own set. Every task then has a record timed on this CPU.
+2. **Profile the model here**, layer by layer against ONNX Runtime (the `bench --layers`
+   measurement): the kernels that lose, and by how many milliseconds, are the tasks to tune.
+   When none loses, every layer kernel is tuned, weighted by its time.
+3. **Tune those tasks** with the rest of the batch's share of the budget: the re-timed
+   schedules are the search's first population and the cost model is trained on them first;
+   the gradient scheduler weighs each task by the milliseconds it loses.
+
+On a host with its own set, step 1 is skipped: adapt is then "tune where the profile says".
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from alexnet_tvm.errors import ToolkitError
+from alexnet_tvm.targets import AUTO
+
+log = logging.getLogger(__name__)
+
+#: whole-model runs behind the layer profile (a median per kernel)
+PROFILE_RUNS = 10
+#: below this many minutes left, a batch's share is not worth starting a search for
+MIN_TUNE_MINUTES = 0.5
+
+
+@dataclass
+class AdaptReport:
+    """One batch size's adaptation."""
+
+    batch: int
+    #: the set whose schedules seeded this host's (None: the host had its own)
+    seeded_from: str | None
+    retime: object | None  # compile.adapt.RetimeResult
+    #: task -> milliseconds lost to ONNX Runtime before tuning (the weights)
+    losses: dict[str, float] = field(default_factory=dict)
+    tune: object | None = None  # compile.tune.TuneResult
+    seconds: float = 0.0
+
+
+def _check(spec, precision: str) -> None:
+    if not (spec.is_cpu and spec.runner == "local"):
+        raise ToolkitError(f"tune --adapt adapts records to this machine's CPU; {spec.name} is not a CPU target "
+                           "timed here (tune it with tune --fresh)")
+    if precision == "int8":
+        raise ToolkitError("tune --adapt: int8 is not supported (its layers are not profiled by kind yet); "
+                           "use tune --precision int8")
+
+
+def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, time_budget: float = 20.0,
+                     targets_file: Path | None = None, logs_dir: Path | None = None, precision: str = "fp32",
+                     seed: int = 0, overrides=None) -> Iterator[tuple[str, AdaptReport]]:
+    """Adapt ``model``'s records for ``target`` to this CPU, each batch size in turn, in
+    ``time_budget`` minutes of wall time for all of them; yields (target name, report)."""
+    from alexnet_tvm.compile.tune import TuneConfig
+    from alexnet_tvm.recordsets import choose_record_set, database_folder, timed_on
+    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
+
+    deadline = time.monotonic() + 60.0 * time_budget
+    spec = resolve_target(target, targets_file)
+    _check(spec, precision)
+    logs = logs_dir_for_writing(logs_dir, spec.name)
+    choice = choose_record_set(logs, spec.name, timed_on(spec), announce=False)
+    if choice.chosen is None:
+        raise ToolkitError(f"tune --adapt: {spec.name} has no record set to start from under {logs / spec.name}; "
+                           "tune --fresh searches from scratch")
+    seed_dir = database_folder(choice.chosen.folder, precision) if choice.fallback else None
+    if seed_dir is not None:
+        log.info("no records timed on %s for %s: adapting %s's (%s)", choice.host, spec.name, choice.chosen.name,
+                 choice.chosen.cpu_model)
+    batches = [batch] if batch else list(spec.batch_sizes)
+    for i, b in enumerate(batches):
+        end = time.monotonic() + (deadline - time.monotonic()) / (len(batches) - i)
+        base = TuneConfig(model=model, target=spec, logs_dir=logs, batch=b, precision=precision, seed=seed,
+                          overrides=overrides)
+        yield spec.name, _adapt_batch(base, seed_dir, choice.chosen.name if seed_dir else None, end)
+
+
+def _adapt_batch(base, seed_dir: Path | None, seed_name: str | None, end: float) -> AdaptReport:
+    from alexnet_tvm.compile.tune import tune
+
+    t0 = time.monotonic()
+    report = AdaptReport(base.batch, seed_name, None)
+    if seed_dir is not None:
+        report.retime = tune(replace(base, seed_from=seed_dir, focus={})).retime
+    report.losses = losing_kernels(base)
+    minutes = (end - time.monotonic()) / 60.0
+    if report.losses and minutes >= MIN_TUNE_MINUTES:
+        report.tune = tune(replace(base, focus=report.losses, deadline=end))
+    else:
+        log.info("batch %d: %.1f min left of its share; no search started", base.batch, minutes)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def losing_kernels(cfg) -> dict[str, float]:
+    """Build with this host's records, time each kernel inside the model against ONNX Runtime's
+    nodes on the same input, and return the kernels that lose with the milliseconds they lose
+    (every layer kernel, weighted by its time, when none loses)."""
+    from alexnet_tvm.compile.build import BuildConfig, build
+    from alexnet_tvm.host import use_threads
+    from alexnet_tvm.model.reference import onnx_file_for
+    from alexnet_tvm.runtime.artifact import load_artifact
+    from alexnet_tvm.runtime.layers import kernel_losses, ort_node_times, tvm_kind
+
+    threads = int(cfg.target.tvm_target().attrs.get("num-cores", 0) or 1)
+    use_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-adapt-") as tmp:
+        art_dir = Path(tmp) / "artifact"
+        build(BuildConfig(model=cfg.model, target=cfg.target, out=art_dir, logs_dir=cfg.logs_dir, batch=cfg.batch,
+                          precision=cfg.precision, overrides=cfg.overrides))
+        art = load_artifact(art_dir)
+        size = art.meta.input_size
+        x = np.random.default_rng(0).standard_normal((cfg.batch, 3, size, size), dtype=np.float32)
+        tvm_times = art.kernel_times(x, PROFILE_RUNS)
+        ort_times = ort_node_times(onnx_file_for(cfg.model, cfg.batch, Path(tmp), size), x, threads, PROFILE_RUNS)
+    lost = kernel_losses(tvm_times, ort_times)
+    if not lost:
+        lost = {name: ms for name, ms in tvm_times if tvm_kind(name) != "other"}
+    lost = {task_of_kernel(k): v for k, v in lost.items()}
+    log.info("batch %d: TVM loses to ONNX Runtime here on %s", cfg.batch,
+             ", ".join(f"{k} (+{v:.2f} ms)" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])) or "nothing")
+    return lost
+
+
+#: what TVM's SplitLayoutRewritePreproc appends to a kernel whose weights it prepacks
+PREPACKED = "_prepacked"
+
+
+def task_of_kernel(name: str) -> str:
+    """The tuning task a kernel of the built library came from."""
+    return name[: -len(PREPACKED)] if name.endswith(PREPACKED) else name
+
+
+def report_lines(name: str, r: AdaptReport) -> list[str]:
+    """What the CLI prints for one batch size."""
+    lines = []
+    if r.retime is not None:
+        rt = r.retime
+        lines.append(f"{name} batch {r.batch}: re-timed {rt.timed} schedules of {r.seeded_from}'s records here in "
+                     f"{rt.seconds:.0f} s; {rt.seeded} of {rt.tasks} tasks now have records timed on this CPU"
+                     + (f" (no seed for {', '.join(rt.unseeded)})" if rt.unseeded else ""))
+    lines.append(f"{name} batch {r.batch}: tuned where TVM lost to ONNX Runtime here: "
+                 + ", ".join(f"{k} (+{v:.2f} ms)" for k, v in sorted(r.losses.items(), key=lambda kv: -kv[1])))
+    if r.tune is not None:
+        t = r.tune
+        lines.append(f"{name} batch {r.batch}: {t.trials} trials in {t.seconds:.0f} s"
+                     + (" (time budget reached)" if t.stopped_by_budget else "") + f"; records in {t.db_dir}")
+    lines.append(f"{name} batch {r.batch}: adapted in {r.seconds:.0f} s")
+    return lines

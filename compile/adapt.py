@@ -1,0 +1,134 @@
+"""Another CPU's records as the start of this CPU's: re-time them here, then warm the cost model.
+
+A record is a schedule and the time it took on the machine that tuned it. On another
+microarchitecture the schedule still builds and still computes the right thing, but its
+time is not this machine's (Zen 4 records ran at 0.69x ONNX Runtime on an Intel Xeon), and
+a stock search from random candidates needs hours to find better ones (project issue 15).
+So ``tune --adapt`` starts from the nearest family's records instead:
+
+1. :func:`retime_seeds`: the best few schedules of every task in the seed set are built and
+   timed **here** and committed to this host's own set with this host's times. After this
+   step every task has a record timed on this CPU, and a build takes it, with no fallback.
+2. :func:`warm_cost_model`: the XGBoost model is trained on those measurements before the
+   first round, so the search ranks its first candidates by this machine's behaviour.
+   The re-timed schedules are also the evolutionary search's first population, because
+   it draws that from the database it tunes into.
+
+What gets the remaining budget (the layers where TVM loses to ONNX Runtime on this CPU) is
+decided a layer above, where the layer profile can be measured (interface/adapt.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: schedules re-timed per task: the seed set's best few (its own order, timed on its CPU)
+SEEDS_PER_TASK = 3
+
+
+@dataclass
+class RetimeResult:
+    """What re-timing a seed set gave for one model and batch."""
+
+    tasks: int
+    #: tasks that now have a record timed here
+    seeded: int
+    #: tasks the seed set had no record for (they need a search from scratch)
+    unseeded: list[str] = field(default_factory=list)
+    #: schedules timed (built and run) here
+    timed: int = 0
+    #: task -> (best ms on the seed set's CPU, best ms here)
+    moved: dict[str, tuple[float, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _mean_ms(run_secs) -> float:
+    return 1e3 * sum(float(s) for s in run_secs) / max(len(run_secs), 1)
+
+
+def seed_candidates(seed_db, task, k: int = SEEDS_PER_TASK) -> list:
+    """The seed set's best ``k`` records for ``task`` (none when it never saw the workload)."""
+    mod = task.dispatched[0]
+    if not seed_db.has_workload(mod):
+        return []
+    return list(seed_db.get_top_k(seed_db.commit_workload(mod), k))
+
+
+def retime_seeds(tasks: list, target, seed_db, own_db, builder, runner, k: int = SEEDS_PER_TASK) -> RetimeResult:
+    """Build and time each task's best ``k`` seed schedules here; commit those that ran to
+    ``own_db`` with this machine's times. One builder and runner call for all of them."""
+    import time
+
+    from tvm.s_tir.meta_schedule.builder import BuilderInput
+    from tvm.s_tir.meta_schedule.database import TuningRecord
+    from tvm.s_tir.meta_schedule.runner import RunnerInput
+
+    t0 = time.perf_counter()
+    res = RetimeResult(tasks=len(tasks), seeded=0)
+    jobs = []  # (task, seed record, measure candidate)
+    for task in tasks:
+        records = seed_candidates(seed_db, task, k)
+        if not records:
+            res.unseeded.append(task.task_name)
+        for rec in records:
+            try:
+                jobs.append((task, rec, rec.as_measure_candidate()))
+            except Exception as e:  # a trace that no longer applies (changed workload): skip it
+                log.debug("seed for %s does not apply: %s", task.task_name, e)
+    if not jobs:
+        return res
+    built = builder.build([BuilderInput(c.sch.mod, target) for _, _, c in jobs])
+    runnable = [(j, b) for j, b in zip(jobs, built) if b.error_msg is None]
+    device = "cpu" if target.kind.name == "llvm" else target.kind.name  # a device name, not a target kind
+    futures = runner.run([RunnerInput(b.artifact_path, device, c.args_info) for (_, _, c), b in runnable])
+    here: dict[str, float] = {}
+    there: dict[str, float] = {}
+    for ((task, rec, cand), _), fut in zip(runnable, futures):
+        r = fut.result()
+        if r.error_msg is not None or not r.run_secs:
+            continue
+        res.timed += 1
+        own_db.commit_tuning_record(TuningRecord(rec.trace, own_db.commit_workload(task.dispatched[0]), r.run_secs,
+                                                 target, cand.args_info))
+        name = task.task_name
+        here[name] = min(here.get(name, float("inf")), _mean_ms(r.run_secs))
+        there[name] = min(there.get(name, float("inf")), _mean_ms(rec.run_secs or [float("nan")]))
+    res.seeded = len(here)
+    res.moved = {n: (there[n], here[n]) for n in here}
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def warm_cost_model(contexts: list, tasks: list, database, cores: int, k: int = 32):
+    """An XGBoost cost model already trained on what ``database`` holds for these tasks (the
+    re-timed seeds, and any records from earlier runs here), for MetaSchedule's tune_tasks."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    # it trains once it has seen num_warmup_samples measurements (100 by default, i.e. not
+    # before the third round): the re-timed seeds are real measurements, so fewer will do
+    model = ms.CostModel.create("xgb", num_tuning_cores=cores, tree_method="auto", num_warmup_samples=16)
+    trained = 0
+    for ctx, task in zip(contexts, tasks):
+        mod = task.dispatched[0]
+        if not database.has_workload(mod):
+            continue
+        records = [r for r in database.get_top_k(database.commit_workload(mod), k) if r.run_secs]
+        if not records:
+            continue
+        model.update(ctx, [r.as_measure_candidate() for r in records],
+                     [RunnerResult(r.run_secs, None) for r in records])
+        trained += len(records)
+    log.info("cost model warmed on %d measured schedules from %s", trained, "this host's records")
+    return model
+
+
+def seed_database(folder: Path):
+    """The seed set's database, read-only (a private copy: nothing is ever written to it)."""
+    from alexnet_tvm.records import open_database
+
+    return open_database(folder, for_tuning=False)
