@@ -184,6 +184,27 @@ def choose_record_set(logs_dir: Path, target: str, host: str | None = None, anno
     return choice
 
 
+def other_record_set(logs_dir: Path, target: str, host: str | None = None) -> RecordSet | None:
+    """The set this host would take if it had none of its own (the nearest other CPU's), for
+    bench's "another family's records" column; None unless the host has its own and another exists."""
+    host = host_set_name(host)
+    sets = {s.name: s for s in record_sets(logs_dir, target)}
+    name = nearest_set(host, [n for n in sets if n != host]) if host in sets else None
+    return sets[name] if name else None
+
+
+def single_set_view(dest: Path, target: str, chosen: RecordSet) -> Path:
+    """A logs folder under ``dest`` that holds ``chosen`` alone (a link to it), so that a build
+    reading it takes that set, and says it is another CPU's."""
+    folder = Path(dest) / target
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / chosen.name
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(chosen.folder).resolve(), target_is_directory=True)
+    return Path(dest)
+
+
 def ensure_cpu_file(folder: Path, cpu: dict) -> None:
     """Give a set folder its cpu.json (kept when it has one: it names who timed the first records)."""
     Path(folder).mkdir(parents=True, exist_ok=True)

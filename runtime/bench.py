@@ -48,26 +48,3 @@ def time_callable(name: str, fn: Callable[[np.ndarray], object], x: np.ndarray, 
         if max_seconds is not None and time.perf_counter() - start > max_seconds and len(samples) >= 3:
             break
     return Timing.from_samples(name, len(x), samples)
-
-
-def time_interleaved(fns: dict[str, Callable[[np.ndarray], object]], x: np.ndarray, runs: int = 20,
-                     warmup: int = 3) -> dict[str, Timing]:
-    """Every runtime once per round, the order rotated from round to round; the median per runtime.
-
-    Timed one block after another, a burst of load from the machine's other tenants lands on
-    whichever runtime's block it meets: on the shared 2-vCPU machine, TVM int8's batch-16
-    median moved between 31.9 and 38.0 ms over three blocked runs while ORT's moved 6 %.
-    Interleaved, a burst costs every runtime alike and the ratios hold still."""
-    names = list(fns)
-    for name in names:
-        for _ in range(warmup):
-            fns[name](x)
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(runs):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            t = time.perf_counter()
-            fns[name](x)
-            samples[name].append(1e3 * (time.perf_counter() - t))
-    return {n: Timing.from_samples(n, len(x), samples[n]) for n in names}
-

@@ -13,13 +13,25 @@ from test_compile import _targets, _tiny_checkpoint
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_json_has_every_column(tmp_path, run_cli):
+def test_bench_json_has_every_column(tmp_path, run_cli, monkeypatch):
+    from alexnet_tvm.host import HOST_CPU_ENV
+
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
+    logs = tmp_path / "logs"  # this host's set and another CPU's: the tvm-other column
+    committed = committed_record_sets("x86-avx2")[0]
+    for name in ("znver4", "znver3"):
+        copy_committed_records("x86-avx2", logs / "x86-avx2" / name, committed)
+    monkeypatch.setenv(HOST_CPU_ENV, "znver4")
     res = run_cli("bench", model, "--target", "x86-avx2", "--batch", "1,2", "--runs", "3", "--untuned", "--bf16",
-                  "--layers", "-o", out)
+                  "--layers", "--logs-dir", logs, "-o", out)
     assert res.exit_code == 0, res.output
     r = json.loads((out / "bench.json").read_text())
+    assert (r["record_set"], r["record_set_fallback"], r["other_record_set"]) == ("znver4", False, "znver3")
+    for row in r["rows"]:
+        assert row["other_records_speedup_vs_onnxruntime"] == pytest.approx(
+            row["onnxruntime"]["median_ms"] / row["tvm-other"]["median_ms"])
+        assert row["untuned_tasks"]["tvm-other"] == row["untuned_tasks"]["tvm"]  # the same records, another name
     for key in ("read_bandwidth_gb_s", "batch1_weight_floor_ms", "fp32_peak_gflops", "gflop_per_image", "threads"):
         assert r[key] > 0, key
     assert [row["batch"] for row in r["rows"]] == [1, 2]
@@ -170,31 +182,3 @@ def test_bench_int8_columns_and_layers(tmp_path, run_cli):
     assert "int8: TVM int8 against ONNX Runtime int8" in (out / "layers.md").read_text()
     assert "ONNX Runtime int8" in res.output
 
-
-def test_interleaved_timing_rotates_and_shares_a_burst():
-    """Each runtime once a round, the order rotated; a burst of load lands on every runtime alike
-    rather than on the one whose block it meets (timed in blocks, it would be all of b's calls)."""
-    import time
-
-    from alexnet_tvm.runtime.bench import time_interleaved
-
-    calls: list[str] = []
-    slow = {"a": 0, "b": 0, "c": 0}
-
-    def runtime(name: str, ms: float):
-        def fn(_x):
-            calls.append(name)
-            burst = 12 <= len(calls) < 21  # the 10th to 18th timed calls: a neighbour's burst
-            slow[name] += burst
-            time.sleep((ms + (30.0 if burst else 0.0)) / 1e3)
-        return fn
-
-    t = time_interleaved({"a": runtime("a", 1.0), "b": runtime("b", 3.0), "c": runtime("c", 5.0)}, [0], runs=9,
-                         warmup=1)
-    assert calls[:3] == ["a", "b", "c"]  # warm-up
-    assert calls[3:12] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    assert len(calls) == 3 + 27 and all(t[n].runs == 9 for n in "abc")
-    assert slow == {"a": 3, "b": 3, "c": 3}
-    for name, ms in (("a", 1.0), ("b", 3.0), ("c", 5.0)):
-        assert ms <= t[name].median_ms < ms + 15, (name, t[name])  # 3 slow calls of 9 leave the median alone
-        assert t[name].p90_ms > ms + 25

@@ -251,3 +251,24 @@ def test_logs_export_and_import_carry_the_set(tmp_path, fake_host, run_cli, one_
 
     with pytest.raises(RegistryError, match="does not say which CPU"):
         _destination_set(archive, {"kind": "alexnet-tvm-logs"}, None, False)
+
+
+def test_bench_other_records_are_the_nearest_other_cpus_and_only_beside_the_hosts_own(tmp_path, fake_host):
+    """bench's "another family's records" column: the set a build would fall back to without the
+    host's own; a view with that set alone makes a build take it (and say it is another CPU's)."""
+    from alexnet_tvm.recordsets import choose_record_set, other_record_set, single_set_view
+
+    logs = tmp_path / "logs"
+    for name in ("znver4", "znver5", "sapphirerapids"):
+        _set(logs, "x86-avx512", name, f"CPU {name}")
+    assert other_record_set(logs, "x86-avx512", "znver5").name == "znver4"
+    assert other_record_set(logs, "x86-avx512", "graniterapids") is None  # no own set: the build falls back itself
+    (logs / "x86-avx512" / "sapphirerapids" / "database_tuning_record.json").unlink()
+    _set(logs, "x86-avx2", "znver4")
+    assert other_record_set(logs, "x86-avx2", "znver4") is None  # no other set
+    view = single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, "x86-avx512", "znver5"))
+    single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, "x86-avx512", "znver5"))  # again: fine
+    fake_host("znver5")
+    choice = choose_record_set(view, "x86-avx512", announce=False)
+    assert (choice.name, choice.fallback, choice.chosen.cpu_model) == ("znver4", True, "CPU znver4")
+    assert choice.folder.resolve() == (logs / "x86-avx512" / "znver4").resolve()

@@ -150,7 +150,7 @@ def run_bench(cfg: BenchConfig) -> dict:
 def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     """Every runtime in this process on the same inputs and threads, with the physical references."""
     from alexnet_tvm.host import cpu_model
-    from alexnet_tvm.recordsets import choose_record_set, timed_on
+    from alexnet_tvm.recordsets import choose_record_set, other_record_set, single_set_view, timed_on
     from alexnet_tvm.settings import logs_dir_for_reading
 
     cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
@@ -163,10 +163,12 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     logs = logs_dir_for_reading(cfg.logs_dir, spec.name)
     cfg.int8 = bench_int8.wanted(cfg.int8, spec)
     records = choose_record_set(logs, spec.name, timed_on(spec), announce=False)  # each build says a fallback
+    other = other_record_set(logs, spec.name, timed_on(spec))  # "another family's records": tvm-other
+    other_logs = single_set_view(cfg.out_dir / "other-logs", spec.name, other) if other else None
     rows = []
     for b in cfg.batches:
         x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
-        row, arts = _time_cpu_batch(cfg, spec, x, refs, logs, threads)
+        row, arts = _time_cpu_batch(cfg, spec, x, refs, logs, threads, other_logs)
         row["tvm_fraction_of_fp32_peak"] = flops * b / (row["tvm"]["median_ms"] / 1e3) / 1e9 / peak
         if cfg.layers:
             row["layers"] = _layer_times(arts["tvm"][0], onnx_path, x, threads, cfg.runs)
@@ -181,6 +183,7 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
         "machine": os.uname().nodename, "cpu_model": cpu_model(), "host_cpu": records.host,
         "record_set": records.name, "record_set_cpu": records.manifest()["record_set_cpu"],
         "record_set_fallback": records.fallback,
+        **({"other_record_set": other.name, "other_record_set_cpu": other.cpu_model} if other else {}),
     }
     return _write_results(cfg, result)
 
@@ -243,15 +246,17 @@ def onnx_flops_and_weights(path: Path) -> tuple[int, float, int]:
     return size, flops, int(sum(w.size * 4 for w in weights.values() if w.dtype == np.float32))
 
 
-def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Path,
-                    threads: int) -> tuple[dict, dict]:
+def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Path, threads: int,
+                    other_logs: Path | None = None) -> tuple[dict, dict]:
     """One batch size: build the TVM variants, time every runtime on ``x``; (row, {name: (artifact, folder)})."""
     from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.bench import time_callable, time_interleaved
+    from alexnet_tvm.runtime.bench import time_callable
 
     b = x.shape[0]
     runtimes = dict(refs)
     builds = {"tvm": (logs, "fp32")}
+    if other_logs is not None:
+        builds["tvm-other"] = (other_logs, "fp32")
     if cfg.bf16:
         builds["tvm-bf16"] = (logs, "bf16")
     if cfg.untuned:
@@ -267,16 +272,15 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
     if cfg.int8:
         bench_int8.add_runtimes(artifacts["tvm-int8"][1], artifacts["tvm-int8"][0], runtimes, threads)
     row = {"batch": b, "untuned_tasks": untuned_tasks}
-    slow = runtimes.pop("tvm-untuned", None)  # seconds a call: timed alone, a few runs
-    timings = time_interleaved(runtimes, x, runs=cfg.runs)
-    if slow is not None:
-        timings["tvm-untuned"] = time_callable("tvm-untuned", slow, x, runs=3, warmup=1, max_seconds=60)
-    for name, t in timings.items():
+    outputs = {}
+    for name, fn in runtimes.items():
+        slow = name == "tvm-untuned"
+        t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
+                          max_seconds=60 if slow else None)
         row[name] = t.to_dict()
+        if cfg.bf16 and name in ("pytorch", "onnxruntime", "tvm-bf16"):  # what bf16 costs in accuracy, below
+            outputs[name] = np.asarray(fn(x))
         log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
-    # what bf16 costs in accuracy, below
-    bf16_refs = ("pytorch", "onnxruntime", "tvm-bf16") if cfg.bf16 else ()
-    outputs = {n: np.asarray(runtimes[n](x)) for n in bf16_refs if n in runtimes}
     _add_ratios(row, outputs)
     bench_int8.add_ratios(row)
     return row, artifacts
@@ -285,7 +289,8 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
 def _add_ratios(row: dict, outputs: dict[str, np.ndarray]) -> None:
     """TVM's speed ratios against the references, and with bf16 weights what they cost in logits."""
     present = [r for r in ("pytorch", "onnxruntime") if r in row]  # an ONNX file has no PyTorch column
-    for name, key in (("tvm", "speedup_vs"), ("tvm-bf16", "bf16_speedup_vs")):
+    variants = (("tvm", "speedup_vs"), ("tvm-bf16", "bf16_speedup_vs"), ("tvm-other", "other_records_speedup_vs"))
+    for name, key in variants:
         for r in present if name in row else []:
             row[f"{key}_{r}"] = row[r]["median_ms"] / row[name]["median_ms"]
     if "tvm-bf16" in row:
@@ -389,10 +394,11 @@ def _bench_gpu(cfg: BenchConfig, spec) -> dict:
                                 "note": note, "rows": rows})
 
 
-RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES
+RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-other", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES
 
 
-RATIOS = (("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime")) + bench_int8.RATIOS
+RATIOS = (("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime"),
+          ("TVM (another CPU's records) vs ORT", "other_records_speedup_vs_onnxruntime")) + bench_int8.RATIOS
 
 
 def markdown_table(r: dict) -> str:
@@ -411,8 +417,7 @@ def markdown_table(r: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if "note" in r:
         return head + "\n".join(lines) + f"\n\n{r['note']}\n"
-    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} interleaved rounds after "
-            "warm-up (each runtime once a round, the order rotated).\n"
+    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} runs after warm-up.\n"
             + records_line(r) +
             f"Read bandwidth {r['read_bandwidth_gb_s']:.1f} GB/s ({_probe_label(r)}): batch-1 weight floor "
             f"{r['batch1_weight_floor_ms']:.2f} ms for {r['weight_mbytes']:.0f} MB of fp32 weights.\n"
@@ -431,6 +436,8 @@ def records_line(r: dict) -> str:
         used = f"record set {r['record_set']} ({r.get('record_set_cpu')})"
         if r.get("record_set_fallback"):
             used += ", timed on another CPU"
+    if r.get("other_record_set"):
+        used += f"; tvm-other with record set {r['other_record_set']} ({r.get('other_record_set_cpu')})"
     return f"CPU: {r['cpu_model'] or 'unknown'} ({r.get('host_cpu')}); TVM built with {used}.\n"
 
 
