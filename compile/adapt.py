@@ -41,13 +41,7 @@ class RetimeResult:
     unseeded: list[str] = field(default_factory=list)
     #: schedules timed (built and run) here
     timed: int = 0
-    #: task -> (best ms on the seed set's CPU, best ms here)
-    moved: dict[str, tuple[float, float]] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def _mean_ms(run_secs) -> float:
-    return 1e3 * sum(float(s) for s in run_secs) / max(len(run_secs), 1)
 
 
 def seed_candidates(seed_db, task, k: int = SEEDS_PER_TASK) -> list:
@@ -85,8 +79,7 @@ def retime_seeds(tasks: list, target, seed_db, own_db, builder, runner, k: int =
     runnable = [(j, b) for j, b in zip(jobs, built) if b.error_msg is None]
     device = "cpu" if target.kind.name == "llvm" else target.kind.name  # a device name, not a target kind
     futures = runner.run([RunnerInput(b.artifact_path, device, c.args_info) for (_, _, c), b in runnable])
-    here: dict[str, float] = {}
-    there: dict[str, float] = {}
+    seeded: set[str] = set()
     for ((task, rec, cand), _), fut in zip(runnable, futures):
         r = fut.result()
         if r.error_msg is not None or not r.run_secs:
@@ -94,11 +87,8 @@ def retime_seeds(tasks: list, target, seed_db, own_db, builder, runner, k: int =
         res.timed += 1
         own_db.commit_tuning_record(TuningRecord(rec.trace, own_db.commit_workload(task.dispatched[0]), r.run_secs,
                                                  target, cand.args_info))
-        name = task.task_name
-        here[name] = min(here.get(name, float("inf")), _mean_ms(r.run_secs))
-        there[name] = min(there.get(name, float("inf")), _mean_ms(rec.run_secs or [float("nan")]))
-    res.seeded = len(here)
-    res.moved = {n: (there[n], here[n]) for n in here}
+        seeded.add(task.task_name)
+    res.seeded = len(seeded)
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -316,19 +317,16 @@ def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -
     if cfg.focus:  # adapt: the gradient scheduler spends trials where the most time is lost
         weights = [float(cfg.focus[t.task_name]) for t in plan.pending]
     reports = [TaskReport(t.task_name, int(t.weight)) for t in plan.pending]
-    threads_before = os.environ.get(THREADS_ENV)
-    if spec.runner == "local" and spec.is_cpu:
-        use_threads(plan.cores)  # the runner's workers measure with the cores the library will use
     try:
         cost_model = "xgb"
         if cfg.focus is not None:
             from .adapt import warm_cost_model
 
             cost_model = warm_cost_model(contexts, plan.pending, plan.database, max(plan.cores, 1))
-        _run_tuner(cfg, spec, contexts, weights, plan.database, total, plan.per_task, plan.cores, reports, result,
-                   cost_model)
+        with _measuring_threads(spec, plan.cores):
+            _run_tuner(cfg, spec, contexts, weights, plan.database, total, plan.per_task, plan.cores, reports,
+                       result, cost_model)
     finally:
-        _restore_env(THREADS_ENV, threads_before)
         _cleanup_logs(plan.work_dir)  # on every exit, Ctrl-C included
     result.reports = reports
     result.trials = sum(r.trials for r in reports)
@@ -384,17 +382,14 @@ def _retime(cfg: TuneConfig, plan: _Plan):
     from .adapt import retime_seeds, seed_database
     from .workers import WarmBuilder
 
-    threads_before = os.environ.get(THREADS_ENV)
-    if cfg.target.runner == "local" and cfg.target.is_cpu:
-        use_threads(plan.cores)
-    builder = WarmBuilder(max_workers=host_workers(cfg.target, plan.cores), timeout_sec=cfg.builder_timeout)
-    runner = _make_runner(cfg.target)
-    try:
-        res = retime_seeds(plan.tasks, plan.target, seed_database(cfg.seed_from), plan.database, builder, runner)
-    finally:
-        builder.shutdown()
-        del runner  # its worker pool goes now, not at interpreter exit (where psutil is half torn down)
-        _restore_env(THREADS_ENV, threads_before)
+    with _measuring_threads(cfg.target, plan.cores):
+        builder = WarmBuilder(max_workers=host_workers(cfg.target, plan.cores), timeout_sec=cfg.builder_timeout)
+        runner = _make_runner(cfg.target)
+        try:
+            res = retime_seeds(plan.tasks, plan.target, seed_database(cfg.seed_from), plan.database, builder, runner)
+        finally:
+            builder.shutdown()
+            del runner  # its worker pool goes now, not at interpreter exit (where psutil is half torn down)
     log.info("re-timed %d seed schedules here in %.0f s: %d of %d tasks have a record timed on this CPU%s",
              res.timed, res.seconds, res.seeded, res.tasks,
              f"; no seed for {', '.join(res.unseeded)}" if res.unseeded else "")
@@ -442,11 +437,24 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
         builder.shutdown()
 
 
+@contextmanager
+def _measuring_threads(spec: TargetSpec, cores: int):
+    """The runner's workers measure with the cores the library will use (a local CPU target);
+    the variable is restored on every exit."""
+    before = os.environ.get(THREADS_ENV)
+    if spec.runner == "local" and spec.is_cpu:
+        use_threads(cores)
+    try:
+        yield
+    finally:
+        _restore_env(THREADS_ENV, before)
+
+
 def host_workers(spec: TargetSpec, cores: int) -> int:
-    """Search threads and build processes beside the measurements. A CPU target measured here gets only its own
-    cores, so builds never steal time from a measurement; a GPU (or a board) measures elsewhere,
-    so every core of this machine searches and compiles candidates (a CUDA compile takes
-    seconds; on an H200 machine, one search thread spent 50 s on one task's first round)."""
+    """Search threads and build processes beside the measurements. A CPU target measured here
+    gets only its own cores, so builds never steal time from a measurement; a GPU (or a board)
+    measures elsewhere, so every core of this machine searches and compiles candidates (a CUDA
+    compile takes seconds; on an H200 machine, one search thread spent 50 s on one task's first round)."""
     if spec.runner == "local" and spec.is_cpu:
         return max(cores, 1)
     return max(os.cpu_count() or 1, 1)

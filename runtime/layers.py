@@ -140,14 +140,20 @@ def _tvm_kinds(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return out
 
 
+def _ort_by_kind(ort_times: list[tuple[str, str, float]]) -> dict[str, list[float]]:
+    """ORT node times by layer kind, in execution order (the rank pairs them with TVM's)."""
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for _, op, ms in ort_times:
+        by_kind[ort_kind(op)].append(ms)
+    return by_kind
+
+
 def match_layers(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, str, float]]) -> list[LayerTime]:
     """conv1..N, pool1..N, fc1..N paired by order within their kind; the rest summed as 'other'."""
     by_kind_tvm: dict[str, list[float]] = defaultdict(list)
-    by_kind_ort: dict[str, list[float]] = defaultdict(list)
     for kind, ms in _tvm_kinds(tvm_times):
         by_kind_tvm[kind].append(ms)
-    for _, op, ms in ort_times:
-        by_kind_ort[ort_kind(op)].append(ms)
+    by_kind_ort = _ort_by_kind(ort_times)
     rows = []
     for kind in KINDS:
         t, o = by_kind_tvm.get(kind, []), by_kind_ort.get(kind, [])
@@ -161,9 +167,7 @@ def match_layers(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, 
 def kernel_losses(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, str, float]]) -> dict[str, float]:
     """TVM kernel -> milliseconds it loses to the ONNX Runtime node of its kind and rank (conv2
     against ORT's second conv), for the kernels that lose; what ``tune --adapt`` tunes."""
-    ort: dict[str, list[float]] = defaultdict(list)
-    for _, op, ms in ort_times:
-        ort[ort_kind(op)].append(ms)
+    ort = _ort_by_kind(ort_times)
     rank: dict[str, int] = defaultdict(int)
     lost: dict[str, float] = {}
     for name, ms in tvm_times:
