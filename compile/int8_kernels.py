@@ -19,7 +19,7 @@ so the GEMM reads no zero point at all. A layer whose output leaves the graph as
 
 The tensor intrinsic is alexnet_tvm/tensor_intrin.py's (why not TVM's own: see there).
 
-Activations are NHWC u8. A GEMM reads and writes 2-D views (``[N*OH*OW, K]`` in,
+Activations are NHWC u8 (the quantized image alone is NCHW). A GEMM reads and writes 2-D views (``[N*OH*OW, K]`` in,
 ``[N*OH*OW, C]`` out: rows are pixels); im2col, pools and the input's quantize use the
 4-D (6-D) shapes, so none of them divides an index; the views between are free reshapes.
 """
@@ -83,11 +83,17 @@ class Im2colShape:
     n: int
     h: int
     w: int
-    c: int  # a multiple of 4 (the image's 3 channels are padded to 4), so K is too
+    c: int  # a multiple of 4 (so K is), except for the image's conv: see ``image``
     kh: int
     kw: int
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]  # top, left, bottom, right
+    #: the image's conv. The quantized image is NCHW (the quantize kernel is then a plain
+    #: elementwise copy), its padding written in, and the columns are (ky, ch, kx) with each
+    #: run of kx padded to a multiple of 4: for AlexNet's 11x11 conv1 on RGB, K = 11 x 3 x 12 =
+    #: 396, where NHWC with a zero 4th channel made it 11 x 11 x 4 = 484 (18 % fewer
+    #: multiply-adds). The pad column reads the next pixel, whose weight is 0: no bounds check.
+    image: bool = False
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -96,29 +102,56 @@ class Im2colShape:
         return oh, ow
 
     @property
+    def kw_run(self) -> int:
+        """The image conv's kx run, padded to a multiple of 4."""
+        return round_up(self.kw, GROUP)
+
+    @property
+    def slack(self) -> int:
+        """Columns the image conv's pad column reads past the padded image (the quantize writes them)."""
+        return max(0, (self.out_hw[1] - 1) * self.stride[1] + self.kw_run - self.w) if self.image else 0
+
+    @property
     def k(self) -> int:
-        return self.kh * self.kw * self.c
+        return self.kh * self.c * self.kw_run if self.image else self.kh * self.kw * self.c
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c, self.h, self.w + self.slack) if self.image else (self.n, self.h, self.w, self.c)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        oh, ow = self.out_hw
+        tail = (self.kh, self.c, self.kw_run) if self.image else (self.kh, self.kw, self.c)
+        return (self.n, oh, ow, *tail)
 
 
 def im2col(s: Im2colShape):
     """[N, H, W, C] u8 -> [N, OH, OW, KH, KW, C] u8 (a [N*OH*OW, K] matrix as the GEMM reads it);
-    padding reads the zero point. One index per axis, no division: a copy MetaSchedule vectorizes."""
+    padding reads the zero point. One index per axis, no division: a copy MetaSchedule vectorizes.
+    The image's conv (``s.image``): [N, C, H, W] -> [N, OH, OW, KH, C, KW padded], its padding
+    already in the quantized image, so no bounds check at all."""
     from tvm import te
     from tvm import tirx as tir
 
-    x = te.placeholder((s.n, s.h, s.w, s.c), "uint8", name="x")
+    x = te.placeholder(s.in_shape, "uint8", name="x")
     pad = te.placeholder((1,), "uint8", name="pad")  # the input's zero point: a parameter, so that
     oh, ow = s.out_hw                                 # one record serves every calibration
 
     def value(img, y0, x0, ky, kx, ch):
         y = y0 * s.stride[0] + ky - s.pads[0]
         xx = x0 * s.stride[1] + kx - s.pads[1]
-        if not any(s.pads):  # the first conv: its padding is in the quantized image already
+        if not any(s.pads):
             return x[img, y, xx, ch]
         inside = tir.all(y >= 0, y < s.h, xx >= 0, xx < s.w)
         return tir.if_then_else(inside, x[img, y, xx, ch], pad[0])
 
-    out = te.compute((s.n, oh, ow, s.kh, s.kw, s.c), value, name="im2col")
+    def image_value(img, y0, x0, ky, ch, kx):
+        return x[img, ch, y0 * s.stride[0] + ky, x0 * s.stride[1] + kx]
+
+    if s.image and any(s.pads):
+        raise ValueError("the image conv's im2col reads an image with its padding written in")
+    out = te.compute(s.out_shape, image_value if s.image else value, name="im2col")
     return _prim([x, pad, out])
 
 
@@ -146,11 +179,11 @@ def maxpool(n: int, h: int, w: int, c: int, kernel: tuple[int, int], stride: tup
 
 
 def quantize_nchw(n: int, c: int, h: int, w: int, pads: tuple[int, int, int, int] = (0, 0, 0, 0)):
-    """The float NCHW input -> u8 NHWC with the channels padded to a multiple of 4, round half
-    to even as ONNX's QuantizeLinear. ``pads`` (top, left, bottom, right): the first conv's
-    spatial padding, written here, so that its im2col is a plain strided copy. Pad channels
-    and pad pixels hold the zero point (real 0). ``qp`` = (scale, zero point), a parameter
-    like every calibration-made number."""
+    """The float NCHW input -> u8 NCHW, round half to even as ONNX's QuantizeLinear: an
+    elementwise kernel over contiguous rows. ``pads`` (top, left, bottom, right): the first
+    conv's spatial padding, written here, so that its im2col is a plain strided copy; pad
+    pixels hold the zero point (real 0). ``qp`` = (scale, zero point), a parameter like every
+    calibration-made number."""
     from tvm import te
     from tvm import tirx as tir
 
@@ -158,12 +191,12 @@ def quantize_nchw(n: int, c: int, h: int, w: int, pads: tuple[int, int, int, int
     qp = te.placeholder((2,), "float32", name="qp")
     top, left = pads[0], pads[1]
 
-    def q(img, y, xx, ch):
-        inside = tir.all(ch < c, y >= top, y < h + top, xx >= left, xx < w + left)
+    def q(img, ch, y, xx):
+        inside = tir.all(y >= top, y < h + top, xx >= left, xx < w + left)
         v = tir.if_then_else(inside, tir.nearbyint(x[img, ch, y - top, xx - left] / qp[0]) + qp[1], qp[1])
         return tir.max(tir.min(v, tir.const(255.0, "float32")), tir.const(0.0, "float32")).astype("uint8")
 
-    shape = (n, h + pads[0] + pads[2], w + pads[1] + pads[3], round_up(c, GROUP))
+    shape = (n, c, h + pads[0] + pads[2], w + pads[1] + pads[3])
     return _prim([x, qp, te.compute(shape, q, name="quantize")])
 
 

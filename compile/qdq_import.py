@@ -16,7 +16,7 @@ variant's LRN and grouped convs have no int8 kernel here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -54,6 +54,8 @@ class QAct:
     fmap: tuple[int, int, int] | None = None
     #: (h, w, c) of the NHWC map this flat tensor came from: the next FC's columns are permuted
     flat_from: tuple[int, int, int] | None = None
+    #: the quantized image: NCHW, and only a conv reads it (int8_kernels.Im2colShape.image)
+    image: bool = False
 
 
 @dataclass
@@ -159,9 +161,8 @@ class _Walker:
         zp = int(zp_arr)
         if isinstance(x, FloatInput):
             n, c, h, w = self.program.input_shape
-            cp = K.round_up(c, K.GROUP)
-            step = self.emit(None, "quantize", K.quantize_nchw(n, c, h, w), [_qp(scale, zp)], (n, h, w, cp))
-            return QAct(step, scale, zp, n * h * w, cp, fmap=(n, h, w))
+            step = self.emit(None, "quantize", K.quantize_nchw(n, c, h, w), [_qp(scale, zp)], (n, c, h, w))
+            return QAct(step, scale, zp, n * h * w, c, fmap=(n, h, w), image=True)
         if isinstance(x, Pending):
             return self.finish(x, scale, zp)
         if isinstance(x, Deq):
@@ -195,6 +196,8 @@ class _Walker:
         if not isinstance(v, Deq):
             _fail(f"{op}: its input {name!r} is not a dequantized u8 activation (is the model quantized "
                   "in QDQ format, activations included?)")
+        if v.q.image and op != "Conv":
+            _fail(f"{op} on the input image: the image's only int8 reader here is a conv")
         return v.q
 
     def weights(self, name: str, op: str) -> QConst:
@@ -227,15 +230,18 @@ class _Walker:
         if x.fmap is None:
             _fail("Conv: its input is not a feature map")
         oc, c, kh, kw = wq.values.shape
-        if x.cols % K.GROUP or x.cols < c:
-            _fail(f"Conv: {x.cols} input channels (weights for {c}); int8 convs need a multiple of {K.GROUP}")
+        if x.cols != c or (x.cols % K.GROUP and not x.image):
+            _fail(f"Conv: {x.cols} input channels (weights for {c}); int8 convs need a multiple of {K.GROUP}"
+                  " (any count for a conv on the input image)")
         pads = tuple(a.get("pads", [0, 0, 0, 0]))
         shape = K.Im2colShape(*x.fmap, x.cols, kh, kw, tuple(a.get("strides", [1, 1])),
-                              (pads[0], pads[1], pads[2], pads[3]))
-        w = np.zeros((oc, x.cols, kh, kw), np.int8)  # the image's pad channel gets zero weights
-        w[:, :c] = wq.values
-        w = w.transpose(0, 2, 3, 1).reshape(oc, -1)  # (kh, kw, c): im2col's column order
-        return Pending(x, w, _per_channel(wq.scale, oc), self.bias(node, oc), shape)
+                              (pads[0], pads[1], pads[2], pads[3]), x.image)
+        if x.image:  # (kh, c, kw), each kx run zero-padded to im2col's: Im2colShape.image
+            w = np.zeros((oc, kh, c, shape.kw_run), np.int8)
+            w[..., :kw] = wq.values.transpose(0, 2, 1, 3)
+        else:
+            w = wq.values.transpose(0, 2, 3, 1)  # (kh, kw, c): im2col's column order
+        return Pending(x, w.reshape(oc, -1), _per_channel(wq.scale, oc), self.bias(node, oc), shape)
 
     def gemm(self, node):
         a = _attrs(node)
@@ -263,8 +269,8 @@ class _Walker:
             fmap = (p.conv.n, oh, ow)
             rows = p.conv.n * oh * ow
             c = self.pad_in_quantize(src, p.conv)
-            step = self.emit(src, "im2col", K.im2col(c), [np.array([src.zp], np.uint8)],
-                             (c.n, oh, ow, c.kh, c.kw, c.c), in_shape=(c.n, c.h, c.w, c.c))
+            step = self.emit(src, "im2col", K.im2col(c), [np.array([src.zp], np.uint8)], c.out_shape,
+                             in_shape=c.in_shape)
             src = QAct(step, src.scale, src.zp, rows, c.k)
         elif src.cols % K.GROUP:
             _fail(f"Gemm: {src.cols} inputs is not a multiple of {K.GROUP}")
@@ -277,17 +283,17 @@ class _Walker:
         return QAct(step, scale or 1.0, zp, rows, n, fmap)
 
     def pad_in_quantize(self, src: QAct, conv: K.Im2colShape) -> K.Im2colShape:
-        """The first conv reads the quantized image: its padding is written by the quantize
-        kernel, and its im2col (the largest) copies without a bounds check per byte."""
-        first = self.program.steps[0] if self.program.steps else None
-        if src.step != 0 or first is None or first.name != "quantize" or not any(conv.pads):
+        """The image's conv: its padding (and the columns its pad column reads past it) is
+        written by the quantize kernel, so its im2col (the largest) copies without a bounds check."""
+        if not src.image:
             return conv
+        first = self.program.steps[src.step]
         n, c, h, w = self.program.input_shape
         p = conv.pads
-        first.prim = K.quantize_nchw(n, c, h, w, p)
-        first.out_shape = (n, h + p[0] + p[2], w + p[1] + p[3], conv.c)
-        return K.Im2colShape(n, first.out_shape[1], first.out_shape[2], conv.c, conv.kh, conv.kw, conv.stride,
-                             (0, 0, 0, 0))
+        padded = replace(conv, h=h + p[0] + p[2], w=w + p[1] + p[3], pads=(0, 0, 0, 0))
+        first.prim = K.quantize_nchw(n, c, h, w, (p[0], p[1], p[2], p[3] + padded.slack))
+        first.out_shape = padded.in_shape
+        return padded
 
     def maxpool(self, node):
         a = _attrs(node)

@@ -48,3 +48,35 @@ def time_callable(name: str, fn: Callable[[np.ndarray], object], x: np.ndarray, 
         if max_seconds is not None and time.perf_counter() - start > max_seconds and len(samples) >= 3:
             break
     return Timing.from_samples(name, len(x), samples)
+
+
+def rounds_for(runs: int, rounds: int = 3, min_per_round: int = 5) -> int:
+    """How many rounds ``runs`` samples are split into: at most ``rounds``, each of at least
+    ``min_per_round`` samples (fewer runs: one block, as time_callable)."""
+    return max(1, min(rounds, runs // min_per_round))
+
+
+def time_in_rounds(fns: dict[str, Callable[[np.ndarray], object]], x: np.ndarray, runs: int = 30,
+                   rounds: int = 3, warmup: int = 3) -> dict[str, Timing]:
+    """Every runtime's ``runs`` samples, taken in ``rounds`` blocks that the runtimes take turns
+    at (the order rotating each round), pooled into one median per runtime.
+
+    Why: on a shared machine the noise comes in bursts of seconds. With one block per runtime,
+    a burst lands on one runtime's block and its ratio to the others moves by 10-20 %
+    (docs/performance.md, "Noise"); spread over the whole run, every runtime sees the same
+    bursts. Each block starts with ``warmup`` calls: a runtime's first call after another's
+    pays for waking its thread pool (interleaving call by call cost TVM 3x at batch 1)."""
+    n = rounds_for(runs, rounds)
+    per_round = [runs // n + (1 if r < runs % n else 0) for r in range(n)]
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r, count in enumerate(per_round):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = fns[name]
+            for _ in range(warmup):
+                fn(x)
+            for _ in range(count):
+                t = time.perf_counter()
+                fn(x)
+                samples[name].append(1e3 * (time.perf_counter() - t))
+    return {name: Timing.from_samples(name, len(x), samples[name]) for name in names}

@@ -182,3 +182,30 @@ def test_bench_int8_columns_and_layers(tmp_path, run_cli):
     assert "int8: TVM int8 against ONNX Runtime int8" in (out / "layers.md").read_text()
     assert "ONNX Runtime int8" in res.output
 
+
+
+def test_rounds_spread_a_burst_of_noise_over_every_runtime(monkeypatch):
+    """A burst of machine noise that lands on the first block: one block per runtime would
+    charge it to whichever runtime ran first (3x its time); in rounds, with the order rotating,
+    every runtime keeps its quiet median, and each gets its runs and per-block warm-ups."""
+    from alexnet_tvm.runtime import bench
+
+    clock, calls = [0.0], []
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+
+    def runtime(name):
+        def call(_x):
+            calls.append(name)
+            clock[0] += 3.0 if len(calls) <= 13 else 1.0  # the burst: the first 13 calls of the run
+        return call
+
+    fns = {"a": runtime("a"), "b": runtime("b"), "c": runtime("c")}
+    got = bench.time_in_rounds(fns, [0], runs=30, rounds=3, warmup=3)
+    assert {n: (t.runs, t.median_ms) for n, t in got.items()} == {n: (30, 1000.0) for n in fns}
+    blocks = [calls[i] for i in range(0, len(calls), 13)]  # 3 warm-ups + 10 runs per block
+    assert blocks == ["a", "b", "c", "b", "c", "a", "c", "a", "b"] and len(calls) == 9 * 13
+    # one block (the old way) would have charged the burst to "a"
+    calls.clear()
+    clock[0] = 0.0
+    assert bench.time_callable("a", fns["a"], [0], runs=10).median_ms == 3000.0
+    assert [bench.rounds_for(n) for n in (3, 9, 10, 29, 30, 100)] == [1, 1, 2, 3, 3, 3]

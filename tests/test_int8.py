@@ -84,10 +84,52 @@ def test_lowering_is_one_gemm_per_layer(tmp_path):
     names = [s.name for s in prog.steps]
     assert names == ["quantize", "im2col", "qgemm", "qmaxpool", "im2col", "qgemm", "qgemm", "dequantize"]
     gemm = prog.steps[2]
-    assert gemm.params[0].dtype == np.int8 and gemm.params[0].shape == (1, 9, 16, 4)  # 16 ch, K=3x3x4 (RGB + a pad channel)
+    # 16 ch; K = 3 kernel rows x RGB x (3 columns, padded to 4): the image's conv packs its columns
+    assert gemm.params[0].dtype == np.int8 and gemm.params[0].shape == (1, 9, 16, 4)
     assert prog.steps[-1].out_shape == (2, 10) and prog.output_classes == 10
-    # the first conv's padding is written by the quantize kernel (16x16 + 1 each side, RGB + a pad channel)
-    assert prog.steps[0].out_shape == prog.steps[1].in_shape == (2, 18, 18, 4)
+    # the quantized image is NCHW with the first conv's padding written in (16x16 + 1 each side),
+    # and one more column on the right: the pad column of the last window reads it
+    assert prog.steps[0].out_shape == prog.steps[1].in_shape == (2, 3, 18, 19)
+    assert prog.steps[1].out_shape == (2, 16, 16, 3, 3, 4)
+    assert prog.steps[4].out_shape == (2, 4, 4, 3, 3, 16)  # the second conv (16 channels): NHWC columns
+
+
+def test_image_conv_columns_match_the_weights():
+    """The image conv's im2col columns (ky, ch, kx padded) and its packed weights agree: the GEMM
+    over them is the conv, whatever the pad column reads. AlexNet's conv1 is K = 11 x 3 x 12 = 396."""
+    from alexnet_tvm.compile.int8_kernels import Im2colShape
+    from alexnet_tvm.compile.qdq_import import QConst, _Walker
+
+    alex = Im2colShape(16, 228, 228, 3, 11, 11, (4, 4), (0, 0, 0, 0), image=True)
+    assert (alex.k, alex.out_hw, alex.slack) == (396, (55, 55), 0)
+    s = Im2colShape(1, 9, 9, 3, 5, 5, (2, 2), (0, 0, 0, 0), image=True)
+    assert (s.kw_run, s.k, s.out_shape, s.slack, s.in_shape) == (8, 120, (1, 3, 3, 5, 3, 8), 3, (1, 3, 9, 12))
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (3, 9, 12))  # [c, h, w + slack]: the slack holds anything
+    w = rng.integers(-128, 128, (2, 3, 5, 5)).astype(np.int8)  # [oc, c, kh, kw]
+    cols = np.array([[[[img[ch, 2 * y0 + ky, 2 * x0 + kx] for kx in range(8)] for ch in range(3)]
+                      for ky in range(5)] for y0 in range(3) for x0 in range(3)])  # what im2col writes
+    walker = _Walker.__new__(_Walker)
+    walker.values = {"x": _deq_image(9, 9, 3), "w": QConst(w, np.ones(2), np.zeros(1))}
+    walker.consts = {}
+    node = _node("Conv", ["x", "w"], kernel_shape=[5, 5], strides=[2, 2])
+    packed = walker.conv(node).w.astype(np.int64)
+    got = cols.reshape(9, -1) @ packed.T
+    want = np.array([[(img[:, 2 * y0:2 * y0 + 5, 2 * x0:2 * x0 + 5] * w[o]).sum() for o in range(2)]
+                     for y0 in range(3) for x0 in range(3)])
+    assert (got == want).all()
+
+
+def _deq_image(h: int, w: int, c: int):
+    from alexnet_tvm.compile.qdq_import import Deq, QAct
+
+    return Deq(QAct(0, 1.0, 0, h * w, c, fmap=(1, h, w), image=True))
+
+
+def _node(op: str, inputs: list[str], **attrs):
+    import onnx
+
+    return onnx.helper.make_node(op, inputs, ["y"], **attrs)
 
 
 @needs_vnni

@@ -151,6 +151,7 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     """Every runtime in this process on the same inputs and threads, with the physical references."""
     from alexnet_tvm.host import cpu_model
     from alexnet_tvm.recordsets import choose_record_set, other_record_set, single_set_view, timed_on
+    from alexnet_tvm.runtime.bench import rounds_for
     from alexnet_tvm.settings import logs_dir_for_reading
 
     cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
@@ -177,6 +178,7 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
         rows.append(row)
     result = {
         "model": str(cfg.model), "target": spec.name, "threads": threads, "runs": cfg.runs,
+        "rounds": rounds_for(cfg.runs),
         "gflop_per_image": flops / 1e9, "weight_mbytes": weight_bytes / 1e6, **probe,
         "batch1_weight_floor_ms": weight_bytes / (probe["read_bandwidth_gb_s"] * 1e9) * 1e3,
         "fp32_peak_gflops": peak, "fp32_peak_how": peak_how, "rows": rows,
@@ -250,7 +252,7 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
                     other_logs: Path | None = None) -> tuple[dict, dict]:
     """One batch size: build the TVM variants, time every runtime on ``x``; (row, {name: (artifact, folder)})."""
     from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.bench import time_callable
+    from alexnet_tvm.runtime.bench import time_callable, time_in_rounds
 
     b = x.shape[0]
     runtimes = dict(refs)
@@ -272,14 +274,14 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
     if cfg.int8:
         bench_int8.add_runtimes(artifacts["tvm-int8"][1], artifacts["tvm-int8"][0], runtimes, threads)
     row = {"batch": b, "untuned_tasks": untuned_tasks}
+    slow = {n: runtimes.pop(n) for n in ("tvm-untuned",) if n in runtimes}  # minutes a run: one short block
+    timings = time_in_rounds(runtimes, x, runs=cfg.runs)
+    timings.update({n: time_callable(n, fn, x, runs=3, warmup=1, max_seconds=60) for n, fn in slow.items()})
     outputs = {}
-    for name, fn in runtimes.items():
-        slow = name == "tvm-untuned"
-        t = time_callable(name, fn, x, runs=3 if slow else cfg.runs, warmup=1 if slow else 3,
-                          max_seconds=60 if slow else None)
+    for name, t in timings.items():
         row[name] = t.to_dict()
         if cfg.bf16 and name in ("pytorch", "onnxruntime", "tvm-bf16"):  # what bf16 costs in accuracy, below
-            outputs[name] = np.asarray(fn(x))
+            outputs[name] = np.asarray(runtimes[name](x))
         log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
     _add_ratios(row, outputs)
     bench_int8.add_ratios(row)
@@ -417,7 +419,9 @@ def markdown_table(r: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if "note" in r:
         return head + "\n".join(lines) + f"\n\n{r['note']}\n"
-    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} runs after warm-up.\n"
+    rounds = r.get("rounds", 1)
+    taken = f" in {rounds} rounds, the runtimes taking turns" if rounds > 1 else ""
+    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} runs after warm-up{taken}.\n"
             + records_line(r) +
             f"Read bandwidth {r['read_bandwidth_gb_s']:.1f} GB/s ({_probe_label(r)}): batch-1 weight floor "
             f"{r['batch1_weight_floor_ms']:.2f} ms for {r['weight_mbytes']:.0f} MB of fp32 weights.\n"
