@@ -1,10 +1,12 @@
 """The int8 kernels: u8 x s8 -> s32 GEMMs tensorized with AVX-512 VNNI, and the u8 glue.
 
-Every convolution is an im2col followed by one GEMM; every FC layer is the GEMM alone. The
-GEMM's weights are packed as ``[N/16, K/4, 16, 4]`` int8, the layout ``vpdpbusd`` reads: one
-instruction multiplies 4 consecutive u8 activations with a 16x4 block of weights and adds
-the 16 int32 sums into 16 accumulators (64 multiply-adds). MetaSchedule's
-``MultiLevelTilingWithIntrin`` tiles the GEMM around that 16x4 block and tensorizes it.
+Every FC layer is one GEMM (``qgemm``); every conv is a direct conv (``qconv``, an implicit
+GEMM over the input map), except the image's, which is an im2col and a GEMM (its 3 channels
+are packed differently: Im2colShape.image). The weights are packed as ``[N/16, K/4, 16, 4]``
+int8, the layout ``vpdpbusd`` reads: one instruction multiplies 4 consecutive u8 activations
+with a 16x4 block of weights and adds the 16 int32 sums into 16 accumulators (64
+multiply-adds). MetaSchedule's ``MultiLevelTilingWithIntrin`` tiles the GEMM or conv around
+that 16x4 block and tensorizes it.
 
 Activations are u8 with a zero point, weights s8 symmetric per output channel. The
 zero-point compensation, bias, rescale, rounding and clipping (ReLU included) are one
@@ -19,9 +21,10 @@ so the GEMM reads no zero point at all. A layer whose output leaves the graph as
 
 The tensor intrinsic is alexnet_tvm/tensor_intrin.py's (why not TVM's own: see there).
 
-Activations are NHWC u8 (the quantized image alone is NCHW). A GEMM reads and writes 2-D views (``[N*OH*OW, K]`` in,
-``[N*OH*OW, C]`` out: rows are pixels); im2col, pools and the input's quantize use the
-4-D (6-D) shapes, so none of them divides an index; the views between are free reshapes.
+Activations are NHWC u8 (the quantized image alone is NCHW). A GEMM reads and writes 2-D
+views (``[N*OH*OW, K]`` in, ``[N*OH*OW, C]`` out: rows are pixels); convs, im2col, pools and
+the input's quantize use the 4-D (6-D) shapes, so none of them divides an index; the views
+between are free reshapes.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from dataclasses import dataclass
 
 from alexnet_tvm.tensor_intrin import VNNI_INTRIN, register_intrinsic  # noqa: F401  (re-exported)
 
-#: the prim-func name of every GEMM; int8 tuning uses the VNNI space for these tasks only
-GEMM_NAME = "qgemm"
+#: the prim-func names of the GEMMs (FC layers, the image conv after its im2col) and of the
+#: direct convs; int8 tuning uses the VNNI space for these tasks only
+GEMM_NAME, CONV_NAME = "qgemm", "qconv"
 #: prim funcs that FuseOps must leave alone (TVM's kOpaque), so each stays one tuned task
 OPAQUE = 8
 LANES, GROUP = 16, 4
@@ -56,7 +60,6 @@ class GemmShape:
 def qgemm(s: GemmShape):
     """acc[m, n] = sum_k a[m, k] * w[n, k] (u8 x s8 -> s32), then the fused epilogue."""
     from tvm import te
-    from tvm import tirx as tir
 
     a = te.placeholder((s.m, s.k), "uint8", name="a")
     w = te.placeholder((s.n_padded // LANES, s.k // GROUP, LANES, GROUP), "int8", name="w")
@@ -67,15 +70,58 @@ def qgemm(s: GemmShape):
         a[i, k].astype("int32") * w[j // LANES, k // GROUP, j % LANES, k % GROUP].astype("int32"), axis=k),
         name="acc")
 
-    def epilogue(i, j):
-        y = acc[i, j].astype("float32") * mul[j] + add[j]
+    out = te.compute((s.m, s.n), _requantized(acc, mul, add, s), name="requant")
+    return _prim([a, w, mul, add, out])
+
+
+def _requantized(acc, mul, add, s: GemmShape):
+    """The fused epilogue (module docstring) of an accumulator indexed by (..., channel)."""
+    from tvm import tirx as tir
+
+    def value(*idx):
+        y = acc[idx].astype("float32") * mul[idx[-1]] + add[idx[-1]]
         if s.float_out:
             return y
         y = tir.max(tir.min(tir.nearbyint(y), tir.const(255.0, "float32")), tir.const(s.lo, "float32"))
         return y.astype("uint8")
+    return value
 
-    out = te.compute((s.m, s.n), epilogue, name="requant")
-    return _prim([a, w, mul, add, out])
+
+def qconv(c: Im2colShape, s: GemmShape):
+    """A direct conv (implicit GEMM): acc[img, y, x, n] = sum over (ky, kx, ch) of the padded input
+    times the weights, u8 x s8 -> s32, then the fused epilogue; [N, H, W, C] in, [N, OH, OW, n] out.
+
+    Why not im2col + qgemm: the im2col copy is kh*kw times the input (9x for AlexNet's 3x3
+    convs, 4.7-9.3 MB at batch 16) and is written to memory and read back; its time moved
+    between 0.1 and 1.2 ms per conv with the machine's memory traffic. Here the GEMM reads the
+    input map in place. The weights are qgemm's packed [N/16, K/4, 16, 4] with K = (ky, kx, ch),
+    and MultiLevelTilingWithIntrin tensorizes the (16 channels x 4 inputs) block the same way.
+    The padding (the zero point) is a small copy of the input, not of the columns."""
+    from tvm import te
+    from tvm import tirx as tir
+
+    if c.c % GROUP or c.image:
+        raise ValueError("a direct int8 conv needs a multiple of 4 input channels")
+    x = te.placeholder((c.n, c.h, c.w, c.c), "uint8", name="x")
+    pad = te.placeholder((1,), "uint8", name="pad")
+    w = te.placeholder((s.n_padded // LANES, s.k // GROUP, LANES, GROUP), "int8", name="w")
+    mul = te.placeholder((s.n,), "float32", name="mul")
+    add = te.placeholder((s.n,), "float32", name="add")
+    top, left, bottom, right = c.pads
+    src = x
+    if any(c.pads):
+        src = te.compute((c.n, c.h + top + bottom, c.w + left + right, c.c), lambda i, y, xx, ch: tir.if_then_else(
+            tir.all(y >= top, y < c.h + top, xx >= left, xx < c.w + left), x[i, y - top, xx - left, ch], pad[0]),
+            name="xpad")
+    oh, ow = c.out_hw
+    ky, kx, rc = te.reduce_axis((0, c.kh), "ky"), te.reduce_axis((0, c.kw), "kx"), te.reduce_axis((0, c.c), "rc")
+    row, col = c.kw * c.c // GROUP, c.c // GROUP  # K/4 strides of ky and kx
+    acc = te.compute((c.n, oh, ow, s.n_padded), lambda i, y, xx, j: te.sum(
+        src[i, y * c.stride[0] + ky, xx * c.stride[1] + kx, rc].astype("int32")
+        * w[j // LANES, ky * row + kx * col + rc // GROUP, j % LANES, rc % GROUP].astype("int32"),
+        axis=[ky, kx, rc]), name="acc")
+    out = te.compute((c.n, oh, ow, s.n), _requantized(acc, mul, add, s), name="requant")
+    return _prim([x, pad, w, mul, add, out])
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,14 @@ def prepare_int8(mod, target):
 
 
 def is_gemm_task(task) -> bool:
-    return task.task_name.startswith(K.GEMM_NAME)
+    return task.task_name.startswith((K.GEMM_NAME, K.CONV_NAME))
 
 
-def gemm_space():
-    """MetaSchedule's x86 rules with the VNNI tile rule and without vectorization (see above)."""
+def gemm_space(compute_location: bool = True):
+    """MetaSchedule's x86 rules with the VNNI tile rule and without vectorization (see above).
+    A direct conv's padding copy stays where it is (``compute_location`` False): moved inside
+    the tiled loops, it splits the block that the VNNI intrinsic must replace, and the
+    tensorization fails."""
     from tvm.s_tir import meta_schedule as ms
 
     K.register_intrinsic()
@@ -79,7 +82,7 @@ def gemm_space():
                                      reuse_write=R.ReuseType(req="may", levels=[1, 2], scope="global")),
         R.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=0, unroll_max_steps=[0, 16, 64, 512],
                                      unroll_explicit=True),
-        R.RandomComputeLocation(),
+        *([R.RandomComputeLocation()] if compute_location else []),
     ]
     posts = [P.DisallowDynamicLoop(), P.RewriteParallelVectorizeUnroll(), P.RewriteReductionBlock(),
              P.RewriteTensorize(vectorize_init_loop=True)]
@@ -91,10 +94,12 @@ def tune_contexts(tasks: list, work_dir: str, seed: int, threads: int) -> tuple[
     from tvm.s_tir import meta_schedule as ms
 
     make = ms.relax_integration.extracted_tasks_to_tune_contexts
-    gemms = [t for t in tasks if is_gemm_task(t)]
+    gemms = [t for t in tasks if is_gemm_task(t) and not t.task_name.startswith(K.CONV_NAME)]
+    convs = [t for t in tasks if t.task_name.startswith(K.CONV_NAME)]
     others = [t for t in tasks if not is_gemm_task(t)]
     by_task = {}
-    for group, space in ((gemms, gemm_space()), (others, "post-order-apply")):
+    for group, space in ((gemms, gemm_space()), (convs, gemm_space(compute_location=False)),
+                         (others, "post-order-apply")):
         if group:
             ctxs, weights = make(group, work_dir=work_dir, space=space, seed=seed, num_threads=threads)
             by_task.update({id(t): (c, w) for t, c, w in zip(group, ctxs, weights)})

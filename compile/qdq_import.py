@@ -262,8 +262,11 @@ class _Walker:
         return Pending(x, w, scale, self.bias(node, n), None)
 
     def finish(self, p: Pending, scale: float | None, zp: int = 0) -> QAct:
-        """Emit the pending layer's im2col (for a conv) and GEMM; ``scale`` None: float logits."""
+        """Emit the pending layer's kernels: a direct conv, or the image conv's im2col and GEMM,
+        or an FC layer's GEMM; ``scale`` None: float logits."""
         src, fmap = p.x, None
+        if p.conv is not None and not src.image:
+            return self.direct_conv(p, scale, zp)
         if p.conv is not None:
             oh, ow = p.conv.out_hw
             fmap = (p.conv.n, oh, ow)
@@ -281,6 +284,17 @@ class _Walker:
         step = self.emit(src, K.GEMM_NAME, K.qgemm(shape), [pack_weights(p.w, shape), mul, add], (rows, n),
                          "float32" if scale is None else "uint8")
         return QAct(step, scale or 1.0, zp, rows, n, fmap)
+
+    def direct_conv(self, p: Pending, scale: float | None, zp: int) -> QAct:
+        src, c = p.x, p.conv
+        oh, ow = c.out_hw
+        shape = K.GemmShape(c.n * oh * ow, c.k, p.w.shape[0], float_out=scale is None,
+                            lo=float(zp) if p.relu and scale is not None else 0.0)
+        mul, add = _epilogue(p, scale, zp)
+        step = self.emit(src, K.CONV_NAME, K.qconv(c, shape),
+                         [np.array([src.zp], np.uint8), pack_weights(p.w, shape), mul, add],
+                         (c.n, oh, ow, shape.n), "float32" if scale is None else "uint8", in_shape=(c.n, c.h, c.w, c.c))
+        return QAct(step, scale or 1.0, zp, shape.m, shape.n, (c.n, oh, ow))
 
     def pad_in_quantize(self, src: QAct, conv: K.Im2colShape) -> K.Im2colShape:
         """The image's conv: its padding (and the columns its pad column reads past it) is

@@ -124,8 +124,8 @@ def ort_node_times(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 20,
 
 
 def _tvm_kinds(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """(kind, ms) per TVM kernel. An int8 conv is two kernels, im2col and its GEMM (qgemm):
-    they count as one conv; a GEMM with no im2col before it is an FC layer."""
+    """(kind, ms) per TVM kernel. An int8 conv is one direct conv (qconv), or two kernels, im2col
+    and its GEMM (qgemm), that count as one conv; a GEMM with no im2col before it is an FC layer."""
     out: list[tuple[str, float]] = []
     pending = None
     for name, ms in tvm_times:
@@ -133,7 +133,9 @@ def _tvm_kinds(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float]]:
             pending = ms
             continue
         kind = tvm_kind(name)
-        if name.startswith("qgemm"):
+        if name.startswith("qconv"):  # a direct int8 conv
+            kind = "conv"
+        elif name.startswith("qgemm"):
             kind = "conv" if pending is not None else "fc"
         out.append((kind, ms + (pending or 0.0)))
         pending = None

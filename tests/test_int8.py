@@ -82,7 +82,7 @@ def test_pack_weights_is_the_vnni_block_layout():
 def test_lowering_is_one_gemm_per_layer(tmp_path):
     prog = _lowered(_quantized(_tiny_onnx(tmp_path)), 2)
     names = [s.name for s in prog.steps]
-    assert names == ["quantize", "im2col", "qgemm", "qmaxpool", "im2col", "qgemm", "qgemm", "dequantize"]
+    assert names == ["quantize", "im2col", "qgemm", "qmaxpool", "qconv", "qgemm", "dequantize"]
     gemm = prog.steps[2]
     # 16 ch; K = 3 kernel rows x RGB x (3 columns, padded to 4): the image's conv packs its columns
     assert gemm.params[0].dtype == np.int8 and gemm.params[0].shape == (1, 9, 16, 4)
@@ -91,7 +91,10 @@ def test_lowering_is_one_gemm_per_layer(tmp_path):
     # and one more column on the right: the pad column of the last window reads it
     assert prog.steps[0].out_shape == prog.steps[1].in_shape == (2, 3, 18, 19)
     assert prog.steps[1].out_shape == (2, 16, 16, 3, 3, 4)
-    assert prog.steps[4].out_shape == (2, 4, 4, 3, 3, 16)  # the second conv (16 channels): NHWC columns
+    # the second conv (16 channels) is direct: it reads the pooled NHWC map in place
+    conv = prog.steps[4]
+    assert conv.in_shape == (2, 8, 8, 16) and conv.out_shape == (2, 4, 4, 24)
+    assert conv.params[1].shape == (2, 3 * 3 * 16 // 4, 16, 4)  # 24 channels padded to 32, K = (ky, kx, ch)
 
 
 def test_image_conv_columns_match_the_weights():
@@ -185,19 +188,19 @@ def test_int8_gates():
 
 
 def test_int8_layers_pair_im2col_with_its_gemm():
-    """layers.md: a TVM int8 conv is its im2col plus its GEMM; a GEMM alone is an FC layer;
-    ORT's fused QLinearConv/QGemm are its conv and FC layers."""
+    """layers.md: a TVM int8 conv is its im2col plus its GEMM, or one direct conv; a GEMM alone
+    is an FC layer; ORT's fused QLinearConv/QGemm are its conv and FC layers."""
     from alexnet_tvm.runtime.layers import match_layers
 
-    tvm = [("quantize", 0.1), ("im2col", 1.0), ("qgemm", 2.0), ("qmaxpool", 0.5), ("im2col1", 1.0),
-           ("qgemm1", 3.0), ("qgemm2", 4.0), ("dequantize", 0.1)]
+    tvm = [("quantize", 0.1), ("im2col", 1.0), ("qgemm", 2.0), ("qmaxpool", 0.5), ("qconv", 3.0),
+           ("qconv1", 2.5), ("qgemm1", 4.0), ("dequantize", 0.1)]
     ort = [("a", "QuantizeLinear", 0.1), ("b", "QLinearConv", 2.5), ("c", "NhwcMaxPool", 0.4),
-           ("d", "QLinearConv", 3.5), ("e", "QGemm", 4.5), ("f", "DequantizeLinear", 0.1)]
+           ("d", "QLinearConv", 3.5), ("d2", "QLinearConv", 2.0), ("e", "QGemm", 4.5), ("f", "DequantizeLinear", 0.1)]
     rows = {r.layer: r for r in match_layers(tvm, ort)}
-    assert (rows["conv1"].tvm_ms, rows["conv2"].tvm_ms, rows["fc1"].tvm_ms) == (3.0, 4.0, 4.0)
-    assert (rows["conv1"].ort_ms, rows["conv2"].ort_ms, rows["fc1"].ort_ms) == (2.5, 3.5, 4.5)
-    assert (rows["pool1"].tvm_ms, rows["pool1"].ort_ms) == (0.5, 0.4) and "conv3" not in rows and "fc2" not in rows
-    assert rows["other"].tvm_ms == pytest.approx(0.2) and rows["sum"].tvm_ms == pytest.approx(11.7)
+    assert [rows[k].tvm_ms for k in ("conv1", "conv2", "conv3", "fc1")] == [3.0, 3.0, 2.5, 4.0]
+    assert [rows[k].ort_ms for k in ("conv1", "conv2", "conv3", "fc1")] == [2.5, 3.5, 2.0, 4.5]
+    assert (rows["pool1"].tvm_ms, rows["pool1"].ort_ms) == (0.5, 0.4) and "conv4" not in rows and "fc2" not in rows
+    assert rows["other"].tvm_ms == pytest.approx(0.2) and rows["sum"].tvm_ms == pytest.approx(13.2)
 
 
 @pytest.fixture(scope="module")
