@@ -1,8 +1,7 @@
 """The int8 kernels: u8 x s8 -> s32 GEMMs tensorized with AVX-512 VNNI, and the u8 glue.
 
 Every FC layer is one GEMM (``qgemm``); every conv is a direct conv (``qconv``, an implicit
-GEMM over the input map), except the image's, which is an im2col and a GEMM (its 3 channels
-are packed differently: Im2colShape.image). The weights are packed as ``[N/16, K/4, 16, 4]``
+GEMM that reads its input map in place). The weights are packed as ``[N/16, K/4, 16, 4]``
 int8, the layout ``vpdpbusd`` reads: one instruction multiplies 4 consecutive u8 activations
 with a 16x4 block of weights and adds the 16 int32 sums into 16 accumulators (64
 multiply-adds). MetaSchedule's ``MultiLevelTilingWithIntrin`` tiles the GEMM or conv around
@@ -21,10 +20,10 @@ so the GEMM reads no zero point at all. A layer whose output leaves the graph as
 
 The tensor intrinsic is alexnet_tvm/tensor_intrin.py's (why not TVM's own: see there).
 
-Activations are NHWC u8 (the quantized image alone is NCHW). A GEMM reads and writes 2-D
-views (``[N*OH*OW, K]`` in, ``[N*OH*OW, C]`` out: rows are pixels); convs, im2col, pools and
-the input's quantize use the 4-D (6-D) shapes, so none of them divides an index; the views
-between are free reshapes.
+Activations are NHWC u8 (the quantized image alone is NCHW: ConvShape.image). An FC GEMM
+reads and writes 2-D views (``[N, K]`` in, ``[N, C]`` out); convs, pools and the input's
+quantize use the 4-D shapes, so none of them divides an index; the views between are free
+reshapes.
 """
 
 from __future__ import annotations
@@ -57,6 +56,48 @@ class GemmShape:
         return round_up(self.n, LANES)
 
 
+@dataclass(frozen=True)
+class ConvShape:
+    n: int
+    h: int
+    w: int
+    c: int  # a multiple of 4 (so K is), except for the image's conv: see ``image``
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    #: the image's conv. The quantized image is NCHW (the quantize kernel is then a plain
+    #: elementwise copy), its padding written in, and K is (ky, ch, kx) with each run of kx
+    #: padded to a multiple of 4: for AlexNet's 11x11 conv1 on RGB, K = 11 x 3 x 12 =
+    #: 396, where NHWC with a zero 4th channel made it 11 x 11 x 4 = 484 (18 % fewer
+    #: multiply-adds). The pad column reads the next pixel, whose weight is 0: no bounds check.
+    image: bool = False
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        oh = (self.h + self.pads[0] + self.pads[2] - self.kh) // self.stride[0] + 1
+        ow = (self.w + self.pads[1] + self.pads[3] - self.kw) // self.stride[1] + 1
+        return oh, ow
+
+    @property
+    def kw_run(self) -> int:
+        """The image conv's kx run, padded to a multiple of 4."""
+        return round_up(self.kw, GROUP)
+
+    @property
+    def slack(self) -> int:
+        """Columns the image conv's pad column reads past the padded image (the quantize writes them)."""
+        return max(0, (self.out_hw[1] - 1) * self.stride[1] + self.kw_run - self.w) if self.image else 0
+
+    @property
+    def k(self) -> int:
+        return self.kh * self.c * self.kw_run if self.image else self.kh * self.kw * self.c
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c, self.h, self.w + self.slack) if self.image else (self.n, self.h, self.w, self.c)
+
+
 def qgemm(s: GemmShape):
     """acc[m, n] = sum_k a[m, k] * w[n, k] (u8 x s8 -> s32), then the fused epilogue."""
     from tvm import te
@@ -87,118 +128,67 @@ def _requantized(acc, mul, add, s: GemmShape):
     return value
 
 
-def qconv(c: Im2colShape, s: GemmShape):
-    """A direct conv (implicit GEMM): acc[img, y, x, n] = sum over (ky, kx, ch) of the padded input
-    times the weights, u8 x s8 -> s32, then the fused epilogue; [N, H, W, C] in, [N, OH, OW, n] out.
+def qconv(c: ConvShape, s: GemmShape):
+    """A direct conv (implicit GEMM): acc[img, y, x, n] = sum over the kernel window of the padded
+    input times the weights, u8 x s8 -> s32, then the fused epilogue; [N, OH, OW, n] out.
 
     Why not im2col + qgemm: the im2col copy is kh*kw times the input (9x for AlexNet's 3x3
-    convs, 4.7-9.3 MB at batch 16) and is written to memory and read back; its time moved
+    convs, 4.7-19 MB at batch 16); it is written to memory and read back, and its time moved
     between 0.1 and 1.2 ms per conv with the machine's memory traffic. Here the GEMM reads the
-    input map in place. The weights are qgemm's packed [N/16, K/4, 16, 4] with K = (ky, kx, ch),
-    and MultiLevelTilingWithIntrin tensorizes the (16 channels x 4 inputs) block the same way.
-    The padding (the zero point) is a small copy of the input, not of the columns."""
+    input map in place, and MultiLevelTilingWithIntrin tensorizes its (16 channels x 4 inputs)
+    block as it does a GEMM's. The weights are packed as qgemm's, [N/16, K/4, 16, 4], with K
+    in the order the 4 inputs are consecutive: (ky, kx, ch) for an NHWC map, (ky, ch, kx
+    padded) for the NCHW image (ConvShape.image). The padding (the zero point) is a small
+    copy of the input map; the image's is written by its quantize kernel."""
     from tvm import te
-    from tvm import tirx as tir
 
-    if c.c % GROUP or c.image:
-        raise ValueError("a direct int8 conv needs a multiple of 4 input channels")
-    x = te.placeholder((c.n, c.h, c.w, c.c), "uint8", name="x")
+    if c.c % GROUP and not c.image:
+        raise ValueError("a direct int8 conv needs a multiple of 4 input channels, or the image")
+    if c.image and any(c.pads):
+        raise ValueError("the image conv reads an image with its padding written in")
+    x = te.placeholder(c.in_shape, "uint8", name="x")
     pad = te.placeholder((1,), "uint8", name="pad")
     w = te.placeholder((s.n_padded // LANES, s.k // GROUP, LANES, GROUP), "int8", name="w")
     mul = te.placeholder((s.n,), "float32", name="mul")
     add = te.placeholder((s.n,), "float32", name="add")
-    top, left, bottom, right = c.pads
-    src = x
-    if any(c.pads):
-        src = te.compute((c.n, c.h + top + bottom, c.w + left + right, c.c), lambda i, y, xx, ch: tir.if_then_else(
-            tir.all(y >= top, y < c.h + top, xx >= left, xx < c.w + left), x[i, y - top, xx - left, ch], pad[0]),
-            name="xpad")
-    oh, ow = c.out_hw
-    ky, kx, rc = te.reduce_axis((0, c.kh), "ky"), te.reduce_axis((0, c.kw), "kx"), te.reduce_axis((0, c.c), "rc")
-    row, col = c.kw * c.c // GROUP, c.c // GROUP  # K/4 strides of ky and kx
-    acc = te.compute((c.n, oh, ow, s.n_padded), lambda i, y, xx, j: te.sum(
-        src[i, y * c.stride[0] + ky, xx * c.stride[1] + kx, rc].astype("int32")
-        * w[j // LANES, ky * row + kx * col + rc // GROUP, j % LANES, rc % GROUP].astype("int32"),
-        axis=[ky, kx, rc]), name="acc")
+    src = _padded(x, pad, c) if any(c.pads) else x
+    (sy, sx), oh, ow = c.stride, *c.out_hw
+    ky = te.reduce_axis((0, c.kh), "ky")
+    if c.image:  # the innermost reduction, kx, walks 4 consecutive pixels of an image row
+        rc, kx = te.reduce_axis((0, c.c), "rc"), te.reduce_axis((0, c.kw_run), "kx")
+        row, chan = c.c * c.kw_run // GROUP, c.kw_run // GROUP  # K/4 strides of ky and ch
+        axes = [ky, rc, kx]
+
+        def pair(i, y, xx, j):
+            return src[i, rc, y * sy + ky, xx * sx + kx], w[j // LANES, ky * row + rc * chan + kx // GROUP, j % LANES,
+                                                            kx % GROUP]
+    else:  # the innermost reduction, ch, walks 4 consecutive channels of a pixel
+        kx, rc = te.reduce_axis((0, c.kw), "kx"), te.reduce_axis((0, c.c), "rc")
+        row, col = c.kw * c.c // GROUP, c.c // GROUP  # K/4 strides of ky and kx
+        axes = [ky, kx, rc]
+
+        def pair(i, y, xx, j):
+            return src[i, y * sy + ky, xx * sx + kx, rc], w[j // LANES, ky * row + kx * col + rc // GROUP, j % LANES,
+                                                            rc % GROUP]
+
+    def dot(i, y, xx, j):
+        a, b = pair(i, y, xx, j)
+        return te.sum(a.astype("int32") * b.astype("int32"), axis=axes)
+
+    acc = te.compute((c.n, oh, ow, s.n_padded), dot, name="acc")
     out = te.compute((c.n, oh, ow, s.n), _requantized(acc, mul, add, s), name="requant")
     return _prim([x, pad, w, mul, add, out])
 
 
-@dataclass(frozen=True)
-class Im2colShape:
-    n: int
-    h: int
-    w: int
-    c: int  # a multiple of 4 (so K is), except for the image's conv: see ``image``
-    kh: int
-    kw: int
-    stride: tuple[int, int]
-    pads: tuple[int, int, int, int]  # top, left, bottom, right
-    #: the image's conv. The quantized image is NCHW (the quantize kernel is then a plain
-    #: elementwise copy), its padding written in, and the columns are (ky, ch, kx) with each
-    #: run of kx padded to a multiple of 4: for AlexNet's 11x11 conv1 on RGB, K = 11 x 3 x 12 =
-    #: 396, where NHWC with a zero 4th channel made it 11 x 11 x 4 = 484 (18 % fewer
-    #: multiply-adds). The pad column reads the next pixel, whose weight is 0: no bounds check.
-    image: bool = False
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        oh = (self.h + self.pads[0] + self.pads[2] - self.kh) // self.stride[0] + 1
-        ow = (self.w + self.pads[1] + self.pads[3] - self.kw) // self.stride[1] + 1
-        return oh, ow
-
-    @property
-    def kw_run(self) -> int:
-        """The image conv's kx run, padded to a multiple of 4."""
-        return round_up(self.kw, GROUP)
-
-    @property
-    def slack(self) -> int:
-        """Columns the image conv's pad column reads past the padded image (the quantize writes them)."""
-        return max(0, (self.out_hw[1] - 1) * self.stride[1] + self.kw_run - self.w) if self.image else 0
-
-    @property
-    def k(self) -> int:
-        return self.kh * self.c * self.kw_run if self.image else self.kh * self.kw * self.c
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return (self.n, self.c, self.h, self.w + self.slack) if self.image else (self.n, self.h, self.w, self.c)
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        oh, ow = self.out_hw
-        tail = (self.kh, self.c, self.kw_run) if self.image else (self.kh, self.kw, self.c)
-        return (self.n, oh, ow, *tail)
-
-
-def im2col(s: Im2colShape):
-    """[N, H, W, C] u8 -> [N, OH, OW, KH, KW, C] u8 (a [N*OH*OW, K] matrix as the GEMM reads it);
-    padding reads the zero point. One index per axis, no division: a copy MetaSchedule vectorizes.
-    The image's conv (``s.image``): [N, C, H, W] -> [N, OH, OW, KH, C, KW padded], its padding
-    already in the quantized image, so no bounds check at all."""
+def _padded(x, pad, c: ConvShape):
+    """The NHWC map with its border of zero points (the value of real 0)."""
     from tvm import te
     from tvm import tirx as tir
 
-    x = te.placeholder(s.in_shape, "uint8", name="x")
-    pad = te.placeholder((1,), "uint8", name="pad")  # the input's zero point: a parameter, so that
-    oh, ow = s.out_hw                                 # one record serves every calibration
-
-    def value(img, y0, x0, ky, kx, ch):
-        y = y0 * s.stride[0] + ky - s.pads[0]
-        xx = x0 * s.stride[1] + kx - s.pads[1]
-        if not any(s.pads):
-            return x[img, y, xx, ch]
-        inside = tir.all(y >= 0, y < s.h, xx >= 0, xx < s.w)
-        return tir.if_then_else(inside, x[img, y, xx, ch], pad[0])
-
-    def image_value(img, y0, x0, ky, ch, kx):
-        return x[img, ch, y0 * s.stride[0] + ky, x0 * s.stride[1] + kx]
-
-    if s.image and any(s.pads):
-        raise ValueError("the image conv's im2col reads an image with its padding written in")
-    out = te.compute(s.out_shape, image_value if s.image else value, name="im2col")
-    return _prim([x, pad, out])
+    top, left, bottom, right = c.pads
+    return te.compute((c.n, c.h + top + bottom, c.w + left + right, c.c), lambda i, y, xx, ch: tir.if_then_else(
+        tir.all(y >= top, y < c.h + top, xx >= left, xx < c.w + left), x[i, y - top, xx - left, ch], pad[0]),
+        name="xpad")
 
 
 def maxpool(n: int, h: int, w: int, c: int, kernel: tuple[int, int], stride: tuple[int, int],

@@ -54,7 +54,7 @@ class QAct:
     fmap: tuple[int, int, int] | None = None
     #: (h, w, c) of the NHWC map this flat tensor came from: the next FC's columns are permuted
     flat_from: tuple[int, int, int] | None = None
-    #: the quantized image: NCHW, and only a conv reads it (int8_kernels.Im2colShape.image)
+    #: the quantized image: NCHW, and only a conv reads it (int8_kernels.ConvShape.image)
     image: bool = False
 
 
@@ -86,7 +86,7 @@ class Pending:
     w: np.ndarray  # s8, [N, K] in the GEMM's column order
     w_scale: np.ndarray  # [N]
     bias: np.ndarray  # float64 [N]
-    conv: K.Im2colShape | None
+    conv: K.ConvShape | None
     relu: bool = False
 
 
@@ -234,13 +234,13 @@ class _Walker:
             _fail(f"Conv: {x.cols} input channels (weights for {c}); int8 convs need a multiple of {K.GROUP}"
                   " (any count for a conv on the input image)")
         pads = tuple(a.get("pads", [0, 0, 0, 0]))
-        shape = K.Im2colShape(*x.fmap, x.cols, kh, kw, tuple(a.get("strides", [1, 1])),
-                              (pads[0], pads[1], pads[2], pads[3]), x.image)
-        if x.image:  # (kh, c, kw), each kx run zero-padded to im2col's: Im2colShape.image
+        shape = K.ConvShape(*x.fmap, x.cols, kh, kw, tuple(a.get("strides", [1, 1])),
+                            (pads[0], pads[1], pads[2], pads[3]), x.image)
+        if x.image:  # K = (kh, c, kw), each kx run zero-padded to a multiple of 4: ConvShape.image
             w = np.zeros((oc, kh, c, shape.kw_run), np.int8)
             w[..., :kw] = wq.values.transpose(0, 2, 1, 3)
         else:
-            w = wq.values.transpose(0, 2, 3, 1)  # (kh, kw, c): im2col's column order
+            w = wq.values.transpose(0, 2, 3, 1)  # K = (kh, kw, c), the order the conv reads an NHWC map
         return Pending(x, w.reshape(oc, -1), _per_channel(wq.scale, oc), self.bias(node, oc), shape)
 
     def gemm(self, node):
@@ -262,43 +262,30 @@ class _Walker:
         return Pending(x, w, scale, self.bias(node, n), None)
 
     def finish(self, p: Pending, scale: float | None, zp: int = 0) -> QAct:
-        """Emit the pending layer's kernels: a direct conv, or the image conv's im2col and GEMM,
-        or an FC layer's GEMM; ``scale`` None: float logits."""
-        src, fmap = p.x, None
-        if p.conv is not None and not src.image:
-            return self.direct_conv(p, scale, zp)
-        if p.conv is not None:
-            oh, ow = p.conv.out_hw
-            fmap = (p.conv.n, oh, ow)
-            rows = p.conv.n * oh * ow
-            c = self.pad_in_quantize(src, p.conv)
-            step = self.emit(src, "im2col", K.im2col(c), [np.array([src.zp], np.uint8)], c.out_shape,
-                             in_shape=c.in_shape)
-            src = QAct(step, src.scale, src.zp, rows, c.k)
-        elif src.cols % K.GROUP:
-            _fail(f"Gemm: {src.cols} inputs is not a multiple of {K.GROUP}")
-        rows, n = src.rows, p.w.shape[0]
-        shape = K.GemmShape(rows, src.cols, n, float_out=scale is None,
-                            lo=float(zp) if p.relu and scale is not None else 0.0)
-        mul, add = _epilogue(p, scale, zp)
-        step = self.emit(src, K.GEMM_NAME, K.qgemm(shape), [pack_weights(p.w, shape), mul, add], (rows, n),
-                         "float32" if scale is None else "uint8")
-        return QAct(step, scale or 1.0, zp, rows, n, fmap)
-
-    def direct_conv(self, p: Pending, scale: float | None, zp: int) -> QAct:
+        """Emit the pending layer's kernel: a direct conv, or an FC layer's GEMM; ``scale`` None:
+        float logits."""
         src, c = p.x, p.conv
-        oh, ow = c.out_hw
-        shape = K.GemmShape(c.n * oh * ow, c.k, p.w.shape[0], float_out=scale is None,
-                            lo=float(zp) if p.relu and scale is not None else 0.0)
+        if c is not None:
+            c = self.pad_in_quantize(src, c)
+            oh, ow = c.out_hw
+            shape = _gemm_shape(p, c.n * oh * ow, c.k, scale, zp)
+            prim, params = K.qconv(c, shape), [np.array([src.zp], np.uint8)]
+            out_shape, in_shape, fmap = (c.n, oh, ow, shape.n), c.in_shape, (c.n, oh, ow)
+        else:
+            if src.cols % K.GROUP:
+                _fail(f"Gemm: {src.cols} inputs is not a multiple of {K.GROUP}")
+            shape = _gemm_shape(p, src.rows, src.cols, scale, zp)
+            prim, params = K.qgemm(shape), []
+            out_shape, in_shape, fmap = (shape.m, shape.n), None, None
         mul, add = _epilogue(p, scale, zp)
-        step = self.emit(src, K.CONV_NAME, K.qconv(c, shape),
-                         [np.array([src.zp], np.uint8), pack_weights(p.w, shape), mul, add],
-                         (c.n, oh, ow, shape.n), "float32" if scale is None else "uint8", in_shape=(c.n, c.h, c.w, c.c))
-        return QAct(step, scale or 1.0, zp, shape.m, shape.n, (c.n, oh, ow))
+        step = self.emit(src, K.CONV_NAME if c is not None else K.GEMM_NAME, prim,
+                         [*params, pack_weights(p.w, shape), mul, add], out_shape,
+                         "float32" if scale is None else "uint8", in_shape=in_shape)
+        return QAct(step, scale or 1.0, zp, shape.m, shape.n, fmap)
 
-    def pad_in_quantize(self, src: QAct, conv: K.Im2colShape) -> K.Im2colShape:
+    def pad_in_quantize(self, src: QAct, conv: K.ConvShape) -> K.ConvShape:
         """The image's conv: its padding (and the columns its pad column reads past it) is
-        written by the quantize kernel, so its im2col (the largest) copies without a bounds check."""
+        written by the quantize kernel, so the conv reads the image without a bounds check."""
         if not src.image:
             return conv
         first = self.program.steps[src.step]
@@ -341,6 +328,11 @@ def _qp(scale: float, zp: int) -> np.ndarray:
 def _per_channel(scale: np.ndarray, n: int) -> np.ndarray:
     return np.broadcast_to(scale.reshape(-1), (n,)).astype(np.float64) if scale.size in (1, n) else _fail(
         f"weight scales: {scale.size} values for {n} output channels")
+
+
+def _gemm_shape(p: Pending, m: int, k: int, scale: float | None, zp: int) -> K.GemmShape:
+    """The layer as a GEMM; after a ReLU its u8 output is clipped at the zero point (real 0)."""
+    return K.GemmShape(m, k, p.w.shape[0], float_out=scale is None, lo=float(zp) if p.relu and scale is not None else 0.0)
 
 
 def _epilogue(p: Pending, scale: float | None, zp: int) -> tuple[np.ndarray, np.ndarray]:

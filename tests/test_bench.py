@@ -163,7 +163,7 @@ def test_bench_times_a_bare_onnx_file_against_onnx_runtime(tmp_path, run_cli):
                     reason="int8 kernels run only on an AVX-512 VNNI host")
 def test_bench_int8_columns_and_layers(tmp_path, run_cli):
     """--int8 adds TVM int8 and ORT int8 (the artifact's own QDQ model) to the same run, with
-    their ratios, and pairs the int8 layers: a TVM conv is its im2col plus its GEMM."""
+    their ratios, and pairs the int8 layers: a TVM conv (qconv) with an ORT QLinearConv."""
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
     res = run_cli("bench", model, "--target", "x86-avx512", "--batch", "2", "--runs", "3", "--int8", "--layers",

@@ -82,36 +82,36 @@ def test_pack_weights_is_the_vnni_block_layout():
 def test_lowering_is_one_gemm_per_layer(tmp_path):
     prog = _lowered(_quantized(_tiny_onnx(tmp_path)), 2)
     names = [s.name for s in prog.steps]
-    assert names == ["quantize", "im2col", "qgemm", "qmaxpool", "qconv", "qgemm", "dequantize"]
-    gemm = prog.steps[2]
-    # 16 ch; K = 3 kernel rows x RGB x (3 columns, padded to 4): the image's conv packs its columns
-    assert gemm.params[0].dtype == np.int8 and gemm.params[0].shape == (1, 9, 16, 4)
+    assert names == ["quantize", "qconv", "qmaxpool", "qconv", "qgemm", "dequantize"]
     assert prog.steps[-1].out_shape == (2, 10) and prog.output_classes == 10
     # the quantized image is NCHW with the first conv's padding written in (16x16 + 1 each side),
     # and one more column on the right: the pad column of the last window reads it
-    assert prog.steps[0].out_shape == prog.steps[1].in_shape == (2, 3, 18, 19)
-    assert prog.steps[1].out_shape == (2, 16, 16, 3, 3, 4)
-    # the second conv (16 channels) is direct: it reads the pooled NHWC map in place
-    conv = prog.steps[4]
+    first = prog.steps[1]
+    assert prog.steps[0].out_shape == first.in_shape == (2, 3, 18, 19) and first.out_shape == (2, 16, 16, 16)
+    # 16 ch; K = 3 kernel rows x RGB x (3 columns, padded to 4)
+    assert first.params[1].dtype == np.int8 and first.params[1].shape == (1, 9, 16, 4)
+    # the second conv (16 channels) reads the pooled NHWC map in place
+    conv = prog.steps[3]
     assert conv.in_shape == (2, 8, 8, 16) and conv.out_shape == (2, 4, 4, 24)
     assert conv.params[1].shape == (2, 3 * 3 * 16 // 4, 16, 4)  # 24 channels padded to 32, K = (ky, kx, ch)
+    assert prog.steps[4].in_shape == (2, 4 * 4 * 24)  # the FC layer reads the flattened map (a view)
 
 
 def test_image_conv_columns_match_the_weights():
-    """The image conv's im2col columns (ky, ch, kx padded) and its packed weights agree: the GEMM
-    over them is the conv, whatever the pad column reads. AlexNet's conv1 is K = 11 x 3 x 12 = 396."""
-    from alexnet_tvm.compile.int8_kernels import Im2colShape
+    """The image conv's K order (ky, ch, kx padded) and its packed weights agree: the sum over K
+    is the conv, whatever the pad column reads. AlexNet's conv1 is K = 11 x 3 x 12 = 396."""
+    from alexnet_tvm.compile.int8_kernels import ConvShape
     from alexnet_tvm.compile.qdq_import import QConst, _Walker
 
-    alex = Im2colShape(16, 228, 228, 3, 11, 11, (4, 4), (0, 0, 0, 0), image=True)
+    alex = ConvShape(16, 228, 228, 3, 11, 11, (4, 4), (0, 0, 0, 0), image=True)
     assert (alex.k, alex.out_hw, alex.slack) == (396, (55, 55), 0)
-    s = Im2colShape(1, 9, 9, 3, 5, 5, (2, 2), (0, 0, 0, 0), image=True)
-    assert (s.kw_run, s.k, s.out_shape, s.slack, s.in_shape) == (8, 120, (1, 3, 3, 5, 3, 8), 3, (1, 3, 9, 12))
+    s = ConvShape(1, 9, 9, 3, 5, 5, (2, 2), (0, 0, 0, 0), image=True)
+    assert (s.kw_run, s.k, s.slack, s.in_shape) == (8, 120, 3, (1, 3, 9, 12))
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (3, 9, 12))  # [c, h, w + slack]: the slack holds anything
     w = rng.integers(-128, 128, (2, 3, 5, 5)).astype(np.int8)  # [oc, c, kh, kw]
     cols = np.array([[[[img[ch, 2 * y0 + ky, 2 * x0 + kx] for kx in range(8)] for ch in range(3)]
-                      for ky in range(5)] for y0 in range(3) for x0 in range(3)])  # what im2col writes
+                      for ky in range(5)] for y0 in range(3) for x0 in range(3)])  # what the conv reads, in K order
     walker = _Walker.__new__(_Walker)
     walker.values = {"x": _deq_image(9, 9, 3), "w": QConst(w, np.ones(2), np.zeros(1))}
     walker.consts = {}
