@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from alexnet_tvm.errors import DatabaseError, RegistryError
 from alexnet_tvm.fsutil import write_text
@@ -158,6 +158,33 @@ def dedupe_workloads(folder: Path) -> int:
         records.append(f"[{remap[idx]},{body}")
     log.warning("%s: folded %d duplicate workload lines into their first copies", folder, len(w_lines) - len(kept))
     # records first: their new indices are all below len(kept), valid with either workload file
+    _write_lines(rec_path, records)
+    _write_lines(folder / WORKLOADS, kept)
+    return len(w_lines) - len(kept)
+
+
+def drop_workloads(folder: Path, keep: Callable[[str], bool]) -> int:
+    """Drop the workload lines whose structural hash ``keep`` refuses, with their records.
+
+    Why: a kernel whose definition changed leaves its old workloads behind, each with its
+    whole TIR (20-90 KB for an int8 GEMM); no build can match them again. Returns the number
+    of workload lines dropped."""
+    folder = Path(folder)
+    w_lines = _check_file(folder / WORKLOADS, None).lines
+    new_index: dict[int, int] = {}
+    kept: list[str] = []
+    for i, line in enumerate(w_lines):
+        if keep(workload_key(line)):
+            new_index[i] = len(kept)
+            kept.append(line)
+    if len(kept) == len(w_lines):
+        return 0
+    rec_path = folder / RECORDS
+    records = []
+    for line in _check_file(rec_path, len(w_lines)).lines:
+        idx, body = split_record(line, str(rec_path))
+        if idx in new_index:
+            records.append(f"[{new_index[idx]},{body}")
     _write_lines(rec_path, records)
     _write_lines(folder / WORKLOADS, kept)
     return len(w_lines) - len(kept)

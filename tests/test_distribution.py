@@ -686,3 +686,14 @@ def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli,
     one_line_error(run_cli("logs", "import", tmp_path / "fake.tar.gz", "--logs-dir", dst_logs),
                    "MetaSchedule cannot read", "nothing was merged")
     assert tree_snapshot(dst_logs) == snap
+
+
+def test_dropped_workloads_take_their_records_and_the_rest_are_repointed(tmp_path):
+    """A kernel whose definition changed leaves dead workloads behind; dropping them keeps every
+    other workload's records, re-pointed to the workload's new line."""
+    from alexnet_tvm.records import drop_workloads
+
+    db = _db(tmp_path / "db", ["A", "B", "C"], [(0, "a1", [1.0]), (1, "b1", [2.0]), (2, "c1", [3.0]), (1, "b2", [4.0])])
+    assert drop_workloads(db, lambda key: key != "B") == 1
+    assert _read_db(db) == (["A", "C"], [("A", "a1", 1.0), ("C", "c1", 3.0)])
+    assert drop_workloads(db, lambda key: True) == 0
