@@ -151,16 +151,23 @@ def dedupe_workloads(folder: Path) -> int:
     remap = fold_workloads(w_lines, kept, {})
     if len(kept) == len(w_lines):
         return 0
+    log.warning("%s: folded %d duplicate workload lines into their first copies", folder, len(w_lines) - len(kept))
+    _rewrite(folder, len(w_lines), kept, remap)
+    return len(w_lines) - len(kept)
+
+
+def _rewrite(folder: Path, n_before: int, kept: list[str], remap: dict[int, int]) -> None:
+    """Write the ``kept`` workload lines, and the records re-pointed by ``remap`` (old line ->
+    new line); a record whose workload ``remap`` lacks is dropped."""
     rec_path = folder / RECORDS
     records = []
-    for line in _check_file(rec_path, len(w_lines)).lines:
+    for line in _check_file(rec_path, n_before).lines:
         idx, body = split_record(line, str(rec_path))
-        records.append(f"[{remap[idx]},{body}")
-    log.warning("%s: folded %d duplicate workload lines into their first copies", folder, len(w_lines) - len(kept))
+        if idx in remap:
+            records.append(f"[{remap[idx]},{body}")
     # records first: their new indices are all below len(kept), valid with either workload file
     _write_lines(rec_path, records)
     _write_lines(folder / WORKLOADS, kept)
-    return len(w_lines) - len(kept)
 
 
 def drop_workloads(folder: Path, keep: Callable[[str], bool]) -> int:
@@ -179,14 +186,7 @@ def drop_workloads(folder: Path, keep: Callable[[str], bool]) -> int:
             kept.append(line)
     if len(kept) == len(w_lines):
         return 0
-    rec_path = folder / RECORDS
-    records = []
-    for line in _check_file(rec_path, len(w_lines)).lines:
-        idx, body = split_record(line, str(rec_path))
-        if idx in new_index:
-            records.append(f"[{new_index[idx]},{body}")
-    _write_lines(rec_path, records)
-    _write_lines(folder / WORKLOADS, kept)
+    _rewrite(folder, len(w_lines), kept, new_index)
     return len(w_lines) - len(kept)
 
 
