@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from alexnet_tvm.tensor_intrin import VNNI_INTRIN, register_intrinsic  # noqa: F401  (re-exported)
 
-#: the prim-func names of the GEMMs (FC layers, the image conv after its im2col) and of the
-#: direct convs; int8 tuning uses the VNNI space for these tasks only
+#: the prim-func names of the GEMMs (FC layers) and of the direct convs; int8 tuning uses the
+#: VNNI space for these tasks only
 GEMM_NAME, CONV_NAME = "qgemm", "qconv"
 #: prim funcs that FuseOps must leave alone (TVM's kOpaque), so each stays one tuned task
 OPAQUE = 8
@@ -147,7 +147,7 @@ def qconv(c: ConvShape, s: GemmShape):
     if c.image and any(c.pads):
         raise ValueError("the image conv reads an image with its padding written in")
     x = te.placeholder(c.in_shape, "uint8", name="x")
-    pad = te.placeholder((1,), "uint8", name="pad")
+    pad = te.placeholder((1,), "uint8", name="pad")  # the zero point; the image's is written in already
     w = te.placeholder((s.n_padded // LANES, s.k // GROUP, LANES, GROUP), "int8", name="w")
     mul = te.placeholder((s.n,), "float32", name="mul")
     add = te.placeholder((s.n,), "float32", name="add")
@@ -217,7 +217,7 @@ def maxpool(n: int, h: int, w: int, c: int, kernel: tuple[int, int], stride: tup
 def quantize_nchw(n: int, c: int, h: int, w: int, pads: tuple[int, int, int, int] = (0, 0, 0, 0)):
     """The float NCHW input -> u8 NCHW, round half to even as ONNX's QuantizeLinear: an
     elementwise kernel over contiguous rows. ``pads`` (top, left, bottom, right): the first
-    conv's spatial padding, written here, so that its im2col is a plain strided copy; pad
+    conv's spatial padding, written here, so that the conv reads it without a bounds check; pad
     pixels hold the zero point (real 0). ``qp`` = (scale, zero point), a parameter like every
     calibration-made number."""
     from tvm import te

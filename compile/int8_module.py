@@ -8,7 +8,7 @@ opaque, so no fusion regroups them and each is the task its records were tuned f
 The GEMM tasks are tuned in a space with VNNI tensorization (``MultiLevelTilingWithIntrin``)
 and no auto-vectorization: vectorizing a loop that holds the tensorized 16-lane block is
 what TVM's vectorizer refuses ("Cannot broadcast lanes=16 to 256"). The epilogue is left
-to LLVM's loop vectorizer. The other kernels (im2col, pools, (de)quantize) get the
+to LLVM's loop vectorizer. The other kernels (pools, (de)quantize) get the
 target's default space.
 """
 
