@@ -59,8 +59,9 @@ def prepare_int8(mod, target):
         return relax.get_pipeline("zero")(mod)
 
 
-def is_gemm_task(task) -> bool:
-    return task.task_name.startswith((K.GEMM_NAME, K.CONV_NAME))
+def _prefix(task) -> str:
+    """K.GEMM_NAME or K.CONV_NAME for a VNNI task, "" for any other kernel."""
+    return next((p for p in (K.GEMM_NAME, K.CONV_NAME) if task.task_name.startswith(p)), "")
 
 
 def gemm_space(compute_location: bool = True):
@@ -90,17 +91,17 @@ def gemm_space(compute_location: bool = True):
 
 
 def tune_contexts(tasks: list, work_dir: str, seed: int, threads: int) -> tuple[list, list]:
-    """Tune contexts in ``tasks``' order: GEMMs in the VNNI space, the rest in the default one."""
+    """Tune contexts in ``tasks``' order: GEMMs and direct convs in the VNNI space (the convs
+    without compute-location sampling, see gemm_space), the rest in the default one."""
     from tvm.s_tir import meta_schedule as ms
 
     make = ms.relax_integration.extracted_tasks_to_tune_contexts
-    gemms = [t for t in tasks if is_gemm_task(t) and not t.task_name.startswith(K.CONV_NAME)]
-    convs = [t for t in tasks if t.task_name.startswith(K.CONV_NAME)]
-    others = [t for t in tasks if not is_gemm_task(t)]
+    spaces = {K.GEMM_NAME: gemm_space, K.CONV_NAME: lambda: gemm_space(compute_location=False),
+              "": lambda: "post-order-apply"}  # "": every other kernel
     by_task = {}
-    for group, space in ((gemms, gemm_space()), (convs, gemm_space(compute_location=False)),
-                         (others, "post-order-apply")):
+    for prefix, space in spaces.items():
+        group = [t for t in tasks if _prefix(t) == prefix]
         if group:
-            ctxs, weights = make(group, work_dir=work_dir, space=space, seed=seed, num_threads=threads)
+            ctxs, weights = make(group, work_dir=work_dir, space=space(), seed=seed, num_threads=threads)
             by_task.update({id(t): (c, w) for t, c, w in zip(group, ctxs, weights)})
     return [by_task[id(t)][0] for t in tasks], [by_task[id(t)][1] for t in tasks]

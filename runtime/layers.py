@@ -45,7 +45,7 @@ class LayerTime:
 
 
 def tvm_kind(name: str) -> str:
-    if "conv2d" in name:
+    if "conv2d" in name or name.startswith("qconv"):  # fp32 (Relax) or int8 (a direct conv)
         return "conv"
     if "matmul" in name or "dense" in name:
         return "fc"
@@ -133,9 +133,7 @@ def _tvm_kinds(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float]]:
             pending = ms
             continue
         kind = tvm_kind(name)
-        if name.startswith("qconv"):  # a direct int8 conv
-            kind = "conv"
-        elif name.startswith("qgemm"):
+        if name.startswith("qgemm"):
             kind = "conv" if pending is not None else "fc"
         out.append((kind, ms + (pending or 0.0)))
         pending = None

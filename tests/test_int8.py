@@ -285,3 +285,20 @@ def test_demo_model_int8_accuracy(tmp_path, run_cli):
     assert res.best_val_accuracy > 0.9
     asm = subprocess.run(["objdump", "-d", str(out / "model.so")], capture_output=True, text=True).stdout
     assert "vpdpbusd" in asm
+
+
+def test_direct_convs_are_tuned_without_moving_their_padding(tmp_path):
+    """GEMMs and direct convs get the VNNI space, the other kernels the default one; the convs'
+    space leaves out compute-location sampling (it broke their tensorization: no valid candidate)."""
+    from types import SimpleNamespace
+
+    from alexnet_tvm.compile import int8_module as M
+
+    rules = {}
+    for name in ("qgemm1", "qconv", "quantize"):
+        task = SimpleNamespace(task_name=name)
+        rules[name] = M._prefix(task)
+    assert rules == {"qgemm1": "qgemm", "qconv": "qconv", "quantize": ""}
+    kinds = {loc: [type(r).__name__ for r in M.gemm_space(loc).sch_rules] for loc in (True, False)}
+    assert "RandomComputeLocation" in kinds[True] and "RandomComputeLocation" not in kinds[False]
+    assert "MultiLevelTilingWithIntrin" in kinds[False]
