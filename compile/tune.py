@@ -104,8 +104,9 @@ def fresh_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
 
 
 def tuning_tasks(prepared, target) -> list:
-    """Tasks that run per inference: weight repacking (moved to transform_params) and
-    reshapes (memory views at run time) are left out, they would only waste trials."""
+    """Tasks that run per inference: weight repacking (moved to transform_params),
+    reshapes (memory views at run time) and hand-scheduled kernels (``tirx.is_scheduled``,
+    e.g. the Winograd transforms) are left out, they would only waste trials."""
     import tvm
     from tvm.relax import transform as T
     from tvm.s_tir import meta_schedule as ms
@@ -117,7 +118,12 @@ def tuning_tasks(prepared, target) -> list:
         mod = tvm.IRModule({gv: f for gv, f in lifted.functions.items() if gv.name_hint != "main_transform_params"})
         mod = T.DeadCodeElimination(["main"])(mod)
     tasks = ms.relax_integration.extract_tasks(mod, target)
-    return [t for t in tasks if not t.task_name.startswith("reshape")]
+    return [t for t in tasks if not t.task_name.startswith("reshape") and not _hand_scheduled(t)]
+
+
+def _hand_scheduled(task) -> bool:
+    func = task.dispatched[0]["main"]
+    return bool(func.attrs and func.attrs.get("tirx.is_scheduled", False))
 
 
 def _select(tasks: list, only: tuple[str, ...]) -> list:

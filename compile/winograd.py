@@ -1,90 +1,86 @@
-"""Winograd F(m x m, 3 x 3) for AlexNet's 3x3 convolutions (conv3-5), CPU, NHWC.
+"""Winograd convolutions for AlexNet's stride-1 convs (conv2 5x5, conv3-5 3x3), CPU, NHWC.
 
-conv3-5 are half of AlexNet's arithmetic, and at batch 16 TVM loses to ONNX Runtime in
-the convolutions (docs/performance.md). Winograd trades multiplications for cheap
-transforms: F(4x4, 3x3) does 36 multiplies per 4x4 output tile instead of 144. The 13x13
-maps of AlexNet round up to 16x16 in 4x4 tiles, so the net saving is about 2.6x before the
-transforms, and the remaining work is a batched GEMM that MetaSchedule tiles well.
+They are 85 % of AlexNet's arithmetic, and the direct convs already run near the FMA peak
+(docs/performance.md), so only fewer multiplications make them faster. F(4x4, 3x3) does 36
+multiplies per 4x4 output tile instead of 144; the 13x13 maps round up to 16x16 in 4x4
+tiles, so the net saving is about 2.6x, paid for with two memory-bound transforms.
+F(4x4, 5x5) does 64 multiplies per 4x4 tile instead of 400.
 
-The rewrite splits each conv in two calls: the kernel transform, which depends on the
-weights only, so `LiftTransformParams` moves it to build time (params.bin stores the
-transformed kernels), and the convolution proper. Its stages carry the block annotations
-that select MetaSchedule's built-in CPU Winograd rules (data pack and inverse transform);
-the batched GEMM gets the default multi-level tiling.
+Each conv becomes four calls:
+- the kernel transform, weights only: `LiftTransformParams` moves it to build time;
+- the data transform and the inverse transform, hand-scheduled (winograd_tir.py), not tuned;
+- the batched GEMM between them, the only tuned task: MetaSchedule tiles it like the FC
+  layers, its transformed kernel marked layout-free so it is prepacked at build time too.
 
-Opt-in per target (`winograd_tile` in targets.yaml), because it changes the tuned
-workloads and the rounding (still far inside the verify gates).
+A first version put all stages in one function under MetaSchedule's built-in Winograd rules;
+its transforms were not vectorized and it was no faster than the direct convs.
+
+Set per target (`winograd_tile` in targets.yaml; on for x86-avx512), because it changes
+the tuned workloads and the rounding (still far inside the verify gates).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .winograd_tir import Tiling, data_transform_source, inverse_source, matrices, parse
+
+#: task-name stem of the one tuned Winograd stage
+BGEMM = "winograd_bgemm"
+
 
 def _kernel_transform(kernel, m: int):
-    """OIHW 3x3 kernel -> (alpha, alpha, CI, CO), output channels innermost for the GEMM."""
+    """OIHW r x r kernel -> (alpha^2, CI, CO): G g G^T, output channels innermost for the GEMM."""
     from tvm import te
-    from tvm.topi.nn.winograd_util import winograd_transform_matrices
 
     m = int(m)  # call_te hands Python ints over as IntImm
-    co, ci, _, _ = (int(d) for d in kernel.shape)
-    alpha = m + 2
-    _, _, g = winograd_transform_matrices(m, 3, str(kernel.dtype))
-    r_kh = te.reduce_axis((0, 3), name="r_kh")
-    r_kw = te.reduce_axis((0, 3), name="r_kw")
+    co, ci, r, _ = (int(d) for d in kernel.shape)
+    alpha = m + r - 1
+    g_np = matrices(m, r)[2]
+    g = te.compute((alpha, r), lambda i, j: _const(g_np, i, j), name="G")
+    r_kh = te.reduce_axis((0, r), name="r_kh")
+    r_kw = te.reduce_axis((0, r), name="r_kw")
     return te.compute(
-        (alpha, alpha, ci, co),
-        lambda eps, nu, c, k: te.sum(kernel[k, c, r_kh, r_kw] * g[eps, r_kh] * g[nu, r_kw], axis=[r_kh, r_kw]),
+        (alpha * alpha, ci, co),
+        lambda e, c, k: te.sum(kernel[k, c, r_kh, r_kw] * g[e // alpha, r_kh] * g[e % alpha, r_kw],
+                               axis=[r_kh, r_kw]),
         name="kernel_pack")
 
 
-def _two_sided(x, mat, size: int, name: str, rule: str):
-    """out[i, j, p, c] = sum over a, b of x[a, b, p, c] * mat[a, i] * mat[b, j]: the data and the
-    inverse transforms, shaped (i, j, p, c, a, b) as MetaSchedule's Winograd rules expect."""
+def _const(values, i, j):
+    """values[i, j] of a small constant matrix as a Select chain (no buffer to pass)."""
+    from tvm import tirx
+
+    expr = tirx.const(0.0, "float32")
+    for a in range(values.shape[0]):
+        for b in range(values.shape[1]):
+            if values[a, b] != 0:
+                expr = tirx.Select(tirx.all(i == a, j == b), tirx.const(float(values[a, b]), "float32"), expr)
+    return expr
+
+
+def _bgemm_func(e: int, p: int, ci: int, co: int):
+    """(e, P, CI) x (e, CI, CO) -> (e, P, CO); the transformed kernel (arg 1) is layout-free."""
     from tvm import te
 
-    alpha = int(x.shape[0])
-    r_a = te.reduce_axis((0, alpha), "r_a")
-    r_b = te.reduce_axis((0, alpha), "r_b")
-    return te.compute((size, size, int(x.shape[2]), int(x.shape[3])),
-                      lambda i, j, p, c: te.sum(x[r_a, r_b, p, c] * mat[r_a, i] * mat[r_b, j], axis=[r_a, r_b]),
-                      name=name, attrs={"schedule_rule": rule})
-
-
-def _conv(data, kernel_pack, pads: tuple[int, int, int, int], m: int):
-    """NHWC data, transformed kernel -> NHWC output; stage layout as MetaSchedule's rules expect."""
-    from tvm import te, topi
-    from tvm.topi.nn.winograd_util import winograd_transform_matrices
-
-    m = int(m)  # call_te hands Python ints over as IntImm
-    n, h, w, ci = (int(d) for d in data.shape)
-    alpha, _, _, co = (int(d) for d in kernel_pack.shape)
-    pt, pl, pb, pr = (int(p) for p in pads)
-    oh, ow = h + pt + pb - 2, w + pl + pr - 2
-    nh, nw = (oh + m - 1) // m, (ow + m - 1) // m
-    p_total = n * nh * nw
-    a, b, _ = winograd_transform_matrices(m, 3, str(data.dtype))
-    extra_h = (nh - 1) * m + alpha - (h + pt + pb)
-    extra_w = (nw - 1) * m + alpha - (w + pl + pr)
-    data_pad = topi.nn.pad(data, (0, pt, pl, 0), (0, pb + max(extra_h, 0), pr + max(extra_w, 0), 0),
-                           name="data_pad", attrs={"schedule_rule": "None"})
-    input_tile = te.compute(
-        (alpha, alpha, p_total, ci),
-        lambda eps, nu, p, c: data_pad[p // (nh * nw), ((p // nw) % nh) * m + eps, (p % nw) * m + nu, c],
-        name="input_tile", attrs={"schedule_rule": "None"})
-    data_pack = _two_sided(input_tile, b, alpha, "data_pack", "conv2d_nhwc_winograd_data_pack")
+    data = te.placeholder((e, p, ci), "float32", name="data_pack")
+    kern = te.placeholder((e, ci, co), "float32", name="kernel_pack")
     rc = te.reduce_axis((0, ci), name="rc")
-    bgemm = te.compute(
-        (alpha, alpha, p_total, co),
-        lambda eps, nu, p, k: te.sum(data_pack[eps, nu, p, rc] * kernel_pack[eps, nu, rc, k], axis=[rc]),
-        name="bgemm", attrs={"meta_schedule.write_cache_level": [2]})
-    inverse = _two_sided(bgemm, a, m, "inverse", "conv2d_nhwc_winograd_inverse")
-    return te.compute(
-        (n, oh, ow, co),
-        lambda i, y, x, k: inverse[y % m, x % m, i * nh * nw + (y // m) * nw + (x // m), k],
-        name="conv2d_winograd")
+    out = te.compute((e, p, co), lambda b, i, k: te.sum(data[b, i, rc] * kern[b, rc, k], axis=[rc]), name="bgemm")
+    func = te.create_prim_func([data, kern, out]).without_attr("global_symbol")  # named by the module
+    return func.with_attr("layout_free_buffers", [1])
 
 
-def _eligible(call, conv2d_op) -> tuple[int, int, int, int] | None:
-    """The padding of an NHWC/OIHW fp32 3x3, stride-1, undilated, ungrouped conv; else None."""
+def output_tile(tile: int, r: int) -> int:
+    """m of F(m x m, r x r) for a target's ``winograd_tile``: the same output tile for every
+    kernel size, so a 5x5 conv gets F(4x4, 5x5) (8x8 transforms: 2.25x fewer multiplies than
+    F(2x2, 5x5), at 4e-6 relative error in fp32 against 1.5e-6: docs/performance.md).
+    0 = no Winograd."""
+    return tile if tile >= 2 else 0
+
+
+def _eligible(call, conv2d_op) -> tuple[tuple[int, int, int, int], int] | None:
+    """(padding, r) of an NHWC/OIHW fp32 r x r (3 or 5), stride-1, undilated, ungrouped conv; else None."""
     if not (hasattr(call, "op") and call.op == conv2d_op):
         return None
     at = call.attrs
@@ -101,43 +97,122 @@ def _eligible(call, conv2d_op) -> tuple[int, int, int, int] | None:
         [int(d) for d in dshape]
     except TypeError:  # symbolic shape
         return None
-    if (kh, kw) != (3, 3) or str(call.args[0].ty.dtype) != "float32":
+    if kh != kw or kh not in (3, 5) or str(call.args[0].ty.dtype) != "float32":
         return None
     if str(at.out_dtype) not in ("", "float32", "void"):
         return None
     pad = [int(p) for p in at.padding]
-    return (pad[0], pad[1], pad[2], pad[3]) if len(pad) == 4 else (pad[0], pad[1], pad[0], pad[1])
+    return ((pad[0], pad[1], pad[2], pad[3]) if len(pad) == 4 else (pad[0], pad[1], pad[0], pad[1])), kh
+
+
+@dataclass
+class _Conv:
+    """A conv to rewrite, with the bias add and ReLU after it that its inverse transform absorbs."""
+
+    call: object  # the relax.nn.conv2d call
+    pads: tuple[int, int, int, int]
+    m: int
+    bias: object = None  # the (1, 1, 1, K) bias expression of the add, if absorbed
+    relu: bool = False
+
+
+def _emit(builder, visit, conv: _Conv):
+    """The four calls of one Winograd conv; returns the NHWC output var."""
+    from tvm import relax
+
+    x, w = visit(conv.call.args[0]), visit(conv.call.args[1])
+    n, h, wd, ci = (int(d) for d in x.ty.shape)
+    co, r = int(w.ty.shape[0]), int(w.ty.shape[2])
+    t = Tiling(n, h, wd, conv.pads, conv.m, r)
+    e = t.alpha * t.alpha
+    oh, ow = t.out_hw
+
+    def call(func, name, args, shape):
+        gv = builder.add_func(func, name)
+        return builder.emit(relax.call_tir(gv, args, relax.TensorType(shape, "float32")))
+
+    u = builder.emit_te(_kernel_transform, w, conv.m, primfunc_name_hint="winograd_kernel_transform")
+    d = call(parse(data_transform_source(t, ci)), "winograd_data_transform", [x], (e, t.p, ci))
+    g = call(_bgemm_func(e, t.p, ci, co), BGEMM, [d, u], (e, t.p, co))
+    bias = [visit(conv.bias)] if conv.bias is not None else []
+    rank = len(conv.bias.ty.shape) if bias else 0
+    return call(parse(inverse_source(t, co, rank, conv.relu)), "winograd_inverse", [g, *bias], (n, oh, ow, co))
+
+
+def _bias_of(call, conv_var, channels: int):
+    """The other operand of ``add(conv, bias)`` when it is a per-channel bias (1, ..., 1, K)."""
+    others = [a for a in call.args if not a.same_as(conv_var)]
+    if len(others) != 1 or len(call.args) != 2 or getattr(others[0].ty, "shape", None) is None:
+        return None
+    try:
+        shape = [int(d) for d in others[0].ty.shape]
+    except TypeError:
+        return None
+    ok = shape and shape[-1] == channels and all(d == 1 for d in shape[:-1]) and str(others[0].ty.dtype) == "float32"
+    return others[0] if ok else None
+
+
+def _plan(func, tile: int) -> tuple[dict, set]:
+    """{var whose binding emits a Winograd conv: _Conv}, and the vars whose bindings vanish
+    (a conv and its bias add, when the add and the ReLU after it are absorbed)."""
+    import tvm
+    from tvm import relax
+
+    ops = {name: tvm.ir.Op.get(f"relax.{name}") for name in ("nn.conv2d", "add", "nn.relu")}
+    bindings = [b for block in func.body.blocks for b in block.bindings]
+    users: dict = {}
+    for b in bindings:
+        for v in relax.analysis.free_vars(b.value):
+            users.setdefault(v, []).append(b)
+    for v in relax.analysis.free_vars(func.body.body):
+        users.setdefault(v, []).append(None)  # the function's result
+
+    def only_user(var, op):
+        found = users.get(var, [])
+        b = found[0] if len(found) == 1 else None
+        return b if b is not None and isinstance(b.value, relax.Call) and b.value.op.same_as(ops[op]) else None
+
+    plan, gone = {}, set()
+    for b in bindings:
+        found = _eligible(b.value, ops["nn.conv2d"]) if isinstance(b.value, relax.Call) else None
+        m = output_tile(tile, found[1]) if found else 0
+        if not m:
+            continue
+        conv, last = _Conv(b.value, found[0], m), b.var
+        add = only_user(b.var, "add")
+        conv.bias = _bias_of(add.value, b.var, int(b.value.args[1].ty.shape[0])) if add else None
+        if conv.bias is not None:
+            gone.add(b.var)
+            last = add.var
+            relu = only_user(add.var, "nn.relu")
+            if relu is not None:
+                gone.add(add.var)
+                conv.relu, last = True, relu.var
+        plan[last] = conv
+    return plan, gone
 
 
 def winograd_convs(mod, tile: int):
-    """``mod`` with every eligible 3x3 conv in ``main`` as Winograd F(tile x tile, 3x3); tile 0 = unchanged.
+    """``mod`` with every eligible conv in ``main`` as Winograd F(tile x tile, r x r), r = 3 or 5;
+    tile 0 = unchanged.
 
     Runs after the NHWC layout conversion and before legalization (see pipeline.prepare)."""
     if tile == 0:
         return mod
-    import tvm
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
-    conv2d = tvm.ir.Op.get("relax.nn.conv2d")
+    plan, gone = _plan(mod["main"], tile)
 
     @mutator
     class Rewrite(PyExprMutator):
-        def __init__(self, m):
-            super().__init__(m)
-            self.count = 0
-
         def visit_var_binding_(self, binding):
-            value = binding.value
-            pads = _eligible(value, conv2d) if isinstance(value, relax.Call) else None
-            if pads is None:
+            if binding.var in gone:  # emitted with the binding that absorbs it
+                return
+            if binding.var not in plan:
                 super().visit_var_binding_(binding)
                 return
-            x, w = self.visit_expr(value.args[0]), self.visit_expr(value.args[1])
-            u = self.builder_.emit_te(_kernel_transform, w, tile, primfunc_name_hint="winograd_kernel_transform")
-            y = self.builder_.emit_te(_conv, x, u, pads, tile, primfunc_name_hint="conv2d_winograd")
-            self.set_var_remap(binding.var, y)
-            self.count += 1
+            self.set_var_remap(binding.var, _emit(self.builder_, self.visit_expr, plan[binding.var]))
 
     rewriter = Rewrite(mod)
     new_main = rewriter.visit_expr(mod["main"])

@@ -44,8 +44,14 @@ class LayerTime:
                 "speedup_vs_onnxruntime": self.ratio}
 
 
+#: kernels that belong to the conv they precede: an int8 im2col, Winograd's data transform and GEMM
+CONV_PARTS = ("im2col", "winograd_data_transform", "winograd_bgemm")
+#: the kernel that ends a Winograd conv (its bias and ReLU follow as one elementwise kernel)
+WINOGRAD_END = "winograd_inverse"
+
+
 def tvm_kind(name: str) -> str:
-    if "conv2d" in name or name.startswith("qconv"):  # fp32 (Relax) or int8 (a direct conv)
+    if "conv2d" in name or name.startswith(("qconv", WINOGRAD_END)):  # fp32 (Relax), int8, Winograd
         return "conv"
     if "matmul" in name or "dense" in name:
         return "fc"
@@ -64,34 +70,40 @@ def ort_kind(op: str) -> str:
     return "other"
 
 
-def _medians(samples: dict[str, list[float]], order: list[str], runs: int) -> list[tuple[str, float]]:
-    """Median time per call site, in call order (each name is one call site per run)."""
-    return [(n, float(np.median(samples[n])) * len(samples[n]) / runs) for n in order]
+def _medians(samples: dict[tuple[str, int], list[float]], order: list[tuple[str, int]],
+             runs: int) -> list[tuple[str, float]]:
+    """Median time per call site, in call order; a site is (kernel, its n-th call in a run)."""
+    return [(n, float(np.median(samples[(n, k)])) * len(samples[(n, k)]) / runs) for n, k in order]
 
 
 def tvm_kernel_times(vm, args: list, runs: int = 20, warmup: int = 3) -> list[tuple[str, float]]:
-    """(kernel, median ms) in call order for one ``main`` call; VM built-ins (allocation,
-    shape checks) are summed into one entry."""
+    """(kernel, median ms) per call site in call order for one ``main`` call: a kernel that two
+    layers share (two Winograd inverses of one shape) is listed at both. VM built-ins
+    (allocation, shape checks) are summed into one entry."""
     for _ in range(warmup):
         vm["main"](*args)
-    samples: dict[str, list[float]] = defaultdict(list)
-    order: list[str] = []
+    samples: dict[tuple[str, int], list[float]] = defaultdict(list)
+    order: list[tuple[str, int]] = []
     start: list[float] = [0.0]
+    calls: dict[str, int] = defaultdict(int)  # calls of each kernel so far in this run
 
     def instrument(func, symbol, before_run, ret_value, *call_args):
         now = time.perf_counter()
         if before_run:
             start[0] = now
         else:
-            name = "vm builtins" if symbol.startswith("vm.builtin.") else symbol
-            samples[name].append(1e3 * (now - start[0]))
-            if name not in order:
-                order.append(name)
+            builtin = symbol.startswith("vm.builtin.")
+            site = ("vm builtins", 0) if builtin else (symbol, calls[symbol])
+            calls[symbol] += not builtin
+            samples[site].append(1e3 * (now - start[0]))
+            if site not in order:
+                order.append(site)
         return 0  # VMInstrumentReturnKind.NO_OP: run the call as usual
 
     vm.set_instrument(instrument)
     try:
         for _ in range(runs):
+            calls.clear()
             vm["main"](*args)
     finally:
         vm.set_instrument(None)
@@ -118,25 +130,35 @@ def ort_node_times(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 20,
             ops[name] = e.get("args", {}).get("op_name", "")
             if name not in order:
                 order.append(name)
-    # the warm-up runs are profiled too: keep each node's last ``runs`` samples
-    samples = {n: v[-runs:] for n, v in samples.items()}
-    return [(n, ops[n], t) for n, t in _medians(samples, order, runs)]
+    # the warm-up runs are profiled too: keep each node's last ``runs`` samples (ONNX node names are unique)
+    sites = {(n, 0): v[-runs:] for n, v in samples.items()}
+    return [(n, ops[n], t) for n, t in _medians(sites, [(n, 0) for n in order], runs)]
 
 
-def _tvm_kinds(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """(kind, ms) per TVM kernel. An int8 conv is one direct conv (qconv), or two kernels, im2col
-    and its GEMM (qgemm), that count as one conv; a GEMM with no im2col before it is an FC layer."""
-    out: list[tuple[str, float]] = []
-    pending = None
+def layer_calls(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float, str]]:
+    """(kind, ms, tuned kernel) per layer call, in order. A conv split into several kernels
+    counts once with their times summed: an int8 im2col and its GEMM (qgemm), or Winograd's
+    data transform, GEMM, inverse and the bias/ReLU kernel after it. Its tuned kernel is the
+    GEMM; a qgemm with no im2col before it is an FC layer."""
+    out: list[tuple[str, float, str]] = []
+    parts: list[tuple[str, float]] = []
+    after_winograd = False
     for name, ms in tvm_times:
-        if name.startswith("im2col"):
-            pending = ms
+        if name.startswith(CONV_PARTS):
+            parts.append((name, ms))
             continue
         kind = tvm_kind(name)
+        if after_winograd and kind == "other" and "add" in name:  # the Winograd conv's bias (+ ReLU)
+            k, t, tuned = out[-1]
+            out[-1] = (k, t + ms, tuned)
+            after_winograd = False
+            continue
         if name.startswith("qgemm"):
-            kind = "conv" if pending is not None else "fc"
-        out.append((kind, ms + (pending or 0.0)))
-        pending = None
+            kind = "conv" if parts else "fc"
+        tuned = next((n for n, _ in parts if n.startswith("winograd_bgemm")), name)
+        out.append((kind, ms + sum(t for _, t in parts), tuned))
+        after_winograd = name.startswith(WINOGRAD_END)
+        parts = []
     return out
 
 
@@ -151,7 +173,7 @@ def _ort_by_kind(ort_times: list[tuple[str, str, float]]) -> dict[str, list[floa
 def match_layers(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, str, float]]) -> list[LayerTime]:
     """conv1..N, pool1..N, fc1..N paired by order within their kind; the rest summed as 'other'."""
     by_kind_tvm: dict[str, list[float]] = defaultdict(list)
-    for kind, ms in _tvm_kinds(tvm_times):
+    for kind, ms, _ in layer_calls(tvm_times):
         by_kind_tvm[kind].append(ms)
     by_kind_ort = _ort_by_kind(ort_times)
     rows = []
@@ -165,13 +187,12 @@ def match_layers(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, 
 
 
 def kernel_losses(tvm_times: list[tuple[str, float]], ort_times: list[tuple[str, str, float]]) -> dict[str, float]:
-    """TVM kernel -> milliseconds it loses to the ONNX Runtime node of its kind and rank (conv2
-    against ORT's second conv), for the kernels that lose; what ``tune --adapt`` tunes."""
+    """Tuned TVM kernel -> milliseconds its layer loses to the ONNX Runtime node of its kind and
+    rank (conv2 against ORT's second conv), for the layers that lose; what ``tune --adapt`` tunes."""
     ort = _ort_by_kind(ort_times)
     rank: dict[str, int] = defaultdict(int)
     lost: dict[str, float] = {}
-    for name, ms in tvm_times:
-        kind = tvm_kind(name)
+    for kind, ms, name in layer_calls(tvm_times):
         if kind == "other":
             continue
         i = rank[kind]

@@ -25,6 +25,21 @@ def test_kernel_losses_pair_layers_by_kind_and_rank():
     assert lost == pytest.approx({"fused_conv2d1_add1_relu1": 1.0, "max_pool2d": 0.05, "fused_matmul1_add1": 0.1})
 
 
+def test_a_winograd_conv_is_one_layer_whose_loss_goes_to_its_gemm():
+    """Winograd's data transform, GEMM, inverse and the bias/ReLU kernel after it are one conv in
+    layers.md; when it loses, the loss is charged to the GEMM, its one tuned kernel."""
+    from alexnet_tvm.runtime.layers import kernel_losses, match_layers
+
+    tvm = [("fused_conv2d_add_relu", 2.0), ("winograd_data_transform", 0.5), ("winograd_bgemm_prepacked", 2.0),
+           ("winograd_inverse", 0.25), ("fused_reshape_transpose_add_relu", 0.25), ("max_pool2d", 0.1),
+           ("fused_transpose_reshape", 0.2), ("fused_matmul_add", 1.0)]
+    ort = [("c1", "Conv", 2.5), ("c2", "FusedConv", 2.5), ("p1", "MaxPool", 0.1), ("f1", "Gemm", 1.0)]
+    rows = {r.layer: r for r in match_layers(tvm, ort)}
+    assert [rows[k].tvm_ms for k in ("conv1", "conv2", "pool1", "fc1")] == [2.0, 3.0, 0.1, 1.0]
+    assert "conv3" not in rows and rows["other"].tvm_ms == pytest.approx(0.2)
+    assert kernel_losses(tvm, ort) == pytest.approx({"winograd_bgemm_prepacked": 0.5})
+
+
 def test_adapt_refusals_are_one_line(tmp_path, run_cli, one_line_error):
     model = tmp_path / "m.pt"
     model.write_bytes(b"not read before the refusals")

@@ -114,7 +114,7 @@ def losing_kernels(cfg) -> dict[str, float]:
     from alexnet_tvm.host import use_threads
     from alexnet_tvm.model.reference import onnx_file_for
     from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.layers import kernel_losses, ort_node_times, tvm_kind
+    from alexnet_tvm.runtime.layers import kernel_losses, layer_calls, ort_node_times
 
     threads = int(cfg.target.tvm_target().attrs.get("num-cores", 0) or 1)
     use_threads(threads)
@@ -129,7 +129,7 @@ def losing_kernels(cfg) -> dict[str, float]:
         ort_times = ort_node_times(onnx_file_for(cfg.model, cfg.batch, Path(tmp), size), x, threads, PROFILE_RUNS)
     lost = kernel_losses(tvm_times, ort_times)
     if not lost:
-        lost = {name: ms for name, ms in tvm_times if tvm_kind(name) != "other"}
+        lost = {name: ms for kind, ms, name in layer_calls(tvm_times) if kind != "other"}
     lost = {task_of_kernel(k): v for k, v in lost.items()}
     log.info("batch %d: TVM loses to ONNX Runtime here on %s", cfg.batch,
              ", ".join(f"{k} (+{v:.2f} ms)" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])) or "nothing")
