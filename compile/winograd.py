@@ -99,7 +99,7 @@ def _eligible(call, conv2d_op) -> tuple[tuple[int, int, int, int], int] | None:
         return None
     if kh != kw or kh not in (3, 5) or str(call.args[0].ty.dtype) != "float32":
         return None
-    if str(at.out_dtype) not in ("", "float32", "void"):
+    if at.out_dtype is not None and str(at.out_dtype) not in ("", "float32", "void"):  # None: as the input
         return None
     pad = [int(p) for p in at.padding]
     return ((pad[0], pad[1], pad[2], pad[3]) if len(pad) == 4 else (pad[0], pad[1], pad[0], pad[1])), kh
