@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import committed_record_sets, copy_committed_records
+from conftest import committed_databases, untuned_by_set
 from forms import WRITERS, write_form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,13 +32,10 @@ def alexnet1000():
     return torchvision.models.alexnet().eval(), torch.randn(1, 3, 224, 224)
 
 
-@pytest.fixture(scope="module", params=committed_record_sets(TARGET))
-def committed_db(request, tmp_path_factory):
-    """Each committed record set of the target in turn (one per CPU that timed them)."""
-    from alexnet_tvm.records import open_database
-
-    return open_database(copy_committed_records(TARGET, tmp_path_factory.mktemp("db"), request.param),
-                         for_tuning=False)
+@pytest.fixture(scope="module")
+def committed_dbs(tmp_path_factory):
+    """Every committed record set of the target (one per CPU that timed them), by name."""
+    return committed_databases(TARGET, tmp_path_factory.mktemp("db"))
 
 
 def _spec():
@@ -80,8 +77,8 @@ def _as_variant(model):
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_every_form_builds_from_the_file_alone_with_every_task_tuned(form, alexnet1000, committed_db, tmp_path):
-    from alexnet_tvm.compile.tune import has_record, tuning_tasks
+def test_every_form_builds_from_the_file_alone_with_every_task_tuned(form, alexnet1000, committed_dbs, tmp_path):
+    from alexnet_tvm.compile.tune import tuning_tasks
     from alexnet_tvm.model.describe import imagenet_categories
 
     model, x = alexnet1000
@@ -89,8 +86,8 @@ def test_every_form_builds_from_the_file_alone_with_every_task_tuned(form, alexn
     imported, prepared = _prepared(path)
     target = _spec().tvm_target()
     tasks = tuning_tasks(prepared, target)
-    missing = [t.task_name for t in tasks if not has_record(committed_db, t, target)]
-    assert len(tasks) >= 12 and not missing, f"{form}: {len(missing)}/{len(tasks)} untuned: {missing}"
+    missing = untuned_by_set(tasks, committed_dbs, target)
+    assert len(tasks) >= 12 and not any(missing.values()), f"{form}: of {len(tasks)} tasks, untuned by set: {missing}"
     m = imported.meta
     assert (m.input_size, m.num_classes, imported.input_shape) == (224, 1000, (1, 3, 224, 224))
     assert m.class_names == imagenet_categories() and m.class_names[0] == "tench"

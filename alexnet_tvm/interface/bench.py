@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,27 +61,31 @@ def check_config(cfg: BenchConfig) -> None:
 
 
 def measure_read_bandwidth(threads: int, mbytes: int = 512, repeats: int = 5) -> float:
-    """GB/s of summing an ``mbytes`` buffer split over ``threads`` (512 MB: larger than any cache;
-    see :func:`bandwidth_probe` for when a smaller one is the right floor). A small buffer is
-    read several times per timing, at least 512 MB in all, so starting the threads stays noise."""
-    buf = np.ones(mbytes * (1 << 20) // 8, dtype=np.float64)
-    parts = np.array_split(buf, threads)
+    """GB/s of reading an ``mbytes`` fp32 buffer on ``threads`` threads (512 MB: larger than any
+    cache; see :func:`bandwidth_probe` for when a smaller one is the right floor). A small buffer
+    is read several times per timing, at least 512 MB in all, so starting the threads stays noise.
+    The read is a matrix-vector product with PyTorch (the batch-1 FC layer's own access pattern,
+    vectorized, on PyTorch's thread pool): numpy's pairwise float64 sum on Python threads was
+    bound by its adds, not by memory, and read about a third of what ONNX Runtime streamed on an
+    Intel Xeon (a "weight floor" above ORT's whole batch-1 time)."""
+    import torch
+
+    buf = torch.ones(max(1, mbytes * (1 << 20) // 4096), 1024, dtype=torch.float32)
+    vec = torch.ones(1024, dtype=torch.float32)
     passes = -(-512 // max(mbytes, 1))
-
-    def read(part: np.ndarray) -> None:
-        for _ in range(passes):
-            np.add.reduce(part)
-
-    best = float("inf")
-    for _ in range(repeats):
-        ts = [threading.Thread(target=read, args=(p,)) for p in parts]
-        t = time.perf_counter()
-        for th in ts:
-            th.start()
-        for th in ts:
-            th.join()
-        best = min(best, time.perf_counter() - t)
-    return buf.nbytes * passes / best / 1e9
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        torch.mv(buf, vec)  # the first touch of the pages is not a read
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(passes):
+                torch.mv(buf, vec)
+            best = min(best, time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(before)
+    return buf.numel() * 4 * passes / best / 1e9
 
 
 def bandwidth_probe(weight_bytes: int, threads: int) -> dict:
