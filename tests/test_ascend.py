@@ -631,6 +631,11 @@ def test_ties_break_as_vision_metric_does() -> None:
 # --------------------------------------------------------------------------- verify --against ascend:
 
 
+#: the artifact below is an untuned build (no records fit this width-1/8 model): ~50 s of LLVM on
+#: a Xeon, so the three tests that need it run in make test-all, not in the fast suite
+needs_artifact = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def tvm_artifact(env: Env) -> Path:
     from alexnet_tvm.compile.build import BuildConfig, build
@@ -642,6 +647,7 @@ def tvm_artifact(env: Env) -> Path:
     return out
 
 
+@needs_artifact
 @pytest.mark.parametrize("fmt,layout", [("txt", "current"), ("bin", "old"), ("npy", "current")])
 def test_verify_against_ascend_passes_for_the_matching_artifact(env: Env, tvm_artifact: Path, run_cli,
                                                                tmp_path: Path, fmt: str, layout: str) -> None:
@@ -658,6 +664,7 @@ def test_verify_against_ascend_passes_for_the_matching_artifact(env: Env, tvm_ar
     assert 'failures="0"' in (tmp_path / "j.xml").read_text()
 
 
+@needs_artifact
 def test_verify_against_ascend_fails_for_another_model(env: Env, tvm_artifact: Path, run_cli, tmp_path: Path) -> None:
     results = ais_bench(env, tmp_path / "out", "run", fmt="txt", batch=4, perturb=0.5)
     res = run_cli("verify", tvm_artifact, "--against", f"ascend:{results}", "--inputs", env.inputs)
@@ -665,6 +672,7 @@ def test_verify_against_ascend_fails_for_another_model(env: Env, tvm_artifact: P
     assert "max abs error" in res.output and "FAILED" in res.output
 
 
+@needs_artifact
 def test_verify_against_ascend_needs_inputs(env: Env, tvm_artifact: Path, run_cli, tmp_path: Path,
                                             one_line_error) -> None:
     results = ais_bench(env, tmp_path / "out", "run", fmt="txt", batch=4)

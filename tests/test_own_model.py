@@ -114,6 +114,8 @@ def test_every_form_gives_the_same_graph_and_weights(small_forms):
     ref_imported, ref = _prepared(paths["state_dict"])
     ref_params = [p.numpy() for p in ref_imported.params]
     for form, path in paths.items():
+        if form == "state_dict":
+            continue  # the reference itself
         imported, prepared = _prepared(path)
         tvm.ir.assert_structural_equal(prepared["main"], ref["main"], map_free_vars=True)
         params = [p.numpy() for p in imported.params]

@@ -95,6 +95,7 @@ def test_tune_build_verify_through_rpc(rpc_env):
     assert rep["passed"] and rep["random"]["max_abs_error"] < 1e-4
 
 
+@pytest.mark.slow  # builds and times two batch sizes over RPC (~70 s on the Xeon)
 def test_bench_times_the_library_on_the_board(rpc_env, tmp_path):
     _, targets, _ = rpc_env
     model = _tiny_checkpoint(tmp_path / "m", "cifar")

@@ -83,6 +83,7 @@ def test_targets_lists_the_shipped_file(installed) -> None:
         assert f" {name} " in out
 
 
+@pytest.mark.slow  # a whole build in a fresh install (~60 s on the Xeon)
 def test_build_finds_the_shipped_records(site: Path, installed) -> None:
     installed("init", "--arch", "cifar", "--classes", "3", "--width", "0.125", "-o", "tiny.pt")
     installed("build", "tiny.pt", "--target", "x86-avx2", "-o", "art")
