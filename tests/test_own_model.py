@@ -105,6 +105,7 @@ def small_forms(tmp_path_factory):
     return model, x, {f: write_form(f, model, x, folder / f) for f in WRITERS}
 
 
+@pytest.mark.slow  # 15 imports and prepares (~80 s on the Xeon); every form's tasks are checked fast above
 def test_every_form_gives_the_same_graph_and_weights(small_forms):
     """What the build compiles is the same for every form: the prepared graph is structurally
     equal and the parameters it receives are equal, so their artifacts compute the same."""
