@@ -44,9 +44,12 @@ class LayerTime:
                 "speedup_vs_onnxruntime": self.ratio}
 
 
+#: a Winograd conv's GEMM, its one tuned kernel
+WINOGRAD_GEMM = "winograd_bgemm"
 #: kernels that belong to the conv they precede: an int8 im2col, Winograd's data transform and GEMM
-CONV_PARTS = ("im2col", "winograd_data_transform", "winograd_bgemm")
-#: the kernel that ends a Winograd conv (its bias and ReLU follow as one elementwise kernel)
+CONV_PARTS = ("im2col", "winograd_data_transform", WINOGRAD_GEMM)
+#: the kernel that ends a Winograd conv (a bias and ReLU the rewrite could not absorb follow it
+#: as one elementwise kernel)
 WINOGRAD_END = "winograd_inverse"
 
 
@@ -155,7 +158,7 @@ def layer_calls(tvm_times: list[tuple[str, float]]) -> list[tuple[str, float, st
             continue
         if name.startswith("qgemm"):
             kind = "conv" if parts else "fc"
-        tuned = next((n for n, _ in parts if n.startswith("winograd_bgemm")), name)
+        tuned = next((n for n, _ in parts if n.startswith(WINOGRAD_GEMM)), name)
         out.append((kind, ms + sum(t for _, t in parts), tuned))
         after_winograd = name.startswith(WINOGRAD_END)
         parts = []
