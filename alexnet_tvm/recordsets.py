@@ -52,6 +52,13 @@ class RecordSet:
     folder: Path
     #: its cpu.json ({} when it has none)
     cpu: dict
+    #: the target folder it lies in (another one's: a ``records_from`` target's set)
+    target: str = ""
+
+    @property
+    def label(self) -> str:
+        """How a reader of another target names it: ``x86-avx512/znver4``."""
+        return f"{self.target}/{self.name}" if self.target else self.name
 
     @property
     def cpu_model(self) -> str:
@@ -71,8 +78,9 @@ class RecordChoice:
 
     @property
     def fallback(self) -> bool:
-        """Records timed on another CPU: they build, but slower than records of this one would."""
-        return self.chosen is not None and self.chosen.name != self.host
+        """Records timed on another CPU, or for another target's code: they build, but slower
+        than records of this one would."""
+        return self.chosen is not None and (self.chosen.name != self.host or self.chosen.target != self.target)
 
     @property
     def folder(self) -> Path:
@@ -82,14 +90,21 @@ class RecordChoice:
     def name(self) -> str | None:
         return self.chosen.name if self.chosen is not None else None
 
+    @property
+    def label(self) -> str | None:
+        """The set's name, with its target when it is another target's (``x86-avx512/znver4``)."""
+        if self.chosen is None:
+            return None
+        return self.chosen.name if self.chosen.target == self.target else self.chosen.label
+
     def manifest(self) -> dict:
         """The artifact manifest's (and a pack's) account of the records a build used."""
-        return {"record_set": self.name, "record_set_cpu": self.chosen.cpu_model if self.chosen else None,
+        return {"record_set": self.label, "record_set_cpu": self.chosen.cpu_model if self.chosen else None,
                 "fallback": self.fallback}
 
     def fallback_line(self) -> str:
         assert self.chosen is not None
-        return (f"no records timed on {self.host} for {self.target}; using {self.chosen.name} "
+        return (f"no records timed on {self.host} for {self.target}; using {self.label} "
                 f"({self.chosen.cpu_model}), timed on another CPU: expect lower speed; "
                 "`tune --fresh` makes a set for this CPU")
 
@@ -149,7 +164,7 @@ def record_sets(logs_dir: Path, target: str) -> list[RecordSet]:
                             f"{folder / host_set_name()}/")
     if not folder.is_dir():
         return []
-    return [RecordSet(sub.name, sub, read_cpu_file(sub)) for sub in sorted(folder.iterdir())
+    return [RecordSet(sub.name, sub, read_cpu_file(sub), target) for sub in sorted(folder.iterdir())
             if sub.is_dir() and PLAIN_NAME.match(sub.name) and (sub / RECORDS).is_file()]
 
 
@@ -172,31 +187,50 @@ def nearest_set(host: str, names: Iterable[str]) -> str | None:
     return min(names, key=distance, default=None)
 
 
-def choose_record_set(logs_dir: Path, target: str, host: str | None = None, announce: bool = True) -> RecordChoice:
+def _nearest_of(logs_dir: Path, targets: Iterable[str], host: str, exclude: str | None = None) -> RecordSet | None:
+    """The nearest set to ``host`` in the first of ``targets`` that has one (``exclude``: a name not to take)."""
+    for target in targets:
+        sets = {s.name: s for s in record_sets(logs_dir, target) if s.name != exclude}
+        name = nearest_set(host, sets)
+        if name is not None:
+            return sets[name]
+    return None
+
+
+def choose_record_set(logs_dir: Path, target: str, host: str | None = None, announce: bool = True,
+                      also: Iterable[str] = ()) -> RecordChoice:
     """The set a reader of ``target``'s records takes on a machine whose own set is ``host``
-    (default: this host's CPU); a fallback is said in one warning line unless ``announce`` is off."""
+    (default: this host's CPU); when ``target`` has none, the nearest of the ``also`` targets'
+    (targets.yaml's ``records_from``: the same graph, compiled for another ISA). A fallback is
+    said in one warning line unless ``announce`` is off."""
     host = host_set_name(host)
-    sets = {s.name: s for s in record_sets(logs_dir, target)}
-    name = nearest_set(host, sets)
-    choice = RecordChoice(target, host, sets[name] if name else None, Path(logs_dir) / target / host)
+    chosen = _nearest_of(logs_dir, [target, *also], host)
+    choice = RecordChoice(target, host, chosen, Path(logs_dir) / target / host)
     if announce and choice.fallback:
         log.warning("%s", choice.fallback_line())
     return choice
 
 
-def other_record_set(logs_dir: Path, target: str, host: str | None = None) -> RecordSet | None:
-    """The set this host would take if it had none of its own (the nearest other CPU's), for
-    bench's "another family's records" column; None unless the host has its own and another exists."""
-    host = host_set_name(host)
-    sets = {s.name: s for s in record_sets(logs_dir, target)}
-    name = nearest_set(host, [n for n in sets if n != host]) if host in sets else None
-    return sets[name] if name else None
+def record_choice(logs_dir: Path, spec: TargetSpec, host: str | None = None, announce: bool = True) -> RecordChoice:
+    """:func:`choose_record_set` for a target entry: the machine that times it, and its ``records_from``."""
+    return choose_record_set(logs_dir, spec.name, timed_on(spec, host), announce, spec.records_from)
+
+
+def other_record_set(logs_dir: Path, spec: TargetSpec, host: str | None = None) -> RecordSet | None:
+    """The set this host would take if it had none of its own (the nearest other CPU's, else a
+    ``records_from`` target's), for bench's "another family's records" column; None unless the
+    host has its own and another exists."""
+    host = timed_on(spec, host)
+    if not any(s.name == host for s in record_sets(logs_dir, spec.name)):
+        return None
+    return _nearest_of(logs_dir, [spec.name, *spec.records_from], host, exclude=host)
 
 
 def single_set_view(dest: Path, target: str, chosen: RecordSet) -> Path:
     """A logs folder under ``dest`` that holds ``chosen`` alone (a link to it), so that a build
-    reading it takes that set, and says it is another CPU's."""
-    folder = Path(dest) / target
+    reading it takes that set, and says it is another CPU's (under its own target's folder when it is
+    a ``records_from`` target's set: a build for ``target`` then finds it there and names it so)."""
+    folder = Path(dest) / (chosen.target or target)
     folder.mkdir(parents=True, exist_ok=True)
     link = folder / chosen.name
     if link.is_symlink() or link.exists():
@@ -234,11 +268,14 @@ def own_record_set(logs_dir: Path, spec: TargetSpec, host: str | None = None) ->
 
 def set_lines(logs_dir: Path, spec: TargetSpec) -> list[str]:
     """For ``targets``: each set of ``spec`` with its CPU, the one this host would take marked."""
-    choice = choose_record_set(logs_dir, spec.name, timed_on(spec), announce=False)
+    choice = record_choice(logs_dir, spec, announce=False)
     lines = []
     for s in record_sets(logs_dir, spec.name):
         mark = ""
         if s.name == choice.name:
             mark = "  <- used here" + (" (timed on another CPU)" if choice.fallback else "")
         lines.append(f"{s.name} ({s.cpu_model}{', migrated' if s.cpu.get('migrated') else ''}){mark}")
+    if choice.chosen is not None and choice.chosen.target != spec.name:
+        lines.append(f"none of its own; takes {choice.label} ({choice.chosen.cpu_model}) through records_from"
+                     "  <- used here (timed on another CPU)")
     return lines

@@ -64,6 +64,9 @@ class TargetSpec:
     conv_layout: str = "NCHW"
     #: Winograd F(m x m, 3x3) output tile for the 3x3 convs; 0 = direct convolution (NHWC CPU only)
     winograd_tile: int = 0
+    #: targets whose record sets a build may take when this one has none: the same graph (same
+    #: conv_layout and winograd_tile, so the same tuning tasks) compiled for another ISA
+    records_from: list[str] = field(default_factory=list)
 
     def tvm_target(self):
         import tvm
@@ -156,7 +159,7 @@ def _pos_int(value: Any, path: tuple, where: _Where) -> int:
 
 
 KNOWN_KEYS = {"description", "target", "host", "host_features", "batch_sizes", "tuning", "runner", "rpc",
-              "conv_layout", "winograd_tile"}
+              "conv_layout", "winograd_tile", "records_from"}
 
 
 def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
@@ -195,6 +198,9 @@ def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
         raise where.err(p + ("winograd_tile",), f"must be one of {', '.join(map(str, WINOGRAD_TILES))} (0 = off)")
     if spec.winograd_tile and (spec.conv_layout != "NHWC" or not spec.is_cpu):
         raise where.err(p + ("winograd_tile",), "needs conv_layout: NHWC on an llvm (CPU) target")
+    spec.records_from = d.get("records_from", [])
+    if not isinstance(spec.records_from, list) or not all(isinstance(t, str) for t in spec.records_from):
+        raise where.err(p + ("records_from",), "must be a list of target names")
     spec.runner = d.get("runner", "local")
     if spec.runner not in RUNNERS:
         raise where.err(p + ("runner",), f"must be one of {', '.join(RUNNERS)}")
@@ -232,7 +238,24 @@ def load_targets(path: Path) -> dict[str, TargetSpec]:
     where = _Where(path, _lines(node) if node is not None else {})
     if not isinstance(data, dict) or not isinstance(data.get("targets"), dict) or not data["targets"]:
         raise TargetError(f"{path}:1: needs a non-empty 'targets:' mapping")
-    return {name: _parse_entry(str(name), d, where) for name, d in data["targets"].items()}
+    specs = {str(name): _parse_entry(str(name), d, where) for name, d in data["targets"].items()}
+    for spec in specs.values():
+        _check_records_from(spec, specs, where)
+    return specs
+
+
+def _check_records_from(spec: TargetSpec, specs: dict[str, TargetSpec], where: _Where) -> None:
+    """A target may only take the records of another CPU target that builds the same graph: other
+    records would name tasks this target never has (and leave its own untuned, silently)."""
+    p = ("targets", spec.name, "records_from")
+    for name in spec.records_from:
+        other = specs.get(name)
+        if other is None or name == spec.name:
+            raise where.err(p, f"{name!r} is not another target of this file")
+        if not (spec.is_cpu and other.is_cpu) or (spec.conv_layout, spec.winograd_tile) != (
+                other.conv_layout, other.winograd_tile):
+            raise where.err(p, f"{name} builds another graph (conv_layout, winograd_tile or kind differ); "
+                               "its records would not match this target's tasks")
 
 
 def pick_target(targets: dict[str, TargetSpec], name: str) -> TargetSpec:

@@ -12,7 +12,7 @@ from pathlib import Path
 from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.fsutil import atomic_dir, refuse_existing, sha256_file, write_json
 from alexnet_tvm.records import database_digest, open_database
-from alexnet_tvm.recordsets import RecordChoice, choose_record_set, database_folder, timed_on
+from alexnet_tvm.recordsets import RecordChoice, database_folder, record_choice
 
 from alexnet_tvm.artifact_format import FORMAT_VERSION, INT8_REFERENCE, LIB, MANIFEST, PARAMS
 from alexnet_tvm.schemas import plain_name
@@ -97,7 +97,7 @@ def _build(cfg: BuildConfig, work: Path) -> BuildResult:
     spec = cfg.target
     target = spec.tvm_target()
     # this host's own record set, else the nearest CPU's (one warning line), else none
-    records = choose_record_set(cfg.logs_dir, spec.name, timed_on(spec))
+    records = record_choice(cfg.logs_dir, spec)
     imported, prepared = load_prepared(cfg.model, cfg.batch, cfg.overrides, cfg.precision, cfg.calibration, spec,
                                        target, work)
     tasks = tuning_tasks(prepared, target)

@@ -122,7 +122,10 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     (tmp_path / "work").mkdir()
     _, prepared = load_prepared(model, batch, None, precision, calib, spec, tvm_target, tmp_path / "work")
     tasks = tuning_tasks(prepared, tvm_target)
-    missing = untuned_by_set(tasks, committed_databases(target, tmp_path / "sets", precision), tvm_target)
+    sets = {}  # the target's own sets, and those of the targets whose records it takes when it has none
+    for t in [target, *spec.records_from]:
+        sets.update({f"{t}/{k}": db for k, db in committed_databases(t, tmp_path / t, precision).items()})
+    missing = untuned_by_set(tasks, sets, tvm_target)
     assert tasks and missing and not any(missing.values()), f"{name} ({target}): untuned tasks by set: {missing}"
 
 

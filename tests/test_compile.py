@@ -332,6 +332,9 @@ def test_unknown_target_name(tiny_artifact, run_cli, one_line_error):
     ("targets:\n  a:\n    target: {kind: llvm}\n    conv_layout: NHWC\n    winograd_tile: 3\n",
      ":5: targets.a.winograd_tile"),
     ("targets:\n  a:\n    target: {kind: llvm}\n    winograd_tile: 4\n", "needs conv_layout: NHWC"),
+    ("targets:\n  a:\n    target: {kind: llvm}\n    records_from: [b]\n", ":4: targets.a.records_from: 'b' is not"),
+    ("targets:\n  a:\n    target: {kind: llvm}\n    records_from: [b]\n  b:\n    target: {kind: llvm}\n"
+     "    conv_layout: NHWC\n", "b builds another graph"),
     ("targets:\n  a: [unclosed\n", "malformed YAML"),
 ])
 def test_malformed_targets_file_names_key_and_line(tmp_path, tiny_artifact, run_cli, one_line_error, text, fragment):

@@ -81,6 +81,33 @@ def test_choice_own_nearest_none_against_a_faked_host(tmp_path, fake_host, caplo
     assert (none.name, none.fallback, none.folder) == (None, False, logs / "x86-avx2" / "znver5")
 
 
+def test_a_target_without_sets_takes_its_records_from_targets_and_says_which(tmp_path, fake_host, caplog):
+    """x86-avx2 builds x86-avx512's graph: with no set of its own target it takes the nearest
+    x86-avx512 set, named with its target, as a fallback; any set of its own target comes first."""
+    from alexnet_tvm.recordsets import record_choice, set_lines
+
+    logs, avx2 = tmp_path / "logs", _targets()["x86-avx2"]
+    assert avx2.records_from == ["x86-avx512"]
+    _set(logs, "x86-avx512", "znver4", "AMD EPYC 9654")
+    _set(logs, "x86-avx512", "emeraldrapids", "Intel Xeon")
+    fake_host("znver3")
+    caplog.set_level(logging.WARNING)
+    choice = record_choice(logs, avx2)
+    assert (choice.label, choice.fallback, choice.own) == ("x86-avx512/znver4", True, logs / "x86-avx2" / "znver3")
+    assert choice.manifest() == {"record_set": "x86-avx512/znver4", "record_set_cpu": "AMD EPYC 9654",
+                                 "fallback": True}
+    assert [r.getMessage() for r in caplog.records] == [
+        "no records timed on znver3 for x86-avx2; using x86-avx512/znver4 (AMD EPYC 9654), timed on another CPU: "
+        "expect lower speed; `tune --fresh` makes a set for this CPU"]
+    assert set_lines(logs, avx2)[-1].startswith("none of its own; takes x86-avx512/znver4 (AMD EPYC 9654)")
+    _set(logs, "x86-avx512", "znver3")  # the same CPU, but another ISA's code: still a fallback
+    assert (record_choice(logs, avx2).label, record_choice(logs, avx2).fallback) == ("x86-avx512/znver3", True)
+    _set(logs, "x86-avx2", "haswell")
+    assert (record_choice(logs, avx2).label, record_choice(logs, avx2).fallback) == ("haswell", True)
+    _set(logs, "x86-avx2", "znver3")
+    assert (record_choice(logs, avx2).label, record_choice(logs, avx2).fallback) == ("znver3", False)
+
+
 def test_old_layout_and_unsafe_host_names_are_refused(tmp_path, fake_host):
     from alexnet_tvm.errors import DatabaseError, TargetError
     from alexnet_tvm.recordsets import choose_record_set
@@ -153,13 +180,13 @@ def test_tune_resumes_from_and_writes_to_the_hosts_own_set_only(tmp_path, fake_h
     cfg = TuneConfig(model=model, target=_targets()["x86-avx2"], logs_dir=logs)
     before = snapshot_tree(logs / "x86-avx2" / committed)
 
-    fake_host("znver3")
+    fake_host("znver2")
     plan = _plan(cfg)
-    assert plan.db_dir == plan.work_dir == logs / "x86-avx2" / "znver3"
+    assert plan.db_dir == plan.work_dir == logs / "x86-avx2" / "znver2"
     assert plan.already_tuned == 0 and len(plan.pending) == len(plan.tasks) > 0
-    assert json.loads((plan.db_dir / "cpu.json").read_text())["llvm_cpu"] == "znver3"
+    assert json.loads((plan.db_dir / "cpu.json").read_text())["llvm_cpu"] == "znver2"
     fresh = _plan(TuneConfig(model=model, target=cfg.target, logs_dir=logs, fresh=True))
-    assert fresh.db_dir == plan.db_dir and fresh.work_dir == logs / ".fresh" / "x86-avx2" / "znver3"
+    assert fresh.db_dir == plan.db_dir and fresh.work_dir == logs / ".fresh" / "x86-avx2" / "znver2"
     assert snapshot_tree(logs / "x86-avx2" / committed) == before
 
     fake_host(committed)
@@ -238,12 +265,12 @@ def test_logs_export_and_import_carry_the_set(tmp_path, fake_host, run_cli, one_
     res = run_cli("logs", "export", "x86-avx2", "-o", archive, "--logs-dir", src)
     assert res.exit_code == 0 and f"(set {name})" in res.output, res.output
     dst = tmp_path / "dst"
-    fake_host("znver3")  # another CPU imports: the records go into the set the archive names
+    fake_host("znver2")  # another CPU imports: the records go into the set the archive names
     assert run_cli("logs", "import", archive, "--logs-dir", dst).exit_code == 0
     assert sorted(p.name for p in (dst / "x86-avx2").iterdir()) == [name]
     assert json.loads((dst / "x86-avx2" / name / "cpu.json").read_text())["model_name"] == "AMD EPYC"
     assert run_cli("logs", "import", archive, "--logs-dir", dst, "--this-cpu").exit_code == 0
-    assert json.loads((dst / "x86-avx2" / "znver3" / "cpu.json").read_text())["llvm_cpu"] == "znver3"
+    assert json.loads((dst / "x86-avx2" / "znver2" / "cpu.json").read_text())["llvm_cpu"] == "znver2"
     one_line_error(run_cli("logs", "import", archive, "--logs-dir", dst, "--this-cpu", "--set", "x"), "not both")
     one_line_error(run_cli("logs", "export", "x86-avx2", "-o", tmp_path / "n.tar.gz", "--logs-dir", src,
                            "--set", "nope"), "no tuning records")
@@ -256,22 +283,28 @@ def test_logs_export_and_import_carry_the_set(tmp_path, fake_host, run_cli, one_
 def test_bench_other_records_are_the_nearest_other_cpus_and_only_beside_the_hosts_own(tmp_path, fake_host):
     """bench's "another family's records" column: the set a build would fall back to without the
     host's own; a view with that set alone makes a build take it (and say it is another CPU's)."""
-    from alexnet_tvm.recordsets import choose_record_set, other_record_set, single_set_view
+    from alexnet_tvm.recordsets import choose_record_set, other_record_set, record_choice, single_set_view
 
-    logs = tmp_path / "logs"
+    logs, avx512, avx2 = tmp_path / "logs", _targets()["x86-avx512"], _targets()["x86-avx2"]
     for name in ("znver4", "znver5", "sapphirerapids"):
         _set(logs, "x86-avx512", name, f"CPU {name}")
-    assert other_record_set(logs, "x86-avx512", "znver5").name == "znver4"
-    assert other_record_set(logs, "x86-avx512", "graniterapids") is None  # no own set: the build falls back itself
+    assert other_record_set(logs, avx512, "znver5").name == "znver4"
+    assert other_record_set(logs, avx512, "graniterapids") is None  # no own set: the build falls back itself
     (logs / "x86-avx512" / "sapphirerapids" / "database_tuning_record.json").unlink()
-    _set(logs, "x86-avx2", "znver4")
-    assert other_record_set(logs, "x86-avx2", "znver4") is None  # no other set
-    view = single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, "x86-avx512", "znver5"))
-    single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, "x86-avx512", "znver5"))  # again: fine
+    _set(logs, "x86-avx2", "znver3")
+    # no other set of x86-avx2: its records_from target's nearest
+    assert other_record_set(logs, avx2, "znver3").label == "x86-avx512/znver4"
+    view = single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, avx512, "znver5"))
+    single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, avx512, "znver5"))  # again: fine
     fake_host("znver5")
     choice = choose_record_set(view, "x86-avx512", announce=False)
     assert (choice.name, choice.fallback, choice.chosen.cpu_model) == ("znver4", True, "CPU znver4")
     assert choice.folder.resolve() == (logs / "x86-avx512" / "znver4").resolve()
+    # another target's set: the view keeps its target, so an x86-avx2 build names it as such
+    view2 = single_set_view(tmp_path / "view2", "x86-avx2", other_record_set(logs, avx2, "znver3"))
+    fake_host("znver3")
+    assert (record_choice(view2, avx2, announce=False).label, record_choice(view2, avx2).fallback) == (
+        "x86-avx512/znver4", True)
 
 
 def test_the_read_probe_measures_a_plausible_rate_and_leaves_torch_threads_alone():

@@ -114,8 +114,12 @@ def _tuning_for(manifest: dict, target: str, logs_dir: Path | None, tmp: Path) -
     built = manifest.get("tuning") or {}
     database, name = built.get("database"), built.get("record_set")
     if logs_dir:
-        chosen = choose_record_set(Path(logs_dir), target, host=name).chosen
-        folder, name = (chosen.folder, chosen.name) if chosen else (Path(logs_dir) / target / (name or ""), name)
+        set_target, _, set_name = (name or "").rpartition("/")  # "x86-avx512/znver4": a records_from set
+        chosen = choose_record_set(Path(logs_dir), set_target or target, host=set_name or None).chosen
+        if chosen is not None:
+            folder, name = chosen.folder, chosen.label if set_target else chosen.name
+        else:
+            folder = Path(logs_dir) / target / (name or "")
     else:
         folder = Path(database) if database else None
         if folder is not None and name is None and "record_set" in built:

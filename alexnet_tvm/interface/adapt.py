@@ -66,27 +66,27 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
     """Adapt ``model``'s records for ``target`` to this CPU, each batch size in turn, in
     ``time_budget`` minutes of wall time for all of them; yields (target name, report)."""
     from alexnet_tvm.compile.tune import TuneConfig
-    from alexnet_tvm.recordsets import choose_record_set, database_folder, timed_on
+    from alexnet_tvm.recordsets import database_folder, record_choice
     from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
 
     deadline = time.monotonic() + 60.0 * time_budget
     spec = resolve_target(target, targets_file)
     _check(spec, precision)
     logs = logs_dir_for_writing(logs_dir, spec.name)
-    choice = choose_record_set(logs, spec.name, timed_on(spec), announce=False)
+    choice = record_choice(logs, spec, announce=False)
     if choice.chosen is None:
         raise ToolkitError(f"tune --adapt: {spec.name} has no record set to start from under {logs / spec.name}; "
                            "tune --fresh searches from scratch")
     seed_dir = database_folder(choice.chosen.folder, precision) if choice.fallback else None
     if seed_dir is not None:
-        log.info("no records timed on %s for %s: adapting %s's (%s)", choice.host, spec.name, choice.chosen.name,
+        log.info("no records timed on %s for %s: adapting %s's (%s)", choice.host, spec.name, choice.label,
                  choice.chosen.cpu_model)
     batches = [batch] if batch else list(spec.batch_sizes)
     for i, b in enumerate(batches):
         end = time.monotonic() + (deadline - time.monotonic()) / (len(batches) - i)
         base = TuneConfig(model=model, target=spec, logs_dir=logs, batch=b, precision=precision, seed=seed,
                           overrides=overrides)
-        yield spec.name, _adapt_batch(base, seed_dir, choice.chosen.name if seed_dir else None, end)
+        yield spec.name, _adapt_batch(base, seed_dir, choice.label if seed_dir else None, end)
 
 
 def _adapt_batch(base, seed_dir: Path | None, seed_name: str | None, end: float) -> AdaptReport:

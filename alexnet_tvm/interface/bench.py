@@ -153,7 +153,7 @@ def run_bench(cfg: BenchConfig) -> dict:
 def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     """Every runtime in this process on the same inputs and threads, with the physical references."""
     from alexnet_tvm.host import cpu_model
-    from alexnet_tvm.recordsets import choose_record_set, other_record_set, single_set_view, timed_on
+    from alexnet_tvm.recordsets import other_record_set, record_choice, single_set_view
     from alexnet_tvm.runtime.bench import rounds_for
     from alexnet_tvm.settings import logs_dir_for_reading
 
@@ -166,8 +166,8 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     peak, peak_how = fp32_peak_gflops(threads)
     logs = logs_dir_for_reading(cfg.logs_dir, spec.name)
     cfg.int8 = bench_int8.wanted(cfg.int8, spec)
-    records = choose_record_set(logs, spec.name, timed_on(spec), announce=False)  # each build says a fallback
-    other = other_record_set(logs, spec.name, timed_on(spec))  # "another family's records": tvm-other
+    records = record_choice(logs, spec, announce=False)  # each build says a fallback
+    other = other_record_set(logs, spec)  # "another family's records": tvm-other
     other_logs = single_set_view(cfg.out_dir / "other-logs", spec.name, other) if other else None
     rows = []
     for b in cfg.batches:
@@ -186,9 +186,9 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
         "batch1_weight_floor_ms": weight_bytes / (probe["read_bandwidth_gb_s"] * 1e9) * 1e3,
         "fp32_peak_gflops": peak, "fp32_peak_how": peak_how, "rows": rows,
         "machine": os.uname().nodename, "cpu_model": cpu_model(), "host_cpu": records.host,
-        "record_set": records.name, "record_set_cpu": records.manifest()["record_set_cpu"],
+        "record_set": records.label, "record_set_cpu": records.manifest()["record_set_cpu"],
         "record_set_fallback": records.fallback,
-        **({"other_record_set": other.name, "other_record_set_cpu": other.cpu_model} if other else {}),
+        **({"other_record_set": other.label, "other_record_set_cpu": other.cpu_model} if other else {}),
     }
     return _write_results(cfg, result)
 
