@@ -11,7 +11,10 @@ export) takes its set through :func:`choose_record_set`, this module's one rule:
 2. else the nearest one (same vendor first, then the closest generation: the table in
    :mod:`alexnet_tvm.host`; else any set), announced in exactly one warning line, since
    it builds a slower library than the user could have;
-3. else none (the build warns about untuned tasks, as before).
+3. else, for a target with ``records_from`` (targets.yaml: targets that build the same graph
+   for another ISA, e.g. ``x86-avx2`` from ``x86-avx512``), the nearest set of those, named
+   ``<target>/<cpu>`` and announced the same way;
+4. else none (the build warns about untuned tasks, as before).
 
 Writers (``tune``, ``tune --fresh``) only ever write the host's own set
 (:func:`own_record_set`): a resume never appends this host's timings to another CPU's
