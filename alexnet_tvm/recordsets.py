@@ -58,10 +58,10 @@ class RecordSet:
     #: the target folder it lies in (another one's: a ``records_from`` target's set)
     target: str = ""
 
-    @property
-    def label(self) -> str:
-        """How a reader of another target names it: ``x86-avx512/znver4``."""
-        return f"{self.target}/{self.name}" if self.target else self.name
+    def label_for(self, reader: str) -> str:
+        """How a reader of target ``reader`` names it: ``znver4``, or ``x86-avx512/znver4`` when it
+        is another target's set."""
+        return self.name if self.target in ("", reader) else f"{self.target}/{self.name}"
 
     @property
     def cpu_model(self) -> str:
@@ -96,9 +96,7 @@ class RecordChoice:
     @property
     def label(self) -> str | None:
         """The set's name, with its target when it is another target's (``x86-avx512/znver4``)."""
-        if self.chosen is None:
-            return None
-        return self.chosen.name if self.chosen.target == self.target else self.chosen.label
+        return None if self.chosen is None else self.chosen.label_for(self.target)
 
     def manifest(self) -> dict:
         """The artifact manifest's (and a pack's) account of the records a build used."""

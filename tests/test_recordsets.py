@@ -82,29 +82,29 @@ def test_choice_own_nearest_none_against_a_faked_host(tmp_path, fake_host, caplo
 
 
 def test_a_target_without_sets_takes_its_records_from_targets_and_says_which(tmp_path, fake_host, caplog):
-    """x86-avx2 builds x86-avx512's graph: with no set of its own target it takes the nearest
+    """x86-avx2-winograd builds x86-avx512's graph: with no set of its own target it takes the nearest
     x86-avx512 set, named with its target, as a fallback; any set of its own target comes first."""
     from alexnet_tvm.recordsets import record_choice, set_lines
 
-    logs, avx2 = tmp_path / "logs", _targets()["x86-avx2"]
+    logs, avx2 = tmp_path / "logs", _targets()["x86-avx2-winograd"]
     assert avx2.records_from == ["x86-avx512"]
     _set(logs, "x86-avx512", "znver4", "AMD EPYC 9654")
     _set(logs, "x86-avx512", "emeraldrapids", "Intel Xeon")
     fake_host("znver3")
     caplog.set_level(logging.WARNING)
     choice = record_choice(logs, avx2)
-    assert (choice.label, choice.fallback, choice.own) == ("x86-avx512/znver4", True, logs / "x86-avx2" / "znver3")
+    assert (choice.label, choice.fallback, choice.own) == ("x86-avx512/znver4", True, logs / "x86-avx2-winograd" / "znver3")
     assert choice.manifest() == {"record_set": "x86-avx512/znver4", "record_set_cpu": "AMD EPYC 9654",
                                  "fallback": True}
     assert [r.getMessage() for r in caplog.records] == [
-        "no records timed on znver3 for x86-avx2; using x86-avx512/znver4 (AMD EPYC 9654), timed on another CPU: "
+        "no records timed on znver3 for x86-avx2-winograd; using x86-avx512/znver4 (AMD EPYC 9654), timed on another CPU: "
         "expect lower speed; `tune --fresh` makes a set for this CPU"]
     assert set_lines(logs, avx2)[-1].startswith("none of its own; takes x86-avx512/znver4 (AMD EPYC 9654)")
     _set(logs, "x86-avx512", "znver3")  # the same CPU, but another ISA's code: still a fallback
     assert (record_choice(logs, avx2).label, record_choice(logs, avx2).fallback) == ("x86-avx512/znver3", True)
-    _set(logs, "x86-avx2", "haswell")
+    _set(logs, "x86-avx2-winograd", "haswell")
     assert (record_choice(logs, avx2).label, record_choice(logs, avx2).fallback) == ("haswell", True)
-    _set(logs, "x86-avx2", "znver3")
+    _set(logs, "x86-avx2-winograd", "znver3")
     assert (record_choice(logs, avx2).label, record_choice(logs, avx2).fallback) == ("znver3", False)
 
 
@@ -209,7 +209,7 @@ def test_targets_lists_the_record_sets_and_marks_the_one_used_here(tmp_path, fak
 
 def test_the_committed_sets_say_which_cpu_timed_them():
     root = Path(__file__).resolve().parent.parent / "tuning_logs"
-    for target in ("x86-avx512", "x86-avx2"):
+    for target in ("x86-avx512", "x86-avx2", "x86-avx2-winograd"):
         sets = committed_record_sets(target)
         assert sets, target
         for name in sets:
@@ -285,15 +285,15 @@ def test_bench_other_records_are_the_nearest_other_cpus_and_only_beside_the_host
     host's own; a view with that set alone makes a build take it (and say it is another CPU's)."""
     from alexnet_tvm.recordsets import choose_record_set, other_record_set, record_choice, single_set_view
 
-    logs, avx512, avx2 = tmp_path / "logs", _targets()["x86-avx512"], _targets()["x86-avx2"]
+    logs, avx512, avx2 = tmp_path / "logs", _targets()["x86-avx512"], _targets()["x86-avx2-winograd"]
     for name in ("znver4", "znver5", "sapphirerapids"):
         _set(logs, "x86-avx512", name, f"CPU {name}")
     assert other_record_set(logs, avx512, "znver5").name == "znver4"
     assert other_record_set(logs, avx512, "graniterapids") is None  # no own set: the build falls back itself
     (logs / "x86-avx512" / "sapphirerapids" / "database_tuning_record.json").unlink()
-    _set(logs, "x86-avx2", "znver3")
-    # no other set of x86-avx2: its records_from target's nearest
-    assert other_record_set(logs, avx2, "znver3").label == "x86-avx512/znver4"
+    _set(logs, "x86-avx2-winograd", "znver3")
+    # no other set of x86-avx2-winograd: its records_from target's nearest
+    assert other_record_set(logs, avx2, "znver3").label_for(avx2.name) == "x86-avx512/znver4"
     view = single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, avx512, "znver5"))
     single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, avx512, "znver5"))  # again: fine
     fake_host("znver5")
@@ -301,7 +301,7 @@ def test_bench_other_records_are_the_nearest_other_cpus_and_only_beside_the_host
     assert (choice.name, choice.fallback, choice.chosen.cpu_model) == ("znver4", True, "CPU znver4")
     assert choice.folder.resolve() == (logs / "x86-avx512" / "znver4").resolve()
     # another target's set: the view keeps its target, so an x86-avx2 build names it as such
-    view2 = single_set_view(tmp_path / "view2", "x86-avx2", other_record_set(logs, avx2, "znver3"))
+    view2 = single_set_view(tmp_path / "view2", avx2.name, other_record_set(logs, avx2, "znver3"))
     fake_host("znver3")
     assert (record_choice(view2, avx2, announce=False).label, record_choice(view2, avx2).fallback) == (
         "x86-avx512/znver4", True)

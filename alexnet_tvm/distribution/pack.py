@@ -117,7 +117,7 @@ def _tuning_for(manifest: dict, target: str, logs_dir: Path | None, tmp: Path) -
         set_target, _, set_name = (name or "").rpartition("/")  # "x86-avx512/znver4": a records_from set
         chosen = choose_record_set(Path(logs_dir), set_target or target, host=set_name or None).chosen
         if chosen is not None:
-            folder, name = chosen.folder, chosen.label if set_target else chosen.name
+            folder, name = chosen.folder, chosen.label_for(target)
         else:
             folder = Path(logs_dir) / target / (name or "")
     else:

@@ -188,7 +188,7 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
         "machine": os.uname().nodename, "cpu_model": cpu_model(), "host_cpu": records.host,
         "record_set": records.label, "record_set_cpu": records.manifest()["record_set_cpu"],
         "record_set_fallback": records.fallback,
-        **({"other_record_set": other.label, "other_record_set_cpu": other.cpu_model} if other else {}),
+        **({"other_record_set": other.label_for(spec.name), "other_record_set_cpu": other.cpu_model} if other else {}),
     }
     return _write_results(cfg, result)
 
