@@ -13,6 +13,7 @@ from test_compile import _targets, _tiny_checkpoint
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # six untuned builds and a layer profile: 150 s on a 2-vCPU Zen 3 (make test-all)
 def test_bench_json_has_every_column(tmp_path, run_cli, monkeypatch):
     from alexnet_tvm.host import HOST_CPU_ENV
 
