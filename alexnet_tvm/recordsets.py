@@ -12,7 +12,7 @@ export) takes its set through :func:`choose_record_set`, this module's one rule:
    :mod:`alexnet_tvm.host`; else any set), announced in exactly one warning line, since
    it builds a slower library than the user could have;
 3. else, for a target with ``records_from`` (targets.yaml: targets that build the same graph
-   for another ISA, e.g. ``x86-avx2`` from ``x86-avx512``), the nearest set of those, named
+   for another ISA, e.g. ``x86-avx2-winograd`` from ``x86-avx512``), the nearest set of those, named
    ``<target>/<cpu>`` and announced the same way;
 4. else none (the build warns about untuned tasks, as before).
 
@@ -55,13 +55,13 @@ class RecordSet:
     folder: Path
     #: its cpu.json ({} when it has none)
     cpu: dict
-    #: the target folder it lies in (another one's: a ``records_from`` target's set)
-    target: str = ""
+    #: the target folder it lies in (for a ``records_from`` reader, another target's)
+    target: str
 
     def label_for(self, reader: str) -> str:
         """How a reader of target ``reader`` names it: ``znver4``, or ``x86-avx512/znver4`` when it
         is another target's set."""
-        return self.name if self.target in ("", reader) else f"{self.target}/{self.name}"
+        return self.name if self.target == reader else f"{self.target}/{self.name}"
 
     @property
     def cpu_model(self) -> str:
@@ -227,11 +227,11 @@ def other_record_set(logs_dir: Path, spec: TargetSpec, host: str | None = None) 
     return _nearest_of(logs_dir, [spec.name, *spec.records_from], host, exclude=host)
 
 
-def single_set_view(dest: Path, target: str, chosen: RecordSet) -> Path:
-    """A logs folder under ``dest`` that holds ``chosen`` alone (a link to it), so that a build
-    reading it takes that set, and says it is another CPU's (under its own target's folder when it is
-    a ``records_from`` target's set: a build for ``target`` then finds it there and names it so)."""
-    folder = Path(dest) / (chosen.target or target)
+def single_set_view(dest: Path, chosen: RecordSet) -> Path:
+    """A logs folder under ``dest`` that holds ``chosen`` alone (a link to it, under its own
+    target's folder), so that a build reading it takes that set and says it is another CPU's; a
+    ``records_from`` target's set stays under that target, so the build names it as such."""
+    folder = Path(dest) / chosen.target
     folder.mkdir(parents=True, exist_ok=True)
     link = folder / chosen.name
     if link.is_symlink() or link.exists():

@@ -294,14 +294,14 @@ def test_bench_other_records_are_the_nearest_other_cpus_and_only_beside_the_host
     _set(logs, "x86-avx2-winograd", "znver3")
     # no other set of x86-avx2-winograd: its records_from target's nearest
     assert other_record_set(logs, avx2, "znver3").label_for(avx2.name) == "x86-avx512/znver4"
-    view = single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, avx512, "znver5"))
-    single_set_view(tmp_path / "view", "x86-avx512", other_record_set(logs, avx512, "znver5"))  # again: fine
+    view = single_set_view(tmp_path / "view", other_record_set(logs, avx512, "znver5"))
+    single_set_view(tmp_path / "view", other_record_set(logs, avx512, "znver5"))  # again: fine
     fake_host("znver5")
     choice = choose_record_set(view, "x86-avx512", announce=False)
     assert (choice.name, choice.fallback, choice.chosen.cpu_model) == ("znver4", True, "CPU znver4")
     assert choice.folder.resolve() == (logs / "x86-avx512" / "znver4").resolve()
     # another target's set: the view keeps its target, so an x86-avx2 build names it as such
-    view2 = single_set_view(tmp_path / "view2", avx2.name, other_record_set(logs, avx2, "znver3"))
+    view2 = single_set_view(tmp_path / "view2", other_record_set(logs, avx2, "znver3"))
     fake_host("znver3")
     assert (record_choice(view2, avx2, announce=False).label, record_choice(view2, avx2).fallback) == (
         "x86-avx512/znver4", True)

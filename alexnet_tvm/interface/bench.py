@@ -168,7 +168,7 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     cfg.int8 = bench_int8.wanted(cfg.int8, spec)
     records = record_choice(logs, spec, announce=False)  # each build says a fallback
     other = other_record_set(logs, spec)  # "another family's records": tvm-other
-    other_logs = single_set_view(cfg.out_dir / "other-logs", spec.name, other) if other else None
+    other_logs = single_set_view(cfg.out_dir / "other-logs", other) if other else None
     rows = []
     for b in cfg.batches:
         x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
