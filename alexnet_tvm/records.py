@@ -377,9 +377,11 @@ def open_database(folder: Path, for_tuning: bool):
 def _json_database(where: Path, folder: Path):
     from tvm.s_tir.meta_schedule.database import JSONDatabase
 
-    from .tensor_intrin import register_intrinsic
+    from .tensor_intrin import VNNI_INTRIN, register_intrinsic
 
-    register_intrinsic()  # int8 records name it; the database refuses to open otherwise
+    records = where / RECORDS
+    if records.is_file() and VNNI_INTRIN in records.read_text():
+        register_intrinsic()  # int8 records name it; the database refuses to open otherwise
 
     try:
         return JSONDatabase(path_workload=str(where / WORKLOADS), path_tuning_record=str(where / RECORDS),

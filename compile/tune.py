@@ -23,6 +23,7 @@ from alexnet_tvm.host import THREADS_ENV, use_threads
 from alexnet_tvm.model.describe import ModelOverrides
 
 from .frontend import Calibration, load_prepared
+from .measure import make_runner
 from .pipeline import is_gpu
 from .precision import check_precision
 from .targets import TargetSpec
@@ -177,12 +178,25 @@ def _progress_callback(reports: list[TaskReport], bar, deadline: float | None, s
                 stop["error"] = TuningError(f"task {rep.name}: a round of {len(measure_candidates)} candidates "
                                             f"gave no valid measurement ({first[-1][:300] if first else 'unknown'})")
                 raise stop["error"]
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() + _next_round_estimate(stop) > deadline:
                 stop["budget"] = True
                 _join_the_others(task_scheduler, task_id, len(reports), stop)
                 raise _BudgetSpent()
 
     return Progress()
+
+
+def _next_round_estimate(stop: dict) -> float:
+    """Seconds the next round may take: the longest round between two callbacks so far (the first
+    round, which starts the builder workers, is not counted). A round is not started when it
+    would end past the deadline: stopping only after the crossing round ran a 20-minute adapt
+    for 21 min 15 s on the Zen 3 (a batch-16 round of conv1 takes 1-2 minutes)."""
+    now = time.monotonic()
+    rounds = stop.setdefault("rounds", [])
+    if "last" in stop:
+        rounds.append(now - stop["last"])
+    stop["last"] = now
+    return max(rounds, default=0.0)
 
 
 def _join_the_others(task_scheduler, task_id: int, n_tasks: int, stop: dict) -> None:
@@ -200,32 +214,6 @@ def _join_the_others(task_scheduler, task_id: int, n_tasks: int, stop: dict) -> 
             task_scheduler.join_running_task(other)  # its callbacks commit the records first
         except Exception:  # nothing in flight for that task, or its own budget stop: both fine
             pass
-
-
-def evaluator_config(target: TargetSpec):
-    """How a candidate is timed. On a local CPU every timed run starts with the weights flushed
-    from the caches: in the model, the FC layers stream 234 MB of weights per inference through
-    a 32 MB L3, so no kernel finds its weights in cache. Timed warm (repeated back to back),
-    a 16 MB FC layer fits in L3 and MetaSchedule picks schedules that are fast only from cache:
-    FC3 measured 0.31 ms warm and ran 1.69 ms inside the model (ONNX Runtime's: 0.69 ms).
-    The activations (each kernel's first argument) stay warm, as they are in the model.
-    Elsewhere (GPU, RPC boards) runs repeat warm."""
-    from tvm.s_tir import meta_schedule as ms
-
-    if target.is_cpu and target.runner == "local":
-        return ms.runner.EvaluatorConfig(number=1, repeat=7, min_repeat_ms=0, enable_cpu_cache_flush=True)
-    return ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50, enable_cpu_cache_flush=False)
-
-
-def _make_runner(target: TargetSpec):
-    from tvm.s_tir import meta_schedule as ms
-
-    cfg = evaluator_config(target)
-    if target.runner == "rpc":
-        from .rpc import make_rpc_runner
-
-        return make_rpc_runner(target, cfg)
-    return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=cfg)
 
 
 @dataclass
@@ -312,9 +300,12 @@ def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -
 
     from .int8_module import tune_contexts
 
+    from alexnet_tvm.tensor_intrin import import_tvm_intrinsics
+
     spec = cfg.target
     total = min(plan.total, plan.per_task * len(plan.pending))
     _forget_unnamed_ms_handlers()
+    import_tvm_intrinsics()  # what the tune contexts import, in 25 s instead of 77-330 s
     if plan.int8:  # the GEMMs in the VNNI space (int8_module.py)
         contexts, weights = tune_contexts(plan.pending, str(plan.work_dir), cfg.seed, max(plan.cores, 1))
     else:
@@ -390,7 +381,7 @@ def _retime(cfg: TuneConfig, plan: _Plan):
 
     with _measuring_threads(cfg.target, plan.cores):
         builder = WarmBuilder(max_workers=host_workers(cfg.target, plan.cores), timeout_sec=cfg.builder_timeout)
-        runner = _make_runner(cfg.target)
+        runner = make_runner(cfg.target)
         try:
             res = retime_seeds(plan.tasks, plan.target, seed_database(cfg.seed_from), plan.database, builder, runner)
         finally:
@@ -418,7 +409,7 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
     deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
     if cfg.deadline is not None:
         deadline = min(deadline or cfg.deadline, cfg.deadline)
-    runner = _make_runner(spec)  # checks the board first when it is remote
+    runner = make_runner(spec)  # checks the board first when it is remote
     builder = WarmBuilder(max_workers=host_workers(spec, cores), timeout_sec=cfg.builder_timeout,
                           f_export=builder_export_for(spec))
     callbacks = list(ms.measure_callback.MeasureCallback.create("default"))

@@ -159,8 +159,11 @@ def inverse_source(t: Tiling, channels: int, bias_rank: int = 0, relu: bool = Fa
     return "\n".join(body)
 
 
+@lru_cache(maxsize=64)
 def parse(source: str):
-    """The PrimFunc of a generated source (TVMScript's parser, no exec of our own)."""
+    """The PrimFunc of a generated source (TVMScript's parser, no exec of our own). Cached by
+    the text: parsing AlexNet's eight transforms took 5 s of every prepare on the Zen 3, and
+    a bench or a test session prepares the same shapes many times (a PrimFunc is immutable)."""
     import tvm
 
     return tvm.script.from_source(source)

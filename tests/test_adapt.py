@@ -40,6 +40,21 @@ def test_a_winograd_conv_is_one_layer_whose_loss_goes_to_its_gemm():
     assert kernel_losses(tvm, ort) == pytest.approx({"winograd_bgemm_prepacked": 0.5})
 
 
+def test_the_search_time_goes_where_the_larger_part_of_a_run_is_lost():
+    """The batches share adapt's search time by the fraction of their run time they lose (the Zen 3's
+    profile: batch 1 lost 1.71 of 15.2 ms, batch 16 41.0 of 146.5 ms); a batch that loses nothing
+    gets none, and when no batch loses they split evenly."""
+    from alexnet_tvm.interface.adapt import AdaptReport, budget_shares
+
+    def report(batch, model_ms, lost_ms):
+        return AdaptReport(batch, None, None, model_ms=model_ms, lost_ms=lost_ms)
+
+    b1, b16 = budget_shares([report(1, 15.2, 1.71), report(16, 146.5, 41.0)])
+    assert b1 + b16 == pytest.approx(1.0) and b1 == pytest.approx(0.1125 / (0.1125 + 0.2799), abs=1e-3)
+    assert budget_shares([report(1, 15.2, 0.0), report(16, 146.5, 41.0)]) == [0.0, 1.0]
+    assert budget_shares([report(1, 15.2, 0.0), report(16, 146.5, 0.0)]) == [0.5, 0.5]
+
+
 def test_adapt_refusals_are_one_line(tmp_path, run_cli, one_line_error):
     model = tmp_path / "m.pt"
     model.write_bytes(b"not read before the refusals")

@@ -54,6 +54,9 @@ def _prepared(path: Path, batch: int = 1):
 
 
 FORMS = ["checkpoint", *WRITERS]
+#: one form per importer path in the fast suite (12-22 s each on the Zen 3); make test-all runs them all
+FAST_FORMS = {"checkpoint", "state_dict", "torchscript_traced", "onnx11_fixed", "onnx18_dynamo", "onnx_gemm_transb0",
+              "pt2"}
 
 
 def _write(form: str, model, x, folder: Path) -> Path:
@@ -76,7 +79,7 @@ def _as_variant(model):
     return ours.eval()
 
 
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", [f if f in FAST_FORMS else pytest.param(f, marks=pytest.mark.slow) for f in FORMS])
 def test_every_form_builds_from_the_file_alone_with_every_task_tuned(form, alexnet1000, committed_dbs, tmp_path):
     from alexnet_tvm.compile.tune import tuning_tasks
     from alexnet_tvm.model.describe import imagenet_categories

@@ -157,10 +157,30 @@ def test_a_round_past_the_deadline_stops_the_run_as_a_budget_end():
     reports = [TaskReport("fused_conv2d", 1)]
     stop: dict = {}
     _round(_progress_callback(reports, tqdm(disable=True), time.monotonic() + 3600, stop), 2, valid=2)
-    assert reports[0].trials == 2 and not stop  # before the deadline: goes on
+    assert reports[0].trials == 2 and "budget" not in stop  # before the deadline: goes on
     with pytest.raises(_BudgetSpent):
         _round(_progress_callback(reports, tqdm(disable=True), time.monotonic() - 1, stop), 2, valid=2)
     assert stop["budget"] is True and reports[0].trials == 4  # the crossing round still counts
+
+
+def test_a_round_that_would_end_past_the_deadline_is_not_started():
+    """With 0.5 s left and rounds that take 0.3 s, the run stops after the round that leaves less
+    than one round's time (the first round, which starts the workers, sets no estimate)."""
+    from tqdm import tqdm
+
+    from alexnet_tvm.compile.tune import TaskReport, _BudgetSpent, _progress_callback
+
+    reports = [TaskReport("fused_conv2d", 1)]
+    stop: dict = {}
+    cb = _progress_callback(reports, tqdm(disable=True), time.monotonic() + 0.5, stop)
+    _round(cb, 2, valid=2)
+    time.sleep(0.05)
+    _round(cb, 2, valid=2)  # 0.05 s rounds: 0.45 s left is room for another
+    assert not stop.get("budget")
+    time.sleep(0.3)
+    with pytest.raises(_BudgetSpent):
+        _round(cb, 2, valid=2)  # 0.15 s left, rounds up to 0.3 s
+    assert stop["budget"] is True and reports[0].trials == 6 and max(stop["rounds"]) >= 0.3
 
 
 @pytest.mark.slow
@@ -199,7 +219,7 @@ def test_runner_workers_measure_with_the_targets_cores(tmp_path, monkeypatch):
         seen["threads"] = _child_tvm_threads()
         raise _Stop()
 
-    monkeypatch.setattr(tune_mod, "_make_runner", spy)
+    monkeypatch.setattr(tune_mod, "make_runner", spy)
     spec = _targets()[TARGET]
     with pytest.raises(_Stop):
         tune_mod.tune(tune_mod.TuneConfig(model=_tiny_checkpoint(tmp_path / "m", "cifar"), target=spec,
@@ -212,7 +232,7 @@ def test_cpu_candidates_are_timed_with_cold_weights():
     """In the model no layer finds its weights in cache (the FC layers stream 234 MB through
     L3), so local CPU candidates are timed one cold run at a time; remote boards and GPUs
     keep warm repeats (the flush is an x86 CPU routine)."""
-    from alexnet_tvm.compile.tune import evaluator_config
+    from alexnet_tvm.compile.measure import evaluator_config
 
     targets = _targets()
     cold = evaluator_config(targets[TARGET])

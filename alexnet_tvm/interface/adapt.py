@@ -1,6 +1,6 @@
 """``tune --adapt``: make another CPU's records this CPU's, then tune where TVM loses here.
 
-For each batch size, inside one wall-clock budget (import and task extraction included):
+Inside one wall-clock budget for all batch sizes (import and task extraction included):
 
 1. **Re-time the nearest family's records** (compile/adapt.py): when this host has no record
    set of its own, the nearest set's best schedules are built and timed here and written to
@@ -8,9 +8,14 @@ For each batch size, inside one wall-clock budget (import and task extraction in
 2. **Profile the model here**, layer by layer against ONNX Runtime (the `bench --layers`
    measurement): the kernels that lose, and by how many milliseconds, are the tasks to tune.
    When none loses, every layer kernel is tuned, weighted by its time.
-3. **Tune those tasks** with the rest of the batch's share of the budget: the re-timed
-   schedules are the search's first population and the cost model is trained on them first;
-   the gradient scheduler weighs each task by the milliseconds it loses.
+3. **Tune those tasks**: the re-timed schedules are the search's first population and the
+   cost model is trained on them first; the gradient scheduler weighs each task by the
+   milliseconds it loses.
+
+Steps 1 and 2 run for every batch size first; the rest of the budget is then shared by the
+fraction of each batch's run time that is lost (:func:`budget_shares`). An even split gave
+batch 1 as much search as batch 16 on the Zen 3 although batch 1 lost 11 % of its time and
+batch 16 28 %, and batch 16's rounds are the slow ones (docs/performance.md).
 
 On a host with its own set, step 1 is skipped: adapt is then "tune where the profile says".
 """
@@ -47,6 +52,10 @@ class AdaptReport:
     retime: object | None  # compile.adapt.RetimeResult
     #: task -> milliseconds lost to ONNX Runtime before tuning (the weights)
     losses: dict[str, float] = field(default_factory=dict)
+    #: the profiled model's run time here (the sum of its kernels) and what its losing kernels
+    #: lose in all, ms (0 when none loses: ``losses`` then weighs every kernel by its time)
+    model_ms: float = 0.0
+    lost_ms: float = 0.0
     tune: object | None = None  # compile.tune.TuneResult
     seconds: float = 0.0
 
@@ -63,8 +72,9 @@ def _check(spec, precision: str) -> None:
 def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, time_budget: float = 20.0,
                      targets_file: Path | None = None, logs_dir: Path | None = None, precision: str = "fp32",
                      seed: int = 0, overrides=None) -> Iterator[tuple[str, AdaptReport]]:
-    """Adapt ``model``'s records for ``target`` to this CPU, each batch size in turn, in
-    ``time_budget`` minutes of wall time for all of them; yields (target name, report)."""
+    """Adapt ``model``'s records for ``target`` to this CPU in ``time_budget`` minutes of wall
+    time for all batch sizes: every batch re-timed and profiled, then searched in its share of
+    what is left; yields (target name, report) per batch as its search ends."""
     from alexnet_tvm.compile.tune import TuneConfig
     from alexnet_tvm.recordsets import database_folder, record_choice
     from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
@@ -82,34 +92,64 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
         log.info("no records timed on %s for %s: adapting %s's (%s)", choice.host, spec.name, choice.label,
                  choice.chosen.cpu_model)
     batches = [batch] if batch else list(spec.batch_sizes)
-    for i, b in enumerate(batches):
-        end = time.monotonic() + (deadline - time.monotonic()) / (len(batches) - i)
+    measured = []
+    for b in batches:
         base = TuneConfig(model=model, target=spec, logs_dir=logs, batch=b, precision=precision, seed=seed,
                           overrides=overrides)
-        yield spec.name, _adapt_batch(base, seed_dir, choice.label if seed_dir else None, end)
+        measured.append((base, _measure_batch(base, seed_dir, choice.label if seed_dir else None)))
+    shares = budget_shares([r for _, r in measured])
+    log.info("search time left: %.1f min, shared %s", (deadline - time.monotonic()) / 60.0,
+             ", ".join(f"batch {r.batch} {s:.0%}" for (_, r), s in zip(measured, shares)))
+    for i, ((base, report), share) in enumerate(zip(measured, shares)):
+        left = deadline - time.monotonic()
+        end = time.monotonic() + left * share / (sum(shares[i:]) or 1.0)
+        yield spec.name, _search_batch(base, report, end)
 
 
-def _adapt_batch(base, seed_dir: Path | None, seed_name: str | None, end: float) -> AdaptReport:
+def _measure_batch(base, seed_dir: Path | None, seed_name: str | None) -> AdaptReport:
+    """Steps 1 and 2 for one batch size: re-time the seeds (when the host has no set) and profile."""
     from alexnet_tvm.compile.tune import tune
 
     t0 = time.monotonic()
     report = AdaptReport(base.batch, seed_name, None)
     if seed_dir is not None:
         report.retime = tune(replace(base, seed_from=seed_dir, focus={})).retime
-    report.losses = losing_kernels(base)
-    minutes = (end - time.monotonic()) / 60.0
-    if report.losses and minutes >= MIN_TUNE_MINUTES:
-        report.tune = tune(replace(base, focus=report.losses, deadline=end))
-    else:
-        log.info("batch %d: %.1f min left of its share; no search started", base.batch, minutes)
+    report.losses, report.model_ms, report.lost_ms = losing_kernels(base)
     report.seconds = time.monotonic() - t0
     return report
 
 
-def losing_kernels(cfg) -> dict[str, float]:
+def _search_batch(base, report: AdaptReport, end: float) -> AdaptReport:
+    """Step 3 for one batch size, until ``end``."""
+    from alexnet_tvm.compile.tune import tune
+
+    t0 = time.monotonic()
+    minutes = (end - t0) / 60.0
+    if report.losses and minutes >= MIN_TUNE_MINUTES:
+        report.tune = tune(replace(base, focus=report.losses, deadline=end))
+    else:
+        log.info("batch %d: %.1f min left of its share; no search started", base.batch, minutes)
+    report.seconds += time.monotonic() - t0
+    return report
+
+
+def budget_shares(reports: list[AdaptReport]) -> list[float]:
+    """Each batch size's share of the search time: the fraction of its model time that its
+    losing kernels lose to ONNX Runtime. A batch where nothing loses (its losses are then every
+    kernel's time, see :func:`losing_kernels`) gets no share of its own; all-winning batches
+    split evenly."""
+    fractions = [r.lost_ms / r.model_ms if r.model_ms else 0.0 for r in reports]
+    if not any(fractions):
+        return [1.0 / len(reports)] * len(reports)
+    total = sum(fractions)
+    return [f / total for f in fractions]
+
+
+def losing_kernels(cfg) -> tuple[dict[str, float], float, float]:
     """Build with this host's records, time each kernel inside the model against ONNX Runtime's
     nodes on the same input, and return the kernels that lose with the milliseconds they lose
-    (every layer kernel, weighted by its time, when none loses)."""
+    (every layer kernel, weighted by its time, when none loses), the model's time and the
+    milliseconds lost in all (0 when none loses)."""
     from alexnet_tvm.compile.build import BuildConfig, build
     from alexnet_tvm.host import use_threads
     from alexnet_tvm.model.reference import onnx_file_for
@@ -128,12 +168,13 @@ def losing_kernels(cfg) -> dict[str, float]:
         tvm_times = art.kernel_times(x, PROFILE_RUNS)
         ort_times = ort_node_times(onnx_file_for(cfg.model, cfg.batch, Path(tmp), size), x, threads, PROFILE_RUNS)
     lost = kernel_losses(tvm_times, ort_times)
+    lost_ms = sum(lost.values())
     if not lost:
         lost = {name: ms for kind, ms, name in layer_calls(tvm_times) if kind != "other"}
     lost = {task_of_kernel(k): v for k, v in lost.items()}
     log.info("batch %d: TVM loses to ONNX Runtime here on %s", cfg.batch,
              ", ".join(f"{k} (+{v:.2f} ms)" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])) or "nothing")
-    return lost
+    return lost, sum(ms for _, ms in tvm_times), lost_ms
 
 
 #: what TVM's SplitLayoutRewritePreproc appends to a kernel whose weights it prepacks
