@@ -302,3 +302,32 @@ def test_direct_convs_are_tuned_without_moving_their_padding(tmp_path):
     kinds = {loc: [type(r).__name__ for r in M.gemm_space(loc).sch_rules] for loc in (True, False)}
     assert "RandomComputeLocation" in kinds[True] and "RandomComputeLocation" not in kinds[False]
     assert "MultiLevelTilingWithIntrin" in kinds[False]
+
+
+_REGISTRY_PROBE = """
+import sys
+from tvm.s_tir import TensorIntrin
+from alexnet_tvm.records import open_database
+from alexnet_tvm.tensor_intrin import VNNI_INTRIN
+open_database(sys.argv[1], for_tuning=False)
+after_fp32 = TensorIntrin.get(VNNI_INTRIN, allow_missing=True) is not None
+open_database(sys.argv[2], for_tuning=False)
+after_int8 = TensorIntrin.get(VNNI_INTRIN, allow_missing=True) is not None
+print(after_fp32, after_int8, "tvm.s_tir.tensor_intrin" in sys.modules)
+"""
+
+
+def test_only_a_record_set_with_int8_records_registers_the_vnni_intrinsic(tmp_path):
+    """Opening the committed fp32 set registers nothing and imports none of TVM's intrinsic modules
+    (57-77 s on the Zen 3); the int8 set, whose records name the intrinsic, registers it, without
+    that import. In a fresh process, so nothing registered earlier in the session counts."""
+    import sys
+
+    from conftest import copy_committed_records
+
+    fp32 = copy_committed_records("x86-avx512", tmp_path / "fp32", "znver4")
+    int8 = copy_committed_records("x86-avx512", tmp_path / "int8", "znver4", "int8")
+    out = subprocess.run([sys.executable, "-c", _REGISTRY_PROBE, str(fp32), str(int8)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "False"]
