@@ -71,8 +71,8 @@ def import_tvm_intrinsics() -> None:
 
     Its ``@prim_func`` decorator calls ``inspect.stack()``, which looks up the source file and
     reads the lines around every frame on the stack, once per function: for the package's ~500
-    functions that took 77 s in a plain process on the Zen 3, and 200-330 s inside pytest, whose
-    stack is deeper. The decorator reads only the frames themselves, and the lines to tell a
+    functions that took 77 s in a plain process on the Zen 3, and longer inside pytest, whose
+    stack is deeper (a test that tunes: 202 s). The decorator reads only the frames themselves, and the lines to tell a
     function inside an ``@ir_module`` class, which these modules do not have; so while they
     import, the stack is the bare frames (:func:`_bare_stack`).
     """

@@ -1,8 +1,8 @@
 """How tuning candidates are timed: cold weights on a local CPU, warm repeats elsewhere.
 
-Tried on the Zen 3 and dropped: timing a candidate slower than 150 ms fewer times. A batch-16
-adapt ran 1.91 s per trial with it, 1.93 s without (another task mix): a round's time goes
-mostly to the search and the builds, not to timing.
+Tried on the Zen 3 and dropped: timing a candidate slower than 150 ms fewer times. The one adapt
+run with it searched at 1.91 s per trial at batch 16; no run without it was timed beside it, so
+no gain was shown, and a round's time went mostly to the search and the builds.
 """
 
 from __future__ import annotations

@@ -305,7 +305,7 @@ def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -
     spec = cfg.target
     total = min(plan.total, plan.per_task * len(plan.pending))
     _forget_unnamed_ms_handlers()
-    import_tvm_intrinsics()  # what the tune contexts import: 4 s here instead of 77-330 s
+    import_tvm_intrinsics()  # what the tune contexts import: 4 s here instead of 77 s or more
     if plan.int8:  # the GEMMs in the VNNI space (int8_module.py)
         contexts, weights = tune_contexts(plan.pending, str(plan.work_dir), cfg.seed, max(plan.cores, 1))
     else:
