@@ -57,40 +57,52 @@ def retime_seeds(tasks: list, target, seed_db, own_db, builder, runner, k: int =
     ``own_db`` with this machine's times. One builder and runner call for all of them."""
     import time
 
-    from tvm.s_tir.meta_schedule.builder import BuilderInput
-    from tvm.s_tir.meta_schedule.database import TuningRecord
-    from tvm.s_tir.meta_schedule.runner import RunnerInput
-
     t0 = time.perf_counter()
     res = RetimeResult(tasks=len(tasks), seeded=0)
-    jobs = []  # (task, seed record, measure candidate)
+    jobs = []  # (task, seed record)
     for task in tasks:
         records = seed_candidates(seed_db, task, k)
         if not records:
             res.unseeded.append(task.task_name)
-        for rec in records:
-            try:
-                jobs.append((task, rec, rec.as_measure_candidate()))
-            except Exception as e:  # a trace that no longer applies (changed workload): skip it
-                log.debug("seed for %s does not apply: %s", task.task_name, e)
-    if not jobs:
-        return res
-    built = builder.build([BuilderInput(c.sch.mod, target) for _, _, c in jobs])
-    runnable = [(j, b) for j, b in zip(jobs, built) if b.error_msg is None]
+        jobs += [(task, rec) for rec in records]
+    timed = measure_and_commit(jobs, target, own_db, builder, runner)
+    res.timed = len(timed)
+    res.seeded = len({name for name, _ in timed})
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def measure_and_commit(jobs: list, target, own_db, builder, runner) -> list[tuple[str, float]]:
+    """Build and time each (task, record)'s schedule here, in one builder and one runner call,
+    and commit those that ran to ``own_db`` with this machine's times; a trace that no longer
+    applies to its task's workload is skipped. Returns (task name, median seconds) per schedule
+    that ran."""
+    import numpy as np
+    from tvm.s_tir.meta_schedule.builder import BuilderInput
+    from tvm.s_tir.meta_schedule.database import TuningRecord
+    from tvm.s_tir.meta_schedule.runner import RunnerInput
+
+    candidates = []
+    for task, rec in jobs:
+        try:
+            candidates.append((task, rec, rec.as_measure_candidate()))
+        except Exception as e:  # a trace that does not apply to this workload: skip it
+            log.debug("a schedule for %s does not apply: %s", task.task_name, e)
+    if not candidates:
+        return []
+    built = builder.build([BuilderInput(c.sch.mod, target) for _, _, c in candidates])
+    runnable = [(j, b) for j, b in zip(candidates, built) if b.error_msg is None]
     device = "cpu" if target.kind.name == "llvm" else target.kind.name  # a device name, not a target kind
     futures = runner.run([RunnerInput(b.artifact_path, device, c.args_info) for (_, _, c), b in runnable])
-    seeded: set[str] = set()
+    timed = []
     for ((task, rec, cand), _), fut in zip(runnable, futures):
         r = fut.result()
         if r.error_msg is not None or not r.run_secs:
             continue
-        res.timed += 1
         own_db.commit_tuning_record(TuningRecord(rec.trace, own_db.commit_workload(task.dispatched[0]), r.run_secs,
                                                  target, cand.args_info))
-        seeded.add(task.task_name)
-    res.seeded = len(seeded)
-    res.seconds = time.perf_counter() - t0
-    return res
+        timed.append((task.task_name, float(np.median([float(s) for s in r.run_secs]))))
+    return timed
 
 
 def warm_cost_model(contexts: list, tasks: list, database, cores: int, k: int = 32):

@@ -39,6 +39,9 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
                    "are not comparable with new ones).")
 @click.option("--only", multiple=True, metavar="TEXT",
               help="Tune only the tasks whose name contains TEXT (repeatable), e.g. matmul for the FC layers.")
+@click.option("--from-batch-1", "from_batch_one", is_flag=True,
+              help="At a batch size above 1, first time this host's batch-1 schedules with the batch loop "
+                   "outermost (one image at a time) and keep them where they are the fastest (--adapt does this).")
 @click.option("--adapt", is_flag=True,
               help="Make the nearest CPU's records this CPU's (re-timed here), then tune where the layer profile "
                    "shows TVM losing to ONNX Runtime here; --time-budget (default 20) is the whole run's wall time.")
@@ -49,23 +52,27 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
 @model_options
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
          time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, only: tuple[str, ...],
-         adapt: bool, precision: str, calibrate: str | None, calib_images: int, targets_file: Path | None,
+         from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, targets_file: Path | None,
          logs_dir: Path | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
-    from alexnet_tvm.compile.tune import format_report
+    from alexnet_tvm.compile.tune import format_report, transfer_line
     from alexnet_tvm.interface.compile_jobs import tune_each_batch
 
     if adapt:
         clash = [f for f, on in (("--fresh", fresh), ("--extend", extend), ("--only", only), ("--trials", trials),
-                                 ("--trials-per-task", trials_per_task), ("--calibrate", calibrate)) if on]
+                                 ("--trials-per-task", trials_per_task), ("--calibrate", calibrate),
+                                 ("--from-batch-1", from_batch_one)) if on]
         if clash:
             raise click.UsageError(f"--adapt chooses its own tasks and budget; drop {', '.join(clash)}")
         return _adapt(model, target_name, batch, time_budget, seed, precision, targets_file, logs_dir, model_flags)
     for name, b, res in tune_each_batch(model, target_name, batch=batch, targets_file=targets_file, logs_dir=logs_dir,
                                         total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
                                         trials_per_round=trials_per_round, seed=seed, precision=precision,
-                                        extend=extend, fresh=fresh, only=only, model_flags=model_flags,
+                                        extend=extend, fresh=fresh, only=only, from_batch_one=from_batch_one,
+                                        model_flags=model_flags,
                                         calibrate=calibrate, calib_images=calib_images):
+        if res.transfer is not None:
+            click.echo(transfer_line(name, res.transfer))
         click.echo(f"{name} batch {b}: {res.tasks} tasks, {res.already_tuned} already tuned, "
                    f"{res.tuned_now} tuned now, {res.trials} trials in {res.seconds:.0f} s"
                    + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")

@@ -4,7 +4,8 @@ Inside one wall-clock budget for all batch sizes (import and task extraction inc
 
 1. **Re-time the nearest family's records** (compile/adapt.py): when this host has no record
    set of its own, the nearest set's best schedules are built and timed here and written to
-   this host's own set. Every task then has a record timed on this CPU.
+   this host's own set. Every task then has a record timed on this CPU. At a batch size above
+   1, this host's batch-1 schedules are timed too, one image at a time (compile/batch_transfer.py).
 2. **Profile the model here**, layer by layer against ONNX Runtime (the `bench --layers`
    measurement): the kernels that lose, and by how many milliseconds, are the tasks to tune.
    When none loses, every layer kernel is tuned, weighted by its time.
@@ -50,6 +51,8 @@ class AdaptReport:
     #: the set whose schedules seeded this host's (None: the host had its own)
     seeded_from: str | None
     retime: object | None  # compile.adapt.RetimeResult
+    #: batch > 1: the batch-1 schedules timed at this batch (compile.batch_transfer.TransferResult)
+    transfer: object | None = None
     #: task -> milliseconds lost to ONNX Runtime before tuning (the weights)
     losses: dict[str, float] = field(default_factory=dict)
     #: the profiled model's run time here (the sum of its kernels) and what its losing kernels
@@ -91,7 +94,7 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
     if seed_dir is not None:
         log.info("no records timed on %s for %s: adapting %s's (%s)", choice.host, spec.name, choice.label,
                  choice.chosen.cpu_model)
-    batches = [batch] if batch else list(spec.batch_sizes)
+    batches = [batch] if batch else sorted(spec.batch_sizes)  # batch 1 first: its schedules seed the others
     measured = []
     for b in batches:
         base = TuneConfig(model=model, target=spec, logs_dir=logs, batch=b, precision=precision, seed=seed,
@@ -107,13 +110,15 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
 
 
 def _measure_batch(base, seed_dir: Path | None, seed_name: str | None) -> AdaptReport:
-    """Steps 1 and 2 for one batch size: re-time the seeds (when the host has no set) and profile."""
+    """Steps 1 and 2 for one batch size: re-time the seeds (when the host has no set) and the
+    batch-1 schedules (above batch 1), then profile."""
     from alexnet_tvm.compile.tune import tune
 
     t0 = time.monotonic()
     report = AdaptReport(base.batch, seed_name, None)
-    if seed_dir is not None:
-        report.retime = tune(replace(base, seed_from=seed_dir, focus={})).retime
+    if seed_dir is not None or base.batch > 1:
+        res = tune(replace(base, seed_from=seed_dir, focus={}, from_batch_one=base.batch > 1))
+        report.retime, report.transfer = res.retime, res.transfer
     report.losses, report.model_ms, report.lost_ms = losing_kernels(base)
     report.seconds = time.monotonic() - t0
     return report
@@ -194,6 +199,10 @@ def report_lines(name: str, r: AdaptReport) -> list[str]:
         lines.append(f"{name} batch {r.batch}: re-timed {rt.timed} schedules of {r.seeded_from}'s records here in "
                      f"{rt.seconds:.0f} s; {rt.seeded} of {rt.tasks} tasks now have records timed on this CPU"
                      + (f" (no seed for {', '.join(rt.unseeded)})" if rt.unseeded else ""))
+    if r.transfer is not None:
+        from alexnet_tvm.compile.tune import transfer_line
+
+        lines.append(transfer_line(name, r.transfer))
     lines.append(f"{name} batch {r.batch}: tuned where TVM lost to ONNX Runtime here: "
                  + ", ".join(f"{k} (+{v:.2f} ms)" for k, v in sorted(r.losses.items(), key=lambda kv: -kv[1])))
     if r.tune is not None:
