@@ -427,7 +427,7 @@ def _transfer(cfg: TuneConfig, plan: _Plan):
                                                                      plan.database, b, r))
     log.info("timed %d batch-1 schedules of %d tasks at batch %d in %.0f s; now the fastest for %s", res.timed,
              res.tasks, cfg.batch, res.seconds,
-             ", ".join(f"{k} ({a:.2f} -> {b:.2f} ms)" for k, (a, b) in res.improved.items()) or "no task")
+             ", ".join(f"{k} ({a:.3g} -> {b:.3g} ms)" for k, (a, b) in res.improved.items()) or "no task")
     plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
     return res
 
@@ -517,7 +517,7 @@ def _cleanup_logs(db_dir: Path) -> None:
 
 def transfer_line(name: str, t) -> str:
     """One line on what the batch-1 schedules gave at a larger batch (batch_transfer.py)."""
-    won = ", ".join(f"{k} {a:.2f} -> {b:.2f} ms" for k, (a, b) in t.improved.items())
+    won = ", ".join(f"{k} {a:.3g} -> {b:.3g} ms" for k, (a, b) in t.improved.items())
     return (f"{name} batch {t.batch}: timed {t.timed} batch-1 schedules of {t.tasks} tasks here in {t.seconds:.0f} s; "
             + (f"now the fastest: {won}" if won else "none is faster than the records"))
 
