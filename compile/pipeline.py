@@ -41,7 +41,11 @@ def prepare(mod, target, conv_layout: str = "NCHW", winograd_tile: int = 0):
                                                 name="WinogradConvs"))
     passes += [T.DecomposeOpsForInference(), T.CanonicalizeBindings(), relax.get_pipeline("zero")]
     if not is_gpu(target):
-        passes.append(T.AttachAttrLayoutFreeBuffers())
+        from .layout_free import mark_computed_weights
+
+        passes += [T.AttachAttrLayoutFreeBuffers(),
+                   tvm.transform.module_pass(lambda m, _ctx: mark_computed_weights(m), opt_level=0,
+                                             name="MarkComputedWeights")]
     with target, tvm.transform.PassContext(opt_level=3):
         return tvm.transform.Sequential(passes)(mod)
 
