@@ -114,3 +114,10 @@ def transfer_batch_one(tasks: list, tasks_one: list, batch: int, target, databas
             res.improved[name] = (old if old is not None else float("nan"), ms)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def transfer_line(name: str, t: TransferResult) -> str:
+    """One line on what the batch-1 schedules gave at a larger batch."""
+    won = ", ".join(f"{k} {a:.3g} -> {b:.3g} ms" for k, (a, b) in t.improved.items())
+    return (f"{name} batch {t.batch}: timed {t.timed} batch-1 schedules of {t.tasks} tasks here in {t.seconds:.0f} s; "
+            + (f"now the fastest: {won}" if won else "none is faster than the records"))

@@ -346,12 +346,14 @@ def tune(cfg: TuneConfig) -> TuneResult:
 
     plan = _plan(cfg)
     t0 = time.perf_counter()
-    result_retime = _retime(cfg, plan) if cfg.seed_from is not None else None
-    transfer = _transfer(cfg, plan) if cfg.from_batch_one and cfg.batch > 1 else None
+    from .pretune import retime, transfer
+
+    result_retime = retime(cfg, plan) if cfg.seed_from is not None else None
+    result_transfer = transfer(cfg, plan) if cfg.from_batch_one and cfg.batch > 1 else None
     log.info("%d tasks, %d already have records%s, %d to tune", len(plan.tasks), plan.already_tuned,
              f" in {plan.work_dir}" if cfg.fresh else "", len(plan.pending))
     result = TuneResult(plan.work_dir, len(plan.tasks), plan.already_tuned, 0, 0, 0.0, False, retime=result_retime,
-                        transfer=transfer)
+                        transfer=result_transfer)
     if plan.pending:
         _tune_pending(cfg, plan, result, t0)
     if cfg.fresh:
@@ -379,57 +381,6 @@ def _merge_fresh(work_dir: Path, db_dir: Path, done: bool) -> None:
                 empty.rmdir()
             except OSError:  # another target's or CPU's run is still there
                 break
-
-
-def _with_measurers(cfg: TuneConfig, plan: _Plan, measure):
-    """``measure(builder, runner)`` with the warm builder and the target's runner, both gone after."""
-    from .workers import WarmBuilder
-
-    with _measuring_threads(cfg.target, plan.cores):
-        builder = WarmBuilder(max_workers=host_workers(cfg.target, plan.cores), timeout_sec=cfg.builder_timeout)
-        runner = make_runner(cfg.target)
-        try:
-            return measure(builder, runner)
-        finally:
-            builder.shutdown()
-            del runner  # its worker pool goes now, not at interpreter exit (where psutil is half torn down)
-
-
-def _retime(cfg: TuneConfig, plan: _Plan):
-    """adapt: the seed set's best schedules, timed here, as this host's first records (adapt.py)."""
-    from .adapt import retime_seeds, seed_database
-
-    seed_db = seed_database(cfg.seed_from)
-    res = _with_measurers(cfg, plan, lambda b, r: retime_seeds(plan.tasks, plan.target, seed_db, plan.database, b, r))
-    log.info("re-timed %d seed schedules here in %.0f s: %d of %d tasks have a record timed on this CPU%s",
-             res.timed, res.seconds, res.seeded, res.tasks,
-             f"; no seed for {', '.join(res.unseeded)}" if res.unseeded else "")
-    _replan(cfg, plan)
-    return res
-
-
-def _replan(cfg: TuneConfig, plan: _Plan) -> None:
-    """After records were added outside a search: what is tuned already, what is still to tune."""
-    plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
-    if cfg.focus is None and not cfg.extend:  # what still lacks a record
-        plan.pending = [t for t in plan.pending if not has_record(plan.database, t, plan.target)]
-
-
-def _transfer(cfg: TuneConfig, plan: _Plan):
-    """from_batch_one: this host's batch-1 schedules timed at cfg.batch (batch_transfer.py)."""
-    from .batch_transfer import transfer_batch_one
-
-    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-tune-") as work:
-        _, prepared = load_prepared(cfg.model, 1, cfg.overrides, cfg.precision, cfg.calibration, cfg.target,
-                                    plan.target, Path(work))
-    tasks_one = tuning_tasks(prepared, plan.target)
-    res = _with_measurers(cfg, plan, lambda b, r: transfer_batch_one(plan.tasks, tasks_one, cfg.batch, plan.target,
-                                                                     plan.database, b, r))
-    log.info("timed %d batch-1 schedules of %d tasks at batch %d in %.0f s; now the fastest for %s", res.timed,
-             res.tasks, cfg.batch, res.seconds,
-             ", ".join(f"{k} ({a:.3g} -> {b:.3g} ms)" for k, (a, b) in res.improved.items()) or "no task")
-    plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
-    return res
 
 
 def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, total: int, per_task: int,
@@ -513,13 +464,6 @@ def _cleanup_logs(db_dir: Path) -> None:
     import shutil
 
     shutil.rmtree(db_dir / "logs", ignore_errors=True)
-
-
-def transfer_line(name: str, t) -> str:
-    """One line on what the batch-1 schedules gave at a larger batch (batch_transfer.py)."""
-    won = ", ".join(f"{k} {a:.3g} -> {b:.3g} ms" for k, (a, b) in t.improved.items())
-    return (f"{name} batch {t.batch}: timed {t.timed} batch-1 schedules of {t.tasks} tasks here in {t.seconds:.0f} s; "
-            + (f"now the fastest: {won}" if won else "none is faster than the records"))
 
 
 def format_report(res: TuneResult) -> list[str]:

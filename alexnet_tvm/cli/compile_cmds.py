@@ -55,7 +55,8 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
          from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, targets_file: Path | None,
          logs_dir: Path | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
-    from alexnet_tvm.compile.tune import format_report, transfer_line
+    from alexnet_tvm.compile.batch_transfer import transfer_line
+    from alexnet_tvm.compile.tune import format_report
     from alexnet_tvm.interface.compile_jobs import tune_each_batch
 
     if adapt:

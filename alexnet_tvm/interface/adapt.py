@@ -11,7 +11,8 @@ Inside one wall-clock budget for all batch sizes (import and task extraction inc
    When none loses, every layer kernel is tuned, weighted by its time.
 3. **Tune those tasks**: the re-timed schedules are the search's first population and the
    cost model is trained on them first; the gradient scheduler weighs each task by the
-   milliseconds it loses.
+   milliseconds it loses. Above batch 1, what batch 1's search found is timed at this batch
+   first (the batches are searched in ascending order).
 
 Steps 1 and 2 run for every batch size first; the rest of the budget is then shared by the
 fraction of each batch's run time that is lost (:func:`budget_shares`). An even split gave
@@ -131,7 +132,8 @@ def _search_batch(base, report: AdaptReport, end: float) -> AdaptReport:
     t0 = time.monotonic()
     minutes = (end - t0) / 60.0
     if report.losses and minutes >= MIN_TUNE_MINUTES:
-        report.tune = tune(replace(base, focus=report.losses, deadline=end))
+        # above batch 1, the schedules batch 1's search just found are timed here first
+        report.tune = tune(replace(base, focus=report.losses, deadline=end, from_batch_one=base.batch > 1))
     else:
         log.info("batch %d: %.1f min left of its share; no search started", base.batch, minutes)
     report.seconds += time.monotonic() - t0
@@ -199,10 +201,10 @@ def report_lines(name: str, r: AdaptReport) -> list[str]:
         lines.append(f"{name} batch {r.batch}: re-timed {rt.timed} schedules of {r.seeded_from}'s records here in "
                      f"{rt.seconds:.0f} s; {rt.seeded} of {rt.tasks} tasks now have records timed on this CPU"
                      + (f" (no seed for {', '.join(rt.unseeded)})" if rt.unseeded else ""))
-    if r.transfer is not None:
-        from alexnet_tvm.compile.tune import transfer_line
+    from alexnet_tvm.compile.batch_transfer import transfer_line
 
-        lines.append(transfer_line(name, r.transfer))
+    # batch 1's schedules: timed before the profile, and again before the search (after batch 1's)
+    lines += [transfer_line(name, t) for t in (r.transfer, getattr(r.tune, "transfer", None)) if t is not None]
     lines.append(f"{name} batch {r.batch}: tuned where TVM lost to ONNX Runtime here: "
                  + ", ".join(f"{k} (+{v:.2f} ms)" for k, v in sorted(r.losses.items(), key=lambda kv: -kv[1])))
     if r.tune is not None:
