@@ -41,16 +41,20 @@ def retime(cfg: TuneConfig, plan: _Plan):
     return res
 
 
+def _count_tuned(plan: _Plan) -> None:
+    plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
+
+
 def replan(cfg: TuneConfig, plan: _Plan) -> None:
     """After records were added outside a search: what is tuned already, what is still to tune."""
-    plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
+    _count_tuned(plan)
     if cfg.focus is None and not cfg.extend:  # what still lacks a record
         plan.pending = [t for t in plan.pending if not has_record(plan.database, t, plan.target)]
 
 
 def transfer(cfg: TuneConfig, plan: _Plan):
     """from_batch_one: this host's batch-1 schedules timed at cfg.batch (batch_transfer.py)."""
-    from .batch_transfer import transfer_batch_one
+    from .batch_transfer import transfer_batch_one, transfer_line
 
     with tempfile.TemporaryDirectory(prefix="alexnet-tvm-tune-") as work:
         _, prepared = load_prepared(cfg.model, 1, cfg.overrides, cfg.precision, cfg.calibration, cfg.target,
@@ -58,8 +62,6 @@ def transfer(cfg: TuneConfig, plan: _Plan):
     tasks_one = tuning_tasks(prepared, plan.target)
     res = _with_measurers(cfg, plan, lambda b, r: transfer_batch_one(plan.tasks, tasks_one, cfg.batch, plan.target,
                                                                      plan.database, b, r))
-    log.info("timed %d batch-1 schedules of %d tasks at batch %d in %.0f s; now the fastest for %s", res.timed,
-             res.tasks, cfg.batch, res.seconds,
-             ", ".join(f"{k} ({a:.3g} -> {b:.3g} ms)" for k, (a, b) in res.improved.items()) or "no task")
-    plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
+    log.info("%s", transfer_line(cfg.target.name, res))
+    _count_tuned(plan)  # a task with no record at this batch may have one now
     return res
