@@ -77,7 +77,6 @@ def measure_and_commit(jobs: list, target, own_db, builder, runner) -> list[tupl
     and commit those that ran to ``own_db`` with this machine's times; a trace that no longer
     applies to its task's workload is skipped. Returns (task name, median seconds) per schedule
     that ran."""
-    import numpy as np
     from tvm.s_tir.meta_schedule.builder import BuilderInput
     from tvm.s_tir.meta_schedule.database import TuningRecord
     from tvm.s_tir.meta_schedule.runner import RunnerInput
@@ -101,8 +100,15 @@ def measure_and_commit(jobs: list, target, own_db, builder, runner) -> list[tupl
             continue
         own_db.commit_tuning_record(TuningRecord(rec.trace, own_db.commit_workload(task.dispatched[0]), r.run_secs,
                                                  target, cand.args_info))
-        timed.append((task.task_name, float(np.median([float(s) for s in r.run_secs]))))
+        timed.append((task.task_name, median_secs(r.run_secs)))
     return timed
+
+
+def median_secs(run_secs) -> float:
+    """A record's (or runner result's) median run time, seconds."""
+    import numpy as np
+
+    return float(np.median([float(s) for s in run_secs]))
 
 
 def warm_cost_model(contexts: list, tasks: list, database, cores: int, k: int = 32):

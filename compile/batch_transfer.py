@@ -77,13 +77,13 @@ def transferred_records(database, task_one, task, batch: int, target, k: int = S
 
 def best_ms(database, task) -> float | None:
     """The fastest record's median time for ``task`` in ``database``, ms."""
-    import numpy as np
+    from .adapt import median_secs
 
     mod = task.dispatched[0]
     if not database.has_workload(mod):
         return None
     top = [r for r in database.get_top_k(database.commit_workload(mod), 1) if r.run_secs]
-    return float(np.median([float(s) for s in top[0].run_secs])) * 1e3 if top else None
+    return median_secs(top[0].run_secs) * 1e3 if top else None
 
 
 def transfer_batch_one(tasks: list, tasks_one: list, batch: int, target, database, builder, runner,
@@ -107,11 +107,13 @@ def transfer_batch_one(tasks: list, tasks_one: list, batch: int, target, databas
             jobs += [(task, rec) for rec in records]
     timed = measure_and_commit(jobs, target, database, builder, runner)
     res.timed = len(timed)
+    fastest: dict[str, float] = {}
     for name, secs in timed:
-        ms = secs * 1e3
+        fastest[name] = min(fastest.get(name, float("inf")), secs * 1e3)
+    for name, ms in fastest.items():
         old = before.get(name)
-        if old is None or ms < min(old, res.improved.get(name, (old, old))[1]):
-            res.improved[name] = (old if old is not None else float("nan"), ms)
+        if old is None or ms < old:
+            res.improved[name] = (float("nan") if old is None else old, ms)
     res.seconds = time.perf_counter() - t0
     return res
 
