@@ -2,8 +2,8 @@
 
 A batch-16 kernel can run the batch-1 schedule once per image, the images shared out among the
 cores. On the Zen 3, conv1 (11x11, stride 4, 3 input channels) shows why this is worth
-timing: the batch-16 search's best schedules ran in 19-27 ms (cold weights), while the batch-1
-record (0.78 ms), run this way, took 14 ms. The batch-1 search had found a tiling of one
+timing: in one probe run (cold weights) the batch-16 search's best schedule took 26.6 ms and a
+batch-1 record run this way 13.9 ms. The batch-1 search had found a tiling of one
 image that the batch-16 search, with a far larger space of outer tilings, had not
 (docs/performance.md). ONNX Runtime's conv runs image by image too.
 
