@@ -59,3 +59,7 @@ class RPCError(ToolkitError):
 
 class ServeError(ToolkitError):
     """A server cannot start: artifacts that disagree, an unsafe bind, a port in use."""
+
+
+class ImageSizeError(ToolkitError):
+    """An image, decoded or once resized, would hold more pixels than the limit (HTTP 413 when served)."""

@@ -37,6 +37,20 @@ def refuse_existing(path: Path, force: bool) -> None:
             break
 
 
+def refuse_outputs(paths: list[Path | None], force: bool) -> None:
+    """:func:`refuse_existing` for each report file a command will write (None: not asked for), before
+    the command's work: a folder in the way is refused even with --force, and so are two outputs
+    that name one file (the second would silently replace the first)."""
+    given = [Path(p) for p in paths if p is not None]
+    for p in given:
+        if p.is_dir():
+            raise OutputExistsError(f"{p} is a folder; give a file name for the report")
+        refuse_existing(p, force)
+    resolved = [p.resolve() for p in given]
+    if len(set(resolved)) != len(resolved):
+        raise OutputExistsError(f"two outputs name the same file ({', '.join(map(str, given))})")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; rename it onto ``path`` on success."""

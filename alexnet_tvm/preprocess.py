@@ -16,20 +16,41 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from alexnet_tvm.errors import DatasetError, ToolkitError
+from alexnet_tvm.errors import DatasetError, ImageSizeError, ToolkitError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
+
+#: the most pixels an image may have once its short side is resized: Pillow's own limit for a
+#: decoded image. Resizing only grows a strip: a 1 kB PNG of 400000x1 would become 12.8M x 32
+#: at a 32-px model (1.2 GB of RGB, 2.8 GB peak) though its decoded size passed every check.
+MAX_RESIZED_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def resized_dims(w: int, h: int, size: int) -> tuple[int, int]:
+    """(width, height) once the shorter side is ``size`` (torchvision's truncation of the long side)."""
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size or short < 1:
+        return w, h
+    new_short, new_long = size, int(size * long / short)
+    return (new_short, new_long) if w <= h else (new_long, new_short)
+
+
+def check_resized(w: int, h: int, size: int, max_pixels: int = MAX_RESIZED_PIXELS) -> None:
+    """Refuse an image of ``w`` x ``h`` whose resize to short side ``size`` would exceed ``max_pixels``,
+    before any pixel of that resize is allocated."""
+    new_w, new_h = resized_dims(w, h, size)
+    if new_w * new_h > max_pixels:
+        raise ImageSizeError(f"image of {w}x{h} pixels would be {new_w}x{new_h} once its short side is "
+                             f"resized to {size}, over the limit of {max_pixels} pixels")
 
 
 def resize_short_side(img: Image.Image, size: int) -> Image.Image:
     """Scale so the shorter side is ``size`` (torchvision's rounding), bilinear."""
     w, h = img.size
-    short, long = (w, h) if w <= h else (h, w)
-    if short == size:
+    if min(w, h) == size:
         return img
-    new_short, new_long = size, int(size * long / short)
-    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    return img.resize((new_w, new_h), Image.BILINEAR)
+    check_resized(w, h, size)
+    return img.resize(resized_dims(w, h, size), Image.BILINEAR)
 
 
 def crop(img: Image.Image, top: int, left: int, size: int) -> Image.Image:
@@ -60,6 +81,8 @@ def eval_transform(img: Image.Image, resize_size: int, input_size: int,
 def load_image(path: Path) -> Image.Image:
     """The one image loader: RGB, or one typed error for anything PIL refuses, including a header
     that claims more pixels than PIL's decompression-bomb limit (it would exhaust memory)."""
+    if not Path(path).is_file():  # a FIFO or a device would block the open or never end
+        raise ToolkitError(f"{path}: not a regular file")
     try:
         with Image.open(path) as im:
             return im.convert("RGB")

@@ -16,12 +16,14 @@ in one line. Unknown keys are allowed, so newer writers stay readable.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .artifact_format import FORMAT_VERSION, LIB, PARAMS
 from .errors import ArtifactError, ToolkitError
+from .meta import PRECISIONS
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -79,6 +81,16 @@ POSITIVE = _typed(int, what="a positive integer", ok=lambda v: v > 0)
 NAME = _typed(str, what="a plain name (letters, digits, '.', '_', '-', '+')", ok=lambda v: bool(PLAIN_NAME.match(v)))
 DIGEST_STR = _typed(str, what="sha256:<64 hex digits>", ok=lambda v: bool(DIGEST.match(v)))
 SHAPE = ListOf(POSITIVE, min_len=1)
+FINITE = _typed(int, float, what="a finite number", ok=lambda v: math.isfinite(v))
+RGB = _typed(list, what="a list of 3 finite numbers",
+             ok=lambda v: len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                              and math.isfinite(x) for x in v))
+RGB_POSITIVE = _typed(list, what="a list of 3 finite numbers above 0 (the input is divided by them)",
+                      ok=lambda v: RGB.check(v) is None and all(x > 0 for x in v))
+PRECISION = _typed(str, what=f"one of {', '.join(PRECISIONS)}", ok=lambda v: v in PRECISIONS)
+#: the most values an artifact's input may hold: batch 256 at 1024x1024 pixels (1 GiB of float32),
+#: far above any AlexNet; past it an edited manifest would have the loader allocate without bound
+MAX_INPUT_VALUES = 256 * 3 * 1024 * 1024
 ANY_OBJ = Obj()
 FILES = _typed(dict, what=f"a mapping of plain file names to sha256 hex digests, with {LIB} and {PARAMS}",
                ok=lambda v: LIB in v and PARAMS in v
@@ -91,13 +103,15 @@ MANIFEST = Obj(
         "input": Obj(required={"shape": SHAPE}, optional={"name": STR, "dtype": STR}),
         "output": Obj(required={"shape": SHAPE}, optional={"dtype": STR}),
         "meta": Obj(required={"num_classes": POSITIVE, "input_size": POSITIVE, "resize_size": POSITIVE,
-                              "class_names": ListOf(STR), "arch": STR}),
+                              "class_names": ListOf(STR), "arch": STR},
+                    optional={"mean": RGB, "std": RGB_POSITIVE}),
         "target": Obj(required={"name": NAME},
                       optional={"kind": STR, "host_features": ListOf(STR), "tvm_target": STR, "runner": STR}),
         "tvm_version": STR,
         "files": FILES,
     },
-    optional={"model": Obj(required={"name": STR}), "num_params": COUNT, "tuning": Nullable(ANY_OBJ)},
+    optional={"model": Obj(required={"name": STR}), "num_params": COUNT, "tuning": Nullable(ANY_OBJ),
+              "precision": PRECISION},
 )
 
 COMPARISON = Obj(required={"images": COUNT, "max_abs_error": NUMBER, "top1_agreement": NUMBER},
@@ -175,6 +189,11 @@ def check_manifest(manifest: Any, where: str, error: type[ToolkitError] = Artifa
         raise error(f"{where}: artifact format {manifest['format_version']!r}, this runtime reads {FORMAT_VERSION}")
     validate(manifest, MANIFEST, where, error, "manifest")
     meta, shape = manifest["meta"], manifest["input"]["shape"]
+    if math.prod(shape) > MAX_INPUT_VALUES:
+        raise error(f"{where}: malformed manifest: input.shape {shape} holds more than {MAX_INPUT_VALUES} values")
+    if len(meta["class_names"]) != meta["num_classes"]:
+        raise error(f"{where}: malformed manifest: {len(meta['class_names'])} class names for "
+                    f"{meta['num_classes']} classes")
     want_in = [shape[0], 3, meta["input_size"], meta["input_size"]]
     if shape != want_in:
         raise error(f"{where}: malformed manifest: input.shape {shape} disagrees with the model "

@@ -176,6 +176,23 @@ class _Family:
                 pass
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, in one line, before TVM's service tries it (TVM's
+    tracker answers a busy port with a traceback and exit status 1)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        raise RPCError(f"cannot listen on {host}:{port} ({e})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise RPCError(f"cannot listen on {host}:{port}: {e.strerror or e} (another tracker or server "
+                           "there? choose another --port)") from None
+
+
 def run_tvm_service(module: str, args: list[str], grace: float = 5.0) -> int:
     """Run TVM's ``python -m <module>`` (tracker, server) as a child and return its exit status.
 
@@ -204,3 +221,9 @@ def run_tvm_service(module: str, args: list[str], grace: float = 5.0) -> int:
             signal.signal(s, h)
     code = child.wait()
     return 128 + stopped[0] if stopped else code
+
+
+def run_tracker(host: str, port: int) -> int:
+    """TVM's tracker on ``host:port`` (and PORT+1, as TVM's range needs) until it is stopped."""
+    check_port_free(host, port)
+    return run_tvm_service("tvm.exec.rpc_tracker", ["--host", host, "--port", str(port), "--port-end", str(port + 1)])

@@ -75,6 +75,15 @@ def mismatch(target: dict, tvm_version: str, host: HostInfo) -> Mismatch | None:
     return None
 
 
+def library_machine(manifest: dict, on_board: bool) -> str | None:
+    """The architecture whose code ``model.so`` must hold: this host's when it is loaded here (a
+    CUDA library's host code included), a cross-compiled target's on a board (None: not known)."""
+    if not on_board:
+        machine = platform.machine()
+        return {"AMD64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return "aarch64" if "aarch64" in str(manifest["target"].get("tvm_target", "")) else None
+
+
 def check_runnable_here(manifest: dict) -> None:
     """Refuse a library this TVM or this CPU/GPU cannot run."""
     t = manifest["target"]

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
 
 from alexnet_tvm.errors import ToolkitError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``kill``, systemd and CI runners send), raised where the main thread is, so the
+    same ``finally`` blocks and context managers that clean up after Ctrl-C clean up after it:
+    temp folders, half-written outputs, child processes."""
+
+
+def _raise_terminated(signum, _frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not interrupt the cleanup
+    raise Terminated()
 
 
 class ToolkitGroup(click.Group):
@@ -24,6 +36,9 @@ class ToolkitGroup(click.Group):
             where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
             click.echo(f"error: {where}{e.format_message()}", err=True)
             sys.exit(2)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(128 + signal.SIGTERM)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -60,6 +75,9 @@ _register()
 
 
 def main() -> None:
+    """The console script: SIGTERM is turned into :class:`Terminated` first (commands that serve
+    install their own handlers for a graceful drain, which replace this one)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
     cli(prog_name="alexnet-tvm")
 
 

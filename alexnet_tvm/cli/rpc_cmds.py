@@ -42,7 +42,9 @@ def rpc() -> None:
 @click.option("--port", type=tracker_port, default=9190, show_default=True)
 def tracker(host: str, port: int) -> None:
     """Run a tracker that boards register with and tuners ask for boards."""
-    _run("tvm.exec.rpc_tracker", ["--host", host, "--port", str(port), "--port-end", str(port + 1)])
+    from alexnet_tvm.compile.rpc import run_tracker
+
+    sys.exit(run_tracker(host, port))
 
 
 @rpc.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import seed_option, target_option, targets_file_option
+from .options import force_option, seed_option, target_option, targets_file_option
 
 
 @click.command()
@@ -43,12 +43,13 @@ def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
               help="Labelled set: most accuracy (fraction) below the reference's. Default: none (fp32), 0.005 (int8).")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML report.")
+@force_option(help="Replace existing --report/--junit files.")
 @target_option(default=None,
                help="An rpc target from targets.yaml: run the artifact on its board (the reference runs here).")
 @targets_file_option()
 def verify(artifact: Path, against: str, model: Path | None, eval_set: Path | None, inputs: Path | None,
            labels: Path | None, random_count: int, seed: int, min_top1_agreement: float | None,
-           max_abs_error: float | None, max_accuracy_drop: float | None, report: Path | None, junit: Path | None, target_name: str | None, targets_file: Path | None) -> None:
+           max_abs_error: float | None, max_accuracy_drop: float | None, report: Path | None, junit: Path | None, force: bool, target_name: str | None, targets_file: Path | None) -> None:
     """Check ARTIFACT against a reference; exit 0 on pass, 1 on fail."""
     from alexnet_tvm.interface.boards import board_for_target
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
@@ -56,7 +57,7 @@ def verify(artifact: Path, against: str, model: Path | None, eval_set: Path | No
 
     board = board_for_target(target_name, targets_file)
     rep = run_verify(VerifyConfig(artifact=artifact, against=against, model=model, eval_set=eval_set, board=board,
-                                  random_count=random_count, seed=seed, report=report, junit=junit,
+                                  random_count=random_count, seed=seed, report=report, junit=junit, force=force,
                                   inputs=inputs, labels=labels,
                                   gate_flags={"min_top1_agreement": min_top1_agreement, "max_abs_error": max_abs_error,
                                               "max_accuracy_drop": max_accuracy_drop}))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_tvm.errors import VerifyError
-from alexnet_tvm.fsutil import write_json, write_text
+from alexnet_tvm.fsutil import refuse_outputs, write_json, write_text
 from alexnet_tvm.preprocess import eval_transform, load_image
 from alexnet_tvm.runtime.artifact import Artifact, artifact_digest, load_artifact
 from alexnet_tvm.runtime.evalset import EvalSet, open_eval_set
@@ -38,6 +38,8 @@ class EvaluateConfig:
     model: Path | None = None
     report: Path | None = None
     markdown: Path | None = None
+    #: replace existing report files
+    force: bool = False
     #: percent; below it the gate fails
     min_top1: float | None = None
     min_top5: float | None = None
@@ -124,6 +126,7 @@ def run_evaluate(cfg: EvaluateConfig) -> EvaluateReport:
     for bar in (cfg.min_top1, cfg.min_top5):
         if bar is not None and not 0 <= bar <= 100:
             raise VerifyError(f"--min-top1/--min-top5 take a percentage from 0 to 100, got {bar}")
+    refuse_outputs([cfg.report, cfg.markdown], cfg.force)
     art = load_artifact(cfg.artifact)
     data = open_eval_set(cfg.data, art.meta.class_names)
     show = sys.stderr.isatty() if cfg.progress is None else cfg.progress

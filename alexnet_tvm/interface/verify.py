@@ -8,6 +8,7 @@ from pathlib import Path
 
 from alexnet_tvm.preprocess import load_labelled_folder
 from alexnet_tvm.errors import VerifyError
+from alexnet_tvm.fsutil import refuse_outputs
 from alexnet_tvm.runtime.artifact import artifact_digest, load_artifact
 from alexnet_tvm.runtime.verify import Gates, VerifyReport, verify, write_junit, write_report
 
@@ -29,6 +30,8 @@ class VerifyConfig:
     gate_flags: dict = field(default_factory=dict)
     report: Path | None = None
     junit: Path | None = None
+    #: replace existing report files
+    force: bool = False
     #: Ascend mode: the ModelZoo-preprocessed .bin folder and optional val_label.txt
     inputs: Path | None = None
     labels: Path | None = None
@@ -42,6 +45,7 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
         raise VerifyError(f"--random {cfg.random_count}: give a count of 0 or more")
     if not cfg.random_count and cfg.eval_set is None and not cfg.against.startswith("ascend:"):
         raise VerifyError("--random 0 without --eval-set compares nothing; give images to verify on")
+    refuse_outputs([cfg.report, cfg.junit], cfg.force)
     art = load_artifact(cfg.artifact, board=cfg.board)
     if cfg.against.startswith("ascend:"):
         from .ascend_verify import verify_against_ascend

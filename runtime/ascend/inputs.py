@@ -21,6 +21,7 @@ from alexnet_tvm.preprocess import IMAGE_SUFFIXES, eval_transform, list_images, 
 
 from ..counted import counted_warnings
 from alexnet_tvm.ascend_modelzoo import INPUT_SIZE, RESIZE_SIZE
+from .npy import load_npy
 from .names import natural_sort, scan_image_folder, unique_names
 
 log = logging.getLogger(__package__)
@@ -129,10 +130,7 @@ def read_bin_input(path: Path, shape: Sequence[int] = (3, INPUT_SIZE, INPUT_SIZE
     path = Path(path)
     want = int(np.prod(shape))
     if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise AscendError(f"{path}: not a readable .npy ({e})") from None
+        arr = load_npy(path)
         if arr.dtype != np.float32 or arr.size != want:
             raise AscendError(f"{path}: {arr.dtype} {arr.shape}, expected float32 with {want} values")
     else:

@@ -7,12 +7,13 @@ vision_metric reads it (the first line only, appended runs counted by the caller
 from __future__ import annotations
 
 import json
-import tokenize
 from pathlib import Path
 
 import numpy as np
 
 from alexnet_tvm.errors import AscendError
+
+from .npy import load_npy
 
 #: result formats ais_bench writes (``--outfmt`` lower-cased into the file suffix)
 FORMATS = ("txt", "bin", "npy")
@@ -95,10 +96,7 @@ def parse_bin(path: Path, num_classes: int | None) -> np.ndarray:
 
 
 def parse_npy(path: Path, num_classes: int | None) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:  # a mangled header is parsed
-        raise AscendError(f"{path}: not a readable .npy ({type(e).__name__}: {str(e)[:80]})") from None
+    arr = load_npy(path)
     if arr.dtype not in (np.float32, np.float16):
         raise AscendError(f"{path}: dtype {arr.dtype}, expected float32 (or float16)")
     if arr.ndim == 0 or arr.size != arr.shape[-1] or (num_classes is not None and arr.size != num_classes):
