@@ -144,6 +144,54 @@ def microarch(name: str) -> Microarch | None:
 
 
 THREADS_ENV = "TVM_NUM_THREADS"
+#: cgroup v2's CPU limit of this process's group ("max 100000": none; "150000 100000": 1.5 CPUs)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def quota_cores(cpu_max: str) -> int | None:
+    """Whole cores a cgroup v2 ``cpu.max`` line ("QUOTA PERIOD") allows, rounded up; None without a limit."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
+
+
+def _cgroup_quota_cores() -> int | None:
+    """The CPU quota of this process's cgroup (v2, or v1's cfs quota), in whole cores; None when unlimited."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, _, path = line.partition("::")
+        if hierarchy == "0":  # v2: the group's own file, then the namespace root's
+            for folder in (CGROUP_ROOT / path.lstrip("/"), CGROUP_ROOT):
+                try:
+                    return quota_cores((folder / "cpu.max").read_text())
+                except OSError:
+                    continue
+    try:  # v1
+        quota = int((CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((CGROUP_ROOT / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_cores(f"{quota} {period}") if quota > 0 else None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (``taskset``, a container's cpuset)
+    and its cgroup's CPU quota (``docker --cpus``), not the machine's total. What ``--target auto``
+    compiles for and the most threads a library runs on."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota_cores()
+    return max(1, min(cores, quota) if quota else cores)
 
 
 def runtime_threads(num_cores: int | None) -> int | None:
@@ -153,11 +201,12 @@ def runtime_threads(num_cores: int | None) -> int | None:
     hyper-threading). On a VM whose vCPUs are all real cores that runs a 2-core library on one
     thread, and MetaSchedule would measure every candidate that way: tuned schedules then lose
     their parallel loops (measured: conv2 32 ms on one thread and on two). A user's own
-    TVM_NUM_THREADS wins; ``None`` means leave TVM's default.
+    TVM_NUM_THREADS wins; ``None`` means leave TVM's default. Never more threads than
+    :func:`usable_cores`: a library built for 16 cores runs on a 2-core host's 2.
     """
     if os.environ.get(THREADS_ENV) or not num_cores:
         return None
-    return max(1, min(int(num_cores), os.cpu_count() or 1))
+    return max(1, min(int(num_cores), usable_cores()))
 
 
 def use_threads(num_cores: int | None) -> None:

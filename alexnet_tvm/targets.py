@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import TargetError
-from .host import host_cpu_flags, host_cpu_name, microarch
+from .host import host_cpu_flags, host_cpu_name, microarch, usable_cores
 
 if TYPE_CHECKING:
     import yaml
@@ -258,19 +258,32 @@ def _check_records_from(spec: TargetSpec, specs: dict[str, TargetSpec], where: _
                                "its records would not match this target's tasks")
 
 
-def pick_target(targets: dict[str, TargetSpec], name: str) -> TargetSpec:
+def pick_target(targets: dict[str, TargetSpec], name: str, threads: int | None = None) -> TargetSpec:
     """A named target, or with 'auto' the first CPU entry whose features this host has, compiled
-    for this host's CPU (:func:`host_mcpu`)."""
+    for this host's CPU (:func:`host_mcpu`) and cores (:func:`for_this_host`). ``threads`` (the
+    user's ``--threads``) sets the cores of either."""
     if name == AUTO:
         flags = host_cpu_flags()
         for spec in targets.values():
             if spec.is_cpu and spec.runner == "local" and spec.host_features and set(spec.host_features) <= flags:
-                return for_this_host(spec)
+                return for_this_host(spec, cores=threads)
         raise TargetError("--target auto: no local CPU entry in targets.yaml matches this host's CPU flags")
     try:
-        return targets[name]
+        spec = targets[name]
     except KeyError:
         raise TargetError(f"unknown target {name!r} (known: {', '.join(targets)})") from None
+    return with_cores(spec, threads) if threads else spec
+
+
+def with_cores(spec: TargetSpec, cores: int) -> TargetSpec:
+    """``spec`` compiled for ``cores`` (its target's ``num-cores``, which MetaSchedule splits parallel
+    loops by and the runtime takes as its thread count); refused for a GPU target."""
+    if not spec.is_cpu or not isinstance(spec.target, dict):
+        raise TargetError(f"--threads: target {spec.name} is not a CPU target")
+    if cores < 1:
+        raise TargetError(f"--threads {cores}: give 1 or more")
+    return spec if spec.target.get("num-cores") == cores else \
+        dataclasses.replace(spec, target={**spec.target, "num-cores": int(cores)})
 
 
 def isa_level(spec: TargetSpec) -> str | None:
@@ -293,11 +306,16 @@ def host_mcpu(spec: TargetSpec, host: str | None = None) -> str | None:
     return arch.name if arch is not None and level is not None and arch.isa == level else None
 
 
-def for_this_host(spec: TargetSpec, host: str | None = None) -> TargetSpec:
-    """``spec`` with :func:`host_mcpu` applied (a copy; targets.yaml's entry stays as written)."""
-    mcpu = host_mcpu(spec, host)
-    if mcpu is None or not isinstance(spec.target, dict) or spec.target.get("mcpu") == mcpu:
+def for_this_host(spec: TargetSpec, host: str | None = None, cores: int | None = None) -> TargetSpec:
+    """``spec`` with :func:`host_mcpu` applied, for ``cores`` (default: the cores this process may
+    use, :func:`~alexnet_tvm.host.usable_cores`); a copy, targets.yaml's entry stays as written."""
+    if not isinstance(spec.target, dict):
         return spec
-    log.info("--target auto: %s compiled for this host's CPU %s (targets.yaml says %s)", spec.name, mcpu,
-             spec.target.get("mcpu", "none"))
-    return dataclasses.replace(spec, target={**spec.target, "mcpu": mcpu})
+    mcpu = host_mcpu(spec, host)
+    if mcpu is not None and spec.target.get("mcpu") != mcpu:
+        log.info("--target auto: %s compiled for this host's CPU %s (targets.yaml says %s)", spec.name, mcpu,
+                 spec.target.get("mcpu", "none"))
+        spec = dataclasses.replace(spec, target={**spec.target, "mcpu": mcpu})
+    if not (spec.is_cpu and spec.runner == "local") or "mtriple" in spec.target:
+        return spec
+    return with_cores(spec, cores or usable_cores())

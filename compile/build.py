@@ -54,6 +54,8 @@ class BuildResult:
     seconds: float
     #: the record set the build took (see alexnet_tvm.recordsets)
     records: RecordChoice | None = None
+    #: the CPU cores the library is compiled for and runs on at most (num-cores); None for a GPU
+    cores: int | None = None
 
 
 def _export_library(ex, path: Path, spec: TargetSpec) -> None:
@@ -125,7 +127,9 @@ def _build(cfg: BuildConfig, work: Path) -> BuildResult:
         shipped = [LIB, PARAMS] + ([INT8_REFERENCE] if ship_qdq(imported, tmp / INT8_REFERENCE) else [])
         manifest["files"] = {name: sha256_file(tmp / name) for name in shipped}
         write_json(tmp / MANIFEST, manifest)
-    return BuildResult(cfg.out, len(tasks), len(tasks) - len(untuned), untuned, time.perf_counter() - t0, records)
+    cores = spec.target.get("num-cores") if spec.is_cpu and isinstance(spec.target, dict) else None
+    return BuildResult(cfg.out, len(tasks), len(tasks) - len(untuned), untuned, time.perf_counter() - t0, records,
+                       cores)
 
 
 def _manifest(cfg: BuildConfig, imported, tvm_target: str, tuning: dict, prepacked: bool, num_params: int) -> dict:

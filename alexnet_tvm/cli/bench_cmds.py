@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import logs_dir_option, out_option, target_option, targets_file_option
+from .options import logs_dir_option, out_option, target_option, targets_file_option, threads_option
 
 
 @click.command()
@@ -14,7 +14,7 @@ from .options import logs_dir_option, out_option, target_option, targets_file_op
 @target_option()
 @click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--runs", default=20, show_default=True, help="Timed runs per runtime (median, p10, p90).")
-@click.option("--threads", type=int, default=None, help="Default: the target's num-cores.")
+@threads_option()
 @click.option("--untuned", is_flag=True, help="Also time TVM without tuning records (slow).")
 @click.option("--bf16", is_flag=True, help="Also time TVM with bf16 FC weights (build --precision bf16).")
 @click.option("--int8", is_flag=True,

@@ -58,6 +58,12 @@ def batch_option(default: int | None = None, help: str | None = None) -> Decorat
     return click.option("--batch", type=int, default=default, show_default=default is not None, help=help)
 
 
+def threads_option(help: str = "Cores to compile for and run on (the target's num-cores). Default: "
+                                "with --target auto, the cores this process may use (affinity, cgroup quota); "
+                                "else targets.yaml's.") -> Decorator:
+    return click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N", help=help)
+
+
 def seed_option() -> Decorator:
     return click.option("--seed", type=int, default=0, show_default=True, help="Random seed (reproducible runs).")
 

@@ -75,7 +75,7 @@ def _check(spec, precision: str) -> None:
 
 def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, time_budget: float = 20.0,
                      targets_file: Path | None = None, logs_dir: Path | None = None, precision: str = "fp32",
-                     seed: int = 0, overrides=None) -> Iterator[tuple[str, AdaptReport]]:
+                     seed: int = 0, overrides=None, threads: int | None = None) -> Iterator[tuple[str, AdaptReport]]:
     """Adapt ``model``'s records for ``target`` to this CPU in ``time_budget`` minutes of wall
     time for all batch sizes: every batch re-timed and profiled, then searched in its share of
     what is left; yields (target name, report) per batch as its search ends."""
@@ -84,7 +84,7 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
     from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
 
     deadline = time.monotonic() + 60.0 * time_budget
-    spec = resolve_target(target, targets_file)
+    spec = resolve_target(target, targets_file, threads)
     _check(spec, precision)
     logs = logs_dir_for_writing(logs_dir, spec.name)
     choice = record_choice(logs, spec, announce=False)

@@ -140,7 +140,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     from alexnet_tvm.settings import resolve_target
 
     check_config(cfg)
-    spec = resolve_target(cfg.target, cfg.targets_file)
+    spec = resolve_target(cfg.target, cfg.targets_file, cfg.threads)
     if spec.runner == "rpc":
         return _bench_board(cfg, spec)
     if spec.kind == "cuda":
