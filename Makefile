@@ -38,14 +38,15 @@ bench: $(STAMP)
 	$(CLI) bench $(BENCH_MODEL) --target auto --batch 1,16 --bf16 --int8 --layers --runs 30 -o runs/bench/alexnet1000
 
 # The server against the bare libraries, on loopback: AlexNet-1000 built for batch 1 and 16 (the committed
-# records), 1 and 32 concurrent clients. Results: runs/serve-bench/alexnet1000/serve-bench.{json,md}.
+# records), 1 and 32 concurrent clients, 3 bare and 3 served rounds taking turns (medians reported).
+# Results: runs/serve-bench/alexnet1000/serve-bench.{json,md}.
 SERVE_BENCH_DIR = runs/serve-bench/alexnet1000
 SERVE_BENCH_TARGET ?= auto
 serve-bench: $(STAMP)
 	test -f $(BENCH_MODEL) || $(CLI) init --arch torchvision --classes 1000 -o $(BENCH_MODEL)
 	for b in 1 16; do test -f $(SERVE_BENCH_DIR)/b$$b/manifest.json || \
 		$(CLI) build $(BENCH_MODEL) --target $(SERVE_BENCH_TARGET) --batch $$b -o $(SERVE_BENCH_DIR)/b$$b || exit 1; done
-	$(CLI) serve-bench $(SERVE_BENCH_DIR)/b1 $(SERVE_BENCH_DIR)/b16 --concurrency 1,32 --requests 320 -o $(SERVE_BENCH_DIR)
+	$(CLI) serve-bench $(SERVE_BENCH_DIR)/b1 $(SERVE_BENCH_DIR)/b16 --concurrency 1,32 --requests 320 --runs 3 -o $(SERVE_BENCH_DIR)
 
 clean:
 	rm -rf runs artifacts build *.egg-info

@@ -392,14 +392,15 @@ def test_serve_pull_trust_refuses_an_unsigned_pack(registry, tmp_path, run_cli, 
 def test_serve_bench_writes_json_and_markdown(arts, run_cli, tmp_path):
     out = tmp_path / "sb"
     res = run_cli("serve-bench", *arts, "--concurrency", "1,4", "--requests", "12", "--warmup", "2",
-                  "--bare-runs", "3", "-o", out)
+                  "--bare-runs", "3", "--runs", "2", "-o", out)
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "serve-bench.json").read_text())
     assert rep["model"] == MODEL and [b["batch"] for b in rep["bare"]] == [1, 4]
     assert [r["concurrency"] for r in rep["runs"]] == [1, 4]
+    assert [r["kind"] for r in rep["rounds"]] == ["bare", "served", "bare", "served"]
     for r in rep["runs"]:
-        assert r["errors"] == 0 and r["requests"] == 12 and r["images_per_s"] > 0 and r["ratio"] > 0
-        assert 0 < r["p50_ms"] <= r["p99_ms"]
+        assert r["errors"] == 0 and r["errors_by_status"] == {} and r["requests"] == 12 and r["rounds"] == 2
+        assert r["images_per_s"] > 0 and r["ratio"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
     assert [r["bare_batch"] for r in rep["runs"]] == [1, 4]
     table = (out / "serve-bench.md").read_text()
     assert table.count("\n| 1 | 12 | 0 |") == 1 and table.count("\n| 4 | 12 | 0 |") == 1

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 timeout_option = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                               help="Seconds a request may take in all (default 10, publish 60; "
-                                   "a download gets more per MiB).")
+                                   "a download gets more per MiB, up to an hour).")
 token_file_option = click.option("--token-file", type=click.Path(path_type=Path), default=None,
                                  help="File holding the upload bearer token. Default: $ALEXNET_TVM_TOKEN.")
 
@@ -95,8 +95,10 @@ def _local_target(name: str, targets_file: Path | None) -> str | None:
 @timeout_option
 @click.option("--trust", type=click.Path(path_type=Path), multiple=True, metavar="PUBKEY",
               help="Accept only packs signed by a key in this .pub or trusted-keys file (repeatable).")
+@click.option("--max-pack-mb", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Refuse, before downloading, a pack the index says is larger than this many MiB.")
 def pull(model: str, target_name: str, registry: str, out: Path | None, batch: int | None, force: bool,
-         targets_file: Path | None, timeout: float | None, trust: tuple[Path, ...]) -> None:
+         targets_file: Path | None, timeout: float | None, trust: tuple[Path, ...], max_pack_mb: int) -> None:
     """Download MODEL's best pack for this machine, check it, and install it as an artifact."""
     from alexnet_tvm.distribution.pull import DEFAULT_TIMEOUT, PullConfig, pull as run_pull
     from alexnet_tvm.distribution.signing import Trust
@@ -104,7 +106,7 @@ def pull(model: str, target_name: str, registry: str, out: Path | None, batch: i
     trusted = Trust.from_files(trust)  # read before anything is downloaded: a bad key file fails first
     target = _local_target(target_name, targets_file)
     res = run_pull(PullConfig(model=model, registry=registry, target=target, batch=batch, out=out, force=force,
-                              timeout=timeout or DEFAULT_TIMEOUT, trust=trusted))
+                              timeout=timeout or DEFAULT_TIMEOUT, trust=trusted, max_pack_mb=max_pack_mb))
     how = "exact target" if res.exact else f"compatible with {target}" if target else "compatible with this host"
     v = res.entry.verify
     signed = f"; signed by {res.entry.signer}" if res.entry.signer else ""
@@ -126,25 +128,22 @@ def registry() -> None:
               help="Accept `publish --to http://...` uploads (PUT /publish) that carry the bearer token.")
 @token_file_option
 @click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              help="Seconds a client may stall a read before its connection is closed.")
+              help="Seconds a client may take to send a request's line and headers, in all (a body or a "
+                   "file sent gets more per MiB); then its connection is closed.")
 @click.option("--max-connections", type=click.IntRange(min=1), default=32, show_default=True,
               help="Connections served at once; more get 503.")
 def serve(folder: Path, port: int, host: str, allow_publish: bool, token_file: Path | None, read_timeout: float,
           max_connections: int) -> None:
     """Serve a registry FOLDER over HTTP (read-only unless --allow-publish)."""
-    from alexnet_tvm.distribution.server import ServeLimits, make_server, read_token
+    from alexnet_tvm.distribution.server import ServeLimits, make_server, read_token, serve_until_stopped
 
     server = make_server(folder, host, port, allow_publish=allow_publish,
                          token=read_token(token_file) if allow_publish else None,
                          limits=ServeLimits(read_timeout=read_timeout, max_connections=max_connections))
     click.echo(f"serving {folder} at {server.url}/ ({'uploads allowed' if allow_publish else 'read-only'}); "
-               "Ctrl-C stops", err=False)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopped")
-    finally:
-        server.server_close()
+               "Ctrl-C or SIGTERM stops", err=False)
+    serve_until_stopped(server)
+    click.echo("stopped")
 
 
 @registry.command("list")

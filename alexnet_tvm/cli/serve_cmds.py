@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -16,28 +17,45 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[in
         raise click.BadParameter(f"{value!r}: give comma-separated integers, e.g. 1,32") from None
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (they pass every comparison a range makes)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+PORT = click.IntRange(0, 65535)
+POSITIVE = FiniteFloat(min=0, min_open=True)
+NON_NEGATIVE = FiniteFloat(min=0)
+AT_LEAST_1 = click.IntRange(min=1)
+
+
 @click.command()
 @click.argument("artifacts", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Bind address; anything but loopback needs --token.")
-@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--token", envvar="ALEXNET_TVM_SERVE_TOKEN", default=None,
               help="Bearer token clients must send (env ALEXNET_TVM_SERVE_TOKEN).")
 @click.option("--name", default=None, help="Serve every artifact under this model name (default: the manifests').")
-@click.option("--max-delay-ms", type=float, default=0.0, show_default=True,
+@click.option("--max-delay-ms", type=NON_NEGATIVE, default=0.0, show_default=True,
               help="How long a batch waits to fill (0: take what is queued, as Triton's default).")
-@click.option("--max-queue", type=int, default=64, show_default=True,
+@click.option("--max-queue", type=AT_LEAST_1, default=64, show_default=True,
               help="Requests waiting per model; one more is answered 503 at once.")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=POSITIVE, default=30.0, show_default=True,
               help="Seconds per request; past it the answer is 504.")
-@click.option("--max-body-mb", type=float, default=64.0, show_default=True, help="Largest request body (413).")
-@click.option("--max-image-mb", type=float, default=16.0, show_default=True, help="Largest classify image file.")
-@click.option("--max-image-pixels", type=int, default=36_000_000, show_default=True,
+@click.option("--max-body-mb", type=POSITIVE, default=64.0, show_default=True, help="Largest request body (413).")
+@click.option("--max-image-mb", type=POSITIVE, default=16.0, show_default=True, help="Largest classify image file.")
+@click.option("--max-image-pixels", type=AT_LEAST_1, default=36_000_000, show_default=True,
               help="Largest classify image, width x height (413).")
 @click.option("--pull", "pull_models", multiple=True, metavar="NAME",
               help="Pull this model's pack from --from (digests checked) and serve it.")
 @click.option("--from", "registry", default=None, help="Registry for --pull: a folder or an http(s):// URL.")
-@click.option("--pull-batch", multiple=True, type=int, help="Pull one pack per batch size (default: the smallest).")
+@click.option("--pull-batch", multiple=True, type=AT_LEAST_1,
+              help="Pull one pack per batch size (default: the smallest).")
 @click.option("--pull-target", default=None, help="Prefer packs of this target (default: any this host runs).")
 @click.option("--trust", type=click.Path(path_type=Path), multiple=True, metavar="PUBKEY",
               help="--pull: accept only packs signed by a key in this .pub or trusted-keys file (as pull --trust).")
@@ -70,18 +88,24 @@ def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, 
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--concurrency", default="1,32", show_default=True, callback=_int_list,
               help="Concurrent clients of each run, comma-separated.")
-@click.option("--requests", type=int, default=200, show_default=True, help="Timed requests per run.")
-@click.option("--warmup", type=int, default=8, show_default=True, help="Untimed requests before each run.")
-@click.option("--max-delay-ms", type=float, default=0.0, show_default=True, help="The server's --max-delay-ms.")
-@click.option("--bare-runs", type=int, default=30, show_default=True, help="Timed calls of each bare artifact.")
+@click.option("--requests", type=AT_LEAST_1, default=200, show_default=True,
+              help="Timed requests at each concurrency, per served round.")
+@click.option("--warmup", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Untimed requests before each concurrency's timed ones, per served round.")
+@click.option("--max-delay-ms", type=NON_NEGATIVE, default=0.0, show_default=True, help="The server's --max-delay-ms.")
+@click.option("--bare-runs", type=AT_LEAST_1, default=10, show_default=True,
+              help="Timed calls of each bare artifact, per bare round.")
+@click.option("--runs", type=AT_LEAST_1, default=3, show_default=True,
+              help="Rounds of each side: bare and served take turns this many times; medians are reported.")
 @out_option(default=Path("runs/serve-bench"), help="Folder for serve-bench.json and serve-bench.md.")
 def serve_bench(artifacts: tuple[Path, ...], concurrency: list[int], requests: int, warmup: int,
-                max_delay_ms: float, bare_runs: int, out: Path) -> None:
-    """Load-test a server on ARTIFACTS over loopback against the bare artifacts' throughput."""
+                max_delay_ms: float, bare_runs: int, runs: int, out: Path) -> None:
+    """Load-test a server on ARTIFACTS over loopback against the bare artifacts' throughput, in turns."""
     from alexnet_tvm.serving.bench import ServeBenchConfig, markdown_table, run_serve_bench
 
     res = run_serve_bench(ServeBenchConfig(list(artifacts), out, concurrency=concurrency, requests=requests,
-                                           warmup=warmup, max_delay_ms=max_delay_ms, bare_runs=bare_runs))
+                                           warmup=warmup, max_delay_ms=max_delay_ms, bare_runs=bare_runs,
+                                           runs=runs))
     click.echo(markdown_table(res), nl=False)
     click.echo(f"wrote {out / 'serve-bench.json'} and {out / 'serve-bench.md'}")
 

@@ -24,6 +24,7 @@ from alexnet_tvm.fsutil import atomic_path, read_json, refuse_existing, sha256_f
 from alexnet_tvm.schemas import PACK_FORMAT, PLAIN_NAME, check_pack_meta
 
 from .signing import SIG, Trust, check_signature, sign
+from .tarstream import StrictGunzip, check_tar_end
 
 SUMS = "SHA256SUMS"
 PACK_META = "pack.json"
@@ -242,16 +243,17 @@ def _unpack(archive: Path, state: _Unpacking) -> None:
     """Every regular member into ``state.root``. Corrupt or hostile archives are refused."""
     total = 0
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for m, p in _members(tar, state.where):
-                total += m.size
-                if total > MAX_EXTRACT_BYTES:
-                    raise RegistryError(f"{state.where}: unpacks to more than {MAX_EXTRACT_BYTES >> 30} GiB; "
-                                        "refusing it")
-                state.take(tar, m, p)
-            # tarfile stops at the end-of-archive block; reading on makes gzip check its CRC and length
-            while tar.fileobj.read(CHUNK):
-                pass
+        with open(archive, "rb") as raw:
+            stream = StrictGunzip(raw, state.where)
+            with tarfile.open(fileobj=stream, mode="r:") as tar:
+                for m, p in _members(tar, state.where):
+                    total += m.size
+                    if total > MAX_EXTRACT_BYTES:
+                        raise RegistryError(f"{state.where}: unpacks to more than {MAX_EXTRACT_BYTES >> 30} GiB; "
+                                            "refusing it")
+                    state.take(tar, m, p)
+                # nothing but tar's zero padding after the last member, and nothing after the gzip stream
+                check_tar_end(tar, stream, state.where)
     except RegistryError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as e:
@@ -273,7 +275,10 @@ def _describe(folder: Path, root: Path, sums: dict[str, str], where: str) -> Con
     """What kind of archive this is, from its pack.json (schema-checked) or logs.json."""
     for meta_name, kind in ((PACK_META, PACK_KIND), (LOGS_META, LOGS_KIND)):
         if meta_name in sums:
-            meta = read_json(root / meta_name, RegistryError, "pack description")
+            try:
+                meta = read_json(root / meta_name, RegistryError, "pack description")
+            except RegistryError as e:  # the member's name, never the folder it was unpacked to
+                raise RegistryError(str(e).replace(str(root / meta_name), f"{where}: {meta_name}", 1)) from None
             if not isinstance(meta, dict) or meta.get("kind") != kind:
                 raise RegistryError(f"{where}: {meta_name} is not an {kind} description")
             if meta.get("format") != PACK_FORMAT:

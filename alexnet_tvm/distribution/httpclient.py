@@ -21,11 +21,34 @@ from alexnet_tvm.errors import RegistryError
 
 #: bytes a second a transfer must average at least: a pack of N bytes gets ``timeout + N / MIN_RATE``
 MIN_RATE = 256 << 10
+#: the most seconds the size of a transfer adds up to (a huge size a hostile index claims gets no more)
+MAX_TRANSFER_S = 3600.0
 
 
 def deadline_for(timeout: float, size: int = 0) -> float:
-    """Seconds a request moving ``size`` bytes may take in all."""
-    return timeout + size / MIN_RATE
+    """Seconds a request moving ``size`` bytes may take in all: ``timeout`` plus the time at
+    ``MIN_RATE``, which stops adding at an hour (a longer ``timeout`` is kept as given)."""
+    return max(timeout, min(timeout + max(size, 0) / MIN_RATE, MAX_TRANSFER_S))
+
+
+def check_url(url: str) -> urllib.parse.SplitResult:
+    """An ``http(s)://`` URL with a host and a usable port, or one line saying what is wrong with it.
+
+    Every registry URL (``pull --from``, ``publish --to``, ``registry list``, ``serve --pull``)
+    comes through here before any request is made.
+    """
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        port = parts.port
+    except ValueError as e:  # "Invalid IPv6 URL", "Port out of range 0-65535", a port that is no number
+        raise RegistryError(f"{url!r} is not a valid URL ({e})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise RegistryError(f"{url!r}: only http:// and https:// registry URLs are supported")
+    if not parts.hostname:
+        raise RegistryError(f"{url!r} is not a valid URL (no host)")
+    if port == 0:
+        raise RegistryError(f"{url!r} is not a valid URL (port 0)")
+    return parts
 
 
 class HttpRefused(RegistryError):
@@ -54,8 +77,8 @@ class BoundedRequest:
     length: int | None = None
 
     def __post_init__(self) -> None:
-        parts = urllib.parse.urlsplit(self.url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        parts = check_url(self.url)
+        cls = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._conn = cls(parts.hostname or "", parts.port, timeout=self.timeout)
         self._timer = threading.Timer(self.deadline, self._expire)
@@ -77,9 +100,7 @@ class BoundedRequest:
     def __enter__(self) -> "BoundedRequest":
         self._timer.start()
         try:
-            self._conn.request(self.method, self._path, body=self.body,
-                               headers={"User-Agent": "alexnet-tvm", **self.headers})
-            self._resp = self._conn.getresponse()
+            self._send()
         except Exception as e:
             self.__exit__(None, None, None)
             raise self._failure(e) from None
@@ -90,6 +111,22 @@ class BoundedRequest:
         length = self._resp.getheader("Content-Length")
         self.length = int(length) if length and length.isdigit() else None
         return self
+
+    def _send(self) -> None:
+        """The request, then the answer's status and headers. A server that refuses an upload answers
+        and hangs up without reading the body: the send then fails, but its answer is read all the same."""
+        try:
+            self._conn.request(self.method, self._path, body=self.body,
+                               headers={"User-Agent": "alexnet-tvm", **self.headers})
+        except (BrokenPipeError, ConnectionResetError) as sent:
+            if self.expired or self.body is None:
+                raise
+            try:
+                self._resp = self._conn.getresponse()
+            except Exception:
+                raise sent from None
+            return
+        self._resp = self._conn.getresponse()
 
     def _refusal(self) -> HttpRefused:
         """The server's own reason (its JSON ``error``), else the HTTP reason."""

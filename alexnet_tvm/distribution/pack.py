@@ -48,7 +48,11 @@ def load_evidence(path: Path, digest: str, where: str | None = None) -> dict:
     ``verify --report`` for this very artifact, passed, on at least one image. Anything less
     (a hand-written ``{"passed": true}``, another artifact's report, ``--random 0``) is refused."""
     where = where or str(path)
-    report = check_verify_report(read_json(path, RegistryError, "verify report"), where, RegistryError)
+    try:
+        data = read_json(path, RegistryError, "verify report")
+    except RegistryError as e:  # named as the caller names it (in a pack: never the temp folder it was unpacked to)
+        raise RegistryError(str(e).replace(str(path), where, 1)) from None
+    report = check_verify_report(data, where, RegistryError)
     if report["artifact_digest"] != digest:
         raise RegistryError(f"{where}: the verify report is for artifact {report['artifact_digest'][:19]}..., "
                             f"not this one ({digest[:19]}...); verify this artifact")

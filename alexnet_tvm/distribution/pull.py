@@ -30,6 +30,9 @@ from .registry import DEFAULT_TIMEOUT, Registry, open_registry
 
 log = logging.getLogger(__name__)
 
+#: ``pull --max-pack-mb``: the largest pack a pull downloads (an index may claim anything)
+DEFAULT_MAX_PACK_MB = 2048
+
 
 @dataclass
 class PullConfig:
@@ -46,6 +49,8 @@ class PullConfig:
     trust: Trust | None = None
     #: for tests; default: this machine
     host: HostInfo | None = None
+    #: the largest pack downloaded, in MiB (``--max-pack-mb``): a larger index entry is refused unread
+    max_pack_mb: int = DEFAULT_MAX_PACK_MB
 
 
 @dataclass
@@ -71,6 +76,9 @@ def pull(cfg: PullConfig) -> PullResult:
         log.info("no usable %s pack of %s; taking the compatible %s", cfg.target, cfg.model, e.target)
     out = Path(cfg.out) if cfg.out else default_pull_dir(e)
     refuse_existing(out, cfg.force)
+    if e.size > cfg.max_pack_mb << 20:
+        raise RegistryError(f"pack {e.file}: the index says {e.size} bytes ({e.size >> 20} MiB), more than "
+                            f"--max-pack-mb {cfg.max_pack_mb} allows; refusing it before downloading")
     with tempfile.TemporaryDirectory(prefix="alexnet-tvm-pull-") as tmp:
         archive = Path(tmp) / "pack.tar.gz"
         download(registry, e, archive, cfg.progress)
@@ -119,9 +127,9 @@ def download(registry: Registry, entry: PackEntry, dest: Path, progress: bool = 
     with registry.open(entry.file, entry.size) as (stream, length), open(dest, "wb") as out, \
             tqdm(total=entry.size, unit="B", unit_scale=True, unit_divisor=1024, desc=Path(entry.file).name,
                  disable=None if progress else True, leave=False) as bar:
-        if length is not None and length < entry.size:
-            raise RegistryError(f"truncated download of {entry.file}: the registry offers {length} bytes, "
-                                f"the index says {entry.size}")
+        if length is not None and length != entry.size:
+            raise RegistryError(f"{entry.file}: the registry offers {length} bytes, the index says {entry.size}"
+                                + ("" if length > entry.size else " (truncated)") + "; refusing it")
         while chunk := _read_chunk(stream, min(CHUNK, entry.size - got + 1), entry, got, registry.timeout):
             got += len(chunk)
             if got > entry.size:

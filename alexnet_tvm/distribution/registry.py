@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 import urllib.parse
@@ -26,7 +27,7 @@ from alexnet_tvm.errors import RegistryError
 from alexnet_tvm.fsutil import atomic_path, write_json
 
 from .archive import CHUNK, check_member_name, sha256_digest, utc_now
-from .httpclient import BoundedRequest, HttpRefused, deadline_for
+from .httpclient import BoundedRequest, HttpRefused, check_url, deadline_for
 from .index import INDEX, Index, PackEntry
 from .pack import open_pack
 
@@ -43,8 +44,12 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 _UPLOAD_HINT = "does it accept uploads (`alexnet-tvm registry serve --allow-publish`)?"
 
 
+#: ``scheme://``: a location that is a URL, not a folder
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def is_url(location: str) -> bool:
-    return str(location).startswith(("http://", "https://"))
+    return str(location).lower().startswith(("http://", "https://"))
 
 
 def _no_such_pack(pack: Path) -> Path:
@@ -182,6 +187,7 @@ class HttpRegistry(Registry):
     """A registry at an HTTP(S) base URL; every request has an overall deadline (see ``httpclient``)."""
 
     def __init__(self, base: str, timeout: float = DEFAULT_TIMEOUT, token: str | None = None):
+        check_url(base)
         self.base = base.rstrip("/")
         self.location = self.base
         self.timeout = timeout
@@ -255,12 +261,15 @@ class _Passed(RegistryError):
 
 def open_registry(location: str | Path, timeout: float = DEFAULT_TIMEOUT,
                   lock_timeout: float = DEFAULT_LOCK_TIMEOUT, token: str | None = None) -> Registry:
-    """The registry at a folder, a ``file://`` URL or an ``http(s)://`` base URL."""
+    """The registry at a folder, a ``file://`` URL or an ``http(s)://`` base URL (checked by
+    :func:`~.httpclient.check_url`: a malformed URL is one line, before any request)."""
     loc = str(location)
     if is_url(loc):
         return HttpRegistry(loc, timeout, token)
-    if loc.startswith("file://"):
-        loc = urllib.parse.unquote(urllib.parse.urlparse(loc).path)
+    if loc.lower().startswith("file://"):
+        loc = urllib.parse.unquote(urllib.parse.urlsplit(loc).path)
+    elif _SCHEME.match(loc):  # ftp://..., s3://...: never a folder named "ftp:"
+        check_url(loc)
     return FolderRegistry(Path(loc), timeout, lock_timeout)
 
 

@@ -4,9 +4,12 @@ Uploads are published through the folder's own :class:`FolderRegistry`, with
 the same checks and lock as a local ``publish``, so an HTTP registry and a
 shared folder can be written at once. Uploads need the bearer token the server
 was started with. Hidden files (the lock, uploads in progress) and folder
-listings are never served. Every connection has a read timeout and at most
-``max_connections`` are served at once (the rest get 503), so stalled clients
-cannot hold every thread.
+listings are never served. Every request has a deadline in all (``read_timeout``
+for its request line and headers, more per byte for a body or a file sent), and at
+most ``max_connections`` are served at once (the rest get 503), so slow or stalled
+clients cannot hold every thread. An upload the server refuses (no token, too
+large) is answered on its headers, and its body is never read.
+``registry serve`` stops cleanly on Ctrl-C or SIGTERM (:func:`serve_until_stopped`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import http.server
 import json
 import logging
 import os
+import re
+import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -27,6 +33,7 @@ from pathlib import Path
 from alexnet_tvm.errors import RegistryError, ToolkitError
 
 from .archive import CHUNK, MAX_EXTRACT_BYTES
+from .httpclient import deadline_for
 from .registry import FolderRegistry
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,37 @@ def read_token(token_file: Path | None) -> str | None:
     return token[0].strip()
 
 
+class _Watchdog:
+    """Shuts a connection's socket down when its deadline passes, which ends a blocked read or write
+    at once whatever the client sends (a socket timeout bounds each recv: one byte a second never trips it)."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._timer: threading.Timer | None = None
+        self.expired = False
+        #: what the deadline was for, and how long it was (for the log line)
+        self.what, self.seconds = "request", 0.0
+
+    def arm(self, seconds: float, what: str) -> None:
+        self.cancel()
+        self.what, self.seconds = what, seconds
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self.expired = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Static files of the registry folder; ``PUT /publish`` when the server allows uploads."""
 
@@ -59,6 +97,27 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.read_timeout  # StreamRequestHandler applies it to the socket
         super().setup()
+        self._watch = _Watchdog(self.connection)
+
+    def handle_one_request(self) -> None:
+        """One request under a deadline: ``read_timeout`` for the request line and headers in all
+        (re-armed for a body or a file sent); past it the connection is closed, the slot freed."""
+        watch = self._watch
+        watch.arm(self.server.read_timeout, "request line and headers")
+        try:
+            super().handle_one_request()
+        finally:
+            watch.cancel()
+            if watch.expired:
+                self.close_connection = True
+                log.info("%s: %s not done within %g s; connection closed", self.address_string(), watch.what,
+                         watch.seconds)
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, unless the deadline cut the request short (a partial line is no request)."""
+        if self._watch.expired or not super().parse_request():
+            return False
+        return not self._watch.expired
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
         log.info("%s %s", self.address_string(), format % args)
@@ -80,8 +139,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         code = self._refused_path()
         if code:
             self.send_error(code)
-        else:
-            serve()
+            return
+        path = self.translate_path(self.path)
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        self._watch.arm(deadline_for(self.server.read_timeout, size), f"sending {size} bytes")
+        serve()
 
     def list_directory(self, path):  # noqa: ANN001 (http.server's signature)
         """No folder listings: a registry is read through its index."""
@@ -93,17 +155,14 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
-    def _refuse_upload(self, code: int, msg: str, length: int) -> None:
-        """Read the body before answering: a client still sending would see a broken pipe, not ``msg``."""
-        left = length if length <= self.server.max_upload else 0
-        while left > 0:
-            chunk = self.rfile.read(min(CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
+    def _refuse_upload(self, code: int, msg: str) -> None:
+        """Answer on the headers and hang up, never reading the body: a client without the token must not
+        make the server read 300 MiB first (``publish`` reads the answer even though its send failed)."""
         self.close_connection = True
         self._reply(code, {"error": msg})
 
@@ -117,24 +176,27 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         n = int(length)
         srv = self.server
         if urllib.parse.urlsplit(self.path).path != "/publish":
-            self._refuse_upload(404, f"no such upload endpoint {self.path} (PUT /publish)", n)
+            self._refuse_upload(404, f"no such upload endpoint {self.path} (PUT /publish)")
         elif srv.registry is None:
-            self._refuse_upload(405, "this registry does not accept uploads (serve it with --allow-publish)", n)
+            self._refuse_upload(405, "this registry does not accept uploads (serve it with --allow-publish)")
         elif not srv.authorized(self.headers.get("Authorization", "")):
             self._refuse_upload(401, "uploads need the server's bearer token (publish --token-file FILE or "
-                                     f"${TOKEN_ENV})", n)
+                                     f"${TOKEN_ENV})")
         elif n > srv.max_upload:
-            self._refuse_upload(413, f"pack of {n} bytes exceeds the {srv.max_upload} byte limit", n)
+            self._refuse_upload(413, f"pack of {n} bytes exceeds the {srv.max_upload} byte limit")
         else:
             return n
         return None
 
     def _receive(self, path: Path, n: int) -> int:
-        """Up to ``n`` body bytes into ``path``; returns how many came."""
+        """Up to ``n`` body bytes into ``path``; returns how many came before the client hung up or stalled."""
         got = 0
         with open(path, "wb") as f:
             while got < n:
-                chunk = self.rfile.read(min(CHUNK, n - got))
+                try:
+                    chunk = self.rfile.read(min(CHUNK, n - got))
+                except OSError:  # reset by the client, a stalled read, or the deadline's shutdown
+                    break
                 if not chunk:
                     break
                 f.write(chunk)
@@ -146,11 +208,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         try:
             entry = self.server.registry.publish(path)
         except ToolkitError as e:  # every malformed pack is the client's fault: 4xx, with the CLI's line
-            self._reply(400, {"error": str(e).replace(str(path), "the uploaded pack")})
+            self._reply(400, {"error": self.server.public(str(e), path)})
             return
-        except Exception as e:  # the registry must keep serving whatever one upload did
+        except Exception:  # the registry must keep serving whatever one upload did
             log.exception("publish failed")
-            self._reply(500, {"error": f"{type(e).__name__}: {e}"})
+            self._reply(500, {"error": "the registry failed to publish the pack (its log says why)"})
             return
         self._reply(201, entry.to_dict())
 
@@ -158,11 +220,16 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         n = self._upload_length()
         if n is None:
             return
+        self._watch.arm(deadline_for(self.server.read_timeout, n), f"upload of {n} bytes")
         with tempfile.TemporaryDirectory(prefix="alexnet-tvm-upload-") as tmp:
             path = Path(tmp) / "upload.tar.gz"
             got = self._receive(path, n)
-            if got < n:
-                self._reply(400, {"error": f"truncated upload: got {got} of {n} bytes"})
+            self._watch.cancel()  # publishing is the server's own work
+            if got < n:  # nobody is left to answer: one log line, no reply, nothing published
+                self.close_connection = True
+                why = "ran out of time" if self._watch.expired else "hung up or stalled"
+                log.info("%s: upload ended after %d of %d bytes (the client %s); nothing published",
+                         self.address_string(), got, n, why)
                 return
             self._publish(path)
 
@@ -191,6 +258,15 @@ class RegistryServer(http.server.ThreadingHTTPServer):
 
     def authorized(self, header: str) -> bool:
         return bool(self._token) and hmac.compare_digest(header.encode(), f"Bearer {self._token}".encode())
+
+    def public(self, msg: str, upload: Path) -> str:
+        """``msg`` as a client may read it: no path of this machine (the upload is "the uploaded pack",
+        the registry folder "the registry", anything else in the temp folder "a temporary file")."""
+        msg = msg.replace(str(upload), "the uploaded pack")
+        for folder in sorted({str(self.folder.resolve()), str(self.folder)}, key=len, reverse=True):
+            msg = msg.replace(f"registry {folder}", "the registry").replace(folder, "the registry")
+        tmp = re.escape(tempfile.gettempdir().rstrip("/"))
+        return re.sub(tmp + r"/[^\s:'\",)]*", "a temporary file", msg)
 
     def process_request(self, request, client_address) -> None:
         """A thread per connection while a slot is free; otherwise a 503 and the connection closed."""
@@ -227,6 +303,36 @@ class RegistryServer(http.server.ThreadingHTTPServer):
         t = threading.Thread(target=self.serve_forever, name="alexnet-tvm-registry", daemon=True)
         t.start()
         return t
+
+
+def serve_until_stopped(server: RegistryServer) -> None:
+    """Serve until Ctrl-C or SIGTERM; either way the listening socket is closed and one line logged.
+
+    SIGTERM (``docker stop``, systemd, ``kill``) asks ``serve_forever`` to return, from a
+    thread (``shutdown`` waits for the loop, which the handler would be interrupting);
+    the previous handler is restored when serving ends.
+    """
+    stop = threading.Event()
+
+    def on_sigterm(signum, frame) -> None:  # noqa: ANN001 (signal's signature)
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=server.shutdown, name="alexnet-tvm-registry-stop", daemon=True).start()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
+    how = "shut down"
+    try:
+        server.serve_forever()
+        if stop.is_set():
+            how = "SIGTERM"
+    except KeyboardInterrupt:
+        how = "interrupted"
+    finally:
+        if in_main:  # None: a handler not set from Python; the default is the nearest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        server.server_close()
+    log.info("registry at %s stopped (%s)", server.url, how)
 
 
 def make_server(folder: Path, host: str = "127.0.0.1", port: int = 8000, allow_publish: bool = False,

@@ -23,7 +23,7 @@ from aiohttp import web
 from alexnet_tvm.errors import ServeError
 
 from .batcher import Batcher
-from .errors import RequestError, Unauthorized
+from .errors import ClientClosed, RequestError, Unauthorized
 from .limits import OPEN_PATHS, Limits, authorized, check_bind
 from .models import load_models
 from .routes import STATE, ServerState, add_routes
@@ -86,6 +86,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         resp = error_response(500, "internal error (see the server log)")
     info = request.match_info.route.resource
     route = info.canonical if info is not None else "unmatched"
+    if resp.status == ClientClosed.status:  # nobody to answer: a disconnect, not an error of ours
+        log.debug("%s %s: the client hung up mid-body", request.method, request.path)
+        state.metrics.disconnects.labels(route).inc()
+        return resp
     state.metrics.observe_request(route, resp.status, time.perf_counter() - t0)
     if resp.status == 401:
         resp.headers["WWW-Authenticate"] = "Bearer"

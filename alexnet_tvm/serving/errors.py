@@ -30,5 +30,10 @@ class TooLarge(RequestError, status=413):
     """A body or an image over the configured limits."""
 
 
+class ClientClosed(RequestError, status=499):
+    """The client hung up before its request was read (nginx's 499): nobody to answer, and no
+    fault of the server's; counted as a disconnect, not as an error."""
+
+
 class Overloaded(RequestError, status=503):
     """The queue is full: refused at once, so a router can retry elsewhere."""

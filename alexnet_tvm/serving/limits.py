@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 from dataclasses import dataclass
 
 from alexnet_tvm.errors import ServeError
@@ -39,8 +40,9 @@ class Limits:
         for name in ("max_queue", "max_body_bytes", "max_image_bytes", "max_image_pixels", "top_k"):
             if getattr(self, name) < 1:
                 raise ServeError(f"{name.replace('_', '-')} must be at least 1")
-        if self.max_delay_ms < 0 or self.timeout_s <= 0:
-            raise ServeError("--max-delay-ms must be >= 0 and --timeout > 0")
+        if not (math.isfinite(self.max_delay_ms) and math.isfinite(self.timeout_s)) or self.max_delay_ms < 0 \
+                or self.timeout_s <= 0:
+            raise ServeError("--max-delay-ms must be a finite number >= 0 and --timeout one > 0")
 
 
 def is_loopback(host: str) -> bool:

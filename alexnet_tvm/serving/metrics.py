@@ -26,6 +26,9 @@ class ServeMetrics:
                                     ["model"], buckets=BATCH_BUCKETS, registry=r)
         self.padding = Counter("alexnet_serve_padding_rows", "Rows of padding run to fill an artifact's batch",
                                ["model"], registry=r)
+        self.disconnects = Counter("alexnet_serve_client_disconnects", "Requests whose client hung up before "
+                                   "sending the whole body (not answered, not counted as requests)", ["route"],
+                                   registry=r)
         self.queue_depth = Gauge("alexnet_serve_queue_depth", "Requests accepted and waiting to run",
                                  ["model"], registry=r)
 

@@ -63,6 +63,8 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryvie
         head = json.loads(bytes(body[:size]))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(f"the request is not valid JSON ({e})") from None
+    except RecursionError:  # [[[[...]]]] 100,000 deep: the parser's recursion, not a server fault
+        raise BadRequest("the request's JSON is nested too deeply") from None
     if not isinstance(head, dict):
         raise BadRequest("the request must be a JSON object")
     return head, memoryview(body)[size:]
@@ -104,7 +106,7 @@ def _tensor_data(tensor: dict, shape: tuple[int, ...], tail: memoryview) -> np.n
         raise BadRequest(f"input {tensor.get('name')!r}: neither data nor binary_data_size")
     try:
         arr = np.asarray(tensor["data"], dtype=np.float32)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise BadRequest(f"input {tensor.get('name')!r}: data is not numeric ({str(e)[:80]})") from None
     if arr.size != count:
         raise BadRequest(f"input {tensor.get('name')!r}: {arr.size} values, shape {list(shape)} needs {count}")

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .batcher import Batcher
 from .classify import image_rows, top_k
-from .errors import BadRequest, NotFound, TooLarge
+from .errors import BadRequest, ClientClosed, NotFound, TooLarge
 from .limits import Limits
 from .metrics import ServeMetrics
 from .models import ServedModel
@@ -87,7 +87,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The body, refusing one that says (or turns out) to be larger than ``limit`` with 413."""
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
-    body = await request.read()
+    try:
+        body = await request.read()
+    except ConnectionResetError:  # aiohttp's "Connection lost": the client hung up mid-body
+        raise ClientClosed(f"the client closed the connection before sending its {request.content_length} "
+                           "bytes") from None
     if len(body) > limit:
         raise TooLarge(f"body of {len(body)} bytes is over the limit of {limit}")
     return body
