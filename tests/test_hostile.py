@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_artifact import MODEL, ROOT, TARGET, TOKEN, build_tiny, registry_server, write_report  # noqa: F401
+from tiny_artifact import MODEL, ROOT, TARGET, TOKEN, build_tiny, packed_tiny, registry_server, write_report  # noqa: F401
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
@@ -40,14 +40,9 @@ class Tart:
 
 @pytest.fixture(scope="module")
 def tart(tmp_path_factory) -> Tart:
-    from alexnet_tvm.distribution.pack import pack_artifact
-
     root = tmp_path_factory.mktemp("hostile")
-    ckpt, art, _ = build_tiny(root)
-    report = write_report(root / "verify.json", art)
-    pack = root / "model.tar.gz"
-    pack_artifact(art, pack, report=report)
-    return Tart(root, ckpt, art, report, pack)
+    art, packs = packed_tiny(root, {"model": None})
+    return Tart(root, root / "m" / "model.pt", art, root / "verify.json", packs["model"])
 
 
 def _artifact_copy(tart: Tart, dest: Path) -> Path:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tiny_artifact import MODEL, TARGET, TOKEN, build_tiny, registry_server, write_report  # noqa: F401
+from tiny_artifact import MODEL, TARGET, TOKEN, build_tiny, packed_tiny, registry_server, write_report  # noqa: F401
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
@@ -47,15 +47,11 @@ class Dart:
 
 @pytest.fixture(scope="module")
 def dart(tmp_path_factory) -> Dart:
-    from alexnet_tvm.distribution.pack import pack_artifact
     from alexnet_tvm.distribution.signing import keygen
 
     root = tmp_path_factory.mktemp("hostile-dist")
-    _, art, _ = build_tiny(root)
-    report = write_report(root / "verify.json", art)
     pub, _ = keygen(root / "keys" / "k")
-    pack_artifact(art, root / "model.tar.gz", report=report)
-    pack_artifact(art, root / "signed.tar.gz", report=report, sign_with=root / "keys" / "k")
+    packed_tiny(root, {"model": None, "signed": root / "keys" / "k"})
     return Dart(root, root / "model.tar.gz", root / "signed.tar.gz", pub)
 
 

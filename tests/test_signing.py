@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_artifact import TARGET, build_tiny, registry_server, write_report  # noqa: F401 (fixture)
+from tiny_artifact import TARGET, build_tiny, packed_tiny, registry_server, write_report  # noqa: F401 (fixture)
 
 MODEL = "my_model"  # build's plain name for "my model.pt"
 
@@ -33,19 +33,13 @@ class Signed:
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory) -> Signed:
-    from alexnet_tvm.distribution.pack import pack_artifact
     from alexnet_tvm.distribution.signing import keygen
 
     root = tmp_path_factory.mktemp("signing")
-    _, art, _ = build_tiny(root, name="my model.pt")
-    report = write_report(root / "verify.json", art)
     key, other = root / "keys" / "me.key", root / "keys" / "other.key"
     pub, _ = keygen(key)
     other_pub, _ = keygen(other)
-    packs = {}
-    for name, sign_with in (("signed", key), ("unsigned", None), ("by_other", other)):
-        packs[name] = root / f"{name}.tar.gz"
-        pack_artifact(art, packs[name], report=report, sign_with=sign_with)
+    art, packs = packed_tiny(root, {"signed": key, "unsigned": None, "by_other": other}, name="my model.pt")
     return Signed(root, art, key, pub, other_pub, **packs)
 
 

@@ -50,6 +50,21 @@ def write_report(path: Path, artifact: Path, passed: bool = True, against: str =
     return path
 
 
+def packed_tiny(root: Path, signers: dict[str, Path | None], name: str = "model.pt") -> tuple[Path, dict[str, Path]]:
+    """The tiny artifact built under ``root`` and packed with a passing verify report, once per
+    ``signers`` entry (pack name -> the key it is signed with, None: unsigned) as ROOT/<name>.tar.gz.
+    Returns (artifact folder, {pack name: pack path})."""
+    from alexnet_tvm.distribution.pack import pack_artifact
+
+    _, art, _ = build_tiny(root, name=name)
+    report = write_report(root / "verify.json", art)
+    packs = {}
+    for pack, sign_with in signers.items():
+        packs[pack] = root / f"{pack}.tar.gz"
+        pack_artifact(art, packs[pack], report=report, sign_with=sign_with)
+    return art, packs
+
+
 #: the upload token of the test registry servers (``publish`` reads it from $ALEXNET_TVM_TOKEN)
 TOKEN = "test-upload-token"
 
