@@ -25,13 +25,14 @@ def evaluator_config(target: TargetSpec):
     return ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50, enable_cpu_cache_flush=False)
 
 
-def make_runner(target: TargetSpec):
-    """The runner for ``target``: RPC for a board (checked first), else the local runner."""
+def make_runner(target: TargetSpec, boards: int | None = None):
+    """The runner for ``target``: RPC for a board (checked first; one worker per board, ``boards``
+    or every free one), else the local runner."""
     from tvm.s_tir import meta_schedule as ms
 
     cfg = evaluator_config(target)
     if target.runner == "rpc":
         from .rpc import make_rpc_runner
 
-        return make_rpc_runner(target, cfg)
+        return make_rpc_runner(target, cfg, boards)
     return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=cfg)

@@ -69,33 +69,16 @@ def board_registered(summary: dict, key: str) -> bool:
     return any(s.get("key") == f"server:{key}" for s in summary.get("server_info", []))
 
 
-def bounded_session(rpc_config):
-    """Stands in for MetaSchedule's create-session step in the runner worker.
-
-    The stock one asks the tracker for a board and waits for ever once that board is gone
-    (killed, unplugged), so a tune would hang instead of failing. Here a board that the
-    tracker no longer lists fails at once, and a request for a listed one is bounded by the
-    session timeout; either way the candidate is reported as a failed measurement, and a
-    round with no valid measurement ends the tune with this message (records so far kept).
-    """
-    host, port, key = rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.tracker_key
-    wait = float(rpc_config.session_timeout_sec or 60)
-    summary = tracker_summary(host, port, timeout=min(wait, 10.0))
-    if not board_registered(summary, key):
-        raise RPCError(f"the board under key {key!r} left tracker {host}:{port} (killed or disconnected)")
-    return _within(wait, rpc_config.connect_server,
-                   f"no board under key {key!r} at tracker {host}:{port} answered within {wait:.0f} s",
-                   f"board {key!r}")
-
-
-def check_board(spec: TargetSpec, timeout: float = 10.0) -> None:
-    """Fail early, with the cause, instead of letting MetaSchedule wait on a missing board."""
+def check_board(spec: TargetSpec, timeout: float = 10.0) -> dict:
+    """Fail early, with the cause, instead of letting MetaSchedule wait on a missing board; the
+    tracker's summary when a board is free."""
     assert spec.rpc is not None
     summary = tracker_summary(spec.rpc.tracker_host, spec.rpc.tracker_port, timeout)
     if not board_registered(summary, spec.rpc.key):
         raise RPCError(f"no board is registered with tracker {spec.rpc.tracker} under key {spec.rpc.key!r}")
     if free_boards(summary, spec.rpc.key) < 1:
         raise RPCError(f"every board under key {spec.rpc.key!r} at {spec.rpc.tracker} is busy")
+    return summary
 
 
 def check_cross_compiler(spec: TargetSpec) -> None:
@@ -107,15 +90,22 @@ def check_cross_compiler(spec: TargetSpec) -> None:
                        f"(apt-get install g++-aarch64-linux-gnu)")
 
 
-def make_rpc_runner(spec: TargetSpec, evaluator_config):
+def make_rpc_runner(spec: TargetSpec, evaluator_config, boards: int | None = None):
+    """MetaSchedule's RPC runner with one worker per board (``boards``; default: every board free
+    under the key now), each step on a board bounded and naming the board (compile/fleet.py)."""
     from tvm.s_tir import meta_schedule as ms
 
-    check_board(spec)
+    from . import fleet
+
+    summary = check_board(spec)
+    workers = boards or free_boards(summary, spec.rpc.key)
     cfg = ms.runner.RPCConfig(tracker_host=spec.rpc.tracker_host, tracker_port=spec.rpc.tracker_port,
                               tracker_key=spec.rpc.key, session_priority=1,
                               session_timeout_sec=spec.rpc.session_timeout)
-    return ms.runner.RPCRunner(rpc_config=cfg, evaluator_config=evaluator_config, max_workers=1,
-                               f_create_session=bounded_session)
+    return ms.runner.RPCRunner(rpc_config=cfg, evaluator_config=evaluator_config, max_workers=max(workers, 1),
+                               f_create_session=fleet.board_session, f_upload_module=fleet.board_upload,
+                               f_alloc_argument=fleet.board_alloc, f_run_evaluator=fleet.board_run,
+                               f_cleanup=fleet.board_cleanup)
 
 
 def cross_export(compiler: str, rt_mod) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import wait_for_records
 from test_compile import _tiny_checkpoint
 
 CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
@@ -189,13 +190,7 @@ def test_board_killed_mid_tune_fails_clearly_and_keeps_records(rpc_env, tmp_path
                                    "--trials-per-round", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 1200  # an event with a generous deadline: slow hosts only wait longer
-        while time.monotonic() < deadline and tune.poll() is None:
-            if db.exists() and len(db.read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.5)
-        kept = db.read_text().splitlines() if db.exists() else []
-        assert len(kept) >= 2, f"no records before the board died (tune exit {tune.poll()})"
+        kept = wait_for_records(db, 2, tune, seconds=1200)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
         _, err = tune.communicate(timeout=600)  # bounded: the run must end by itself

@@ -13,15 +13,13 @@ from pathlib import Path
 import pytest
 
 from alexnet_tvm.recordsets import host_set_name
+from helpers import record_lines, wait_for_records
 from test_compile import TARGET, _targets, _tiny_checkpoint
 
 CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
 
 
-def _records(db: Path) -> list[str]:
-    """The record lines under ``db``: a target's folder (its host record set inside) or a set itself."""
-    found = sorted(Path(db).rglob("database_tuning_record.json")) if Path(db).is_dir() else []
-    return found[0].read_text().splitlines() if found else []
+_records = record_lines
 
 
 def _record_file(db: Path) -> Path:
@@ -31,14 +29,6 @@ def _record_file(db: Path) -> Path:
 def _tune_cmd(model: Path, logs: Path, trials: int = 60) -> list[str]:
     return CLI + ["tune", str(model), "--target", TARGET, "--batch", "1", "--trials", str(trials),
                   "--trials-per-task", "2", "--trials-per-round", "2", "--logs-dir", str(logs)]
-
-
-def _wait_for_records(db: Path, n: int, proc: subprocess.Popen, seconds: float = 900) -> None:
-    """Until ``n`` records are on disk (an event, not a sleep: a slow or busy machine only waits longer)."""
-    deadline = time.monotonic() + seconds
-    while len(_records(db)) < n and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    assert len(_records(db)) >= n, f"{len(_records(db))} records after {seconds} s (exit {proc.poll()})"
 
 
 @pytest.mark.slow
@@ -57,7 +47,7 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
     cmd = _tune_cmd(model, logs, trials=6) + ["--only", "max_pool"]  # 3 small tasks: quick builds
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for_records(db, 2, proc)
+        wait_for_records(db, 2, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the run and its builder/runner workers
         proc.wait()

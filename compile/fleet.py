@@ -1,0 +1,245 @@
+"""Tuning on every board under one tracker key.
+
+MetaSchedule's RPCRunner measures one candidate per worker process, and each worker asks the
+tracker for a board per candidate; TVM's tracker hands the boards that share a key out in turn.
+So a tune gets one runner worker per board free under the key when it starts (``--boards N``
+caps it), and :class:`Fleet` says so in the tune's first line.
+
+The worker's steps on a board (``board_*`` below, passed to the RPCRunner) each run within the
+board's session timeout and name the board they ran on. A board that dies (the tracker drops it)
+or hangs (no reply by its session timeout plus :data:`HANG_GRACE_S`; the server itself ends a
+session at its timeout, so a live board has answered by then) fails the one candidate it held
+with a "board HOST:PORT under key K lost: ..." message; the tune's progress callback hands each
+round's failures to :meth:`Fleet.note_round`, which counts them per board and lets the tune go on
+while a board is left. The others keep measuring; the tune ends with :meth:`Fleet.lost_line`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+from alexnet_tvm.errors import RPCError
+
+from .rpc import board_registered, check_board, free_boards, tracker_summary
+from .targets import TargetSpec
+
+log = logging.getLogger(__name__)
+
+#: seconds past its session timeout after which a board that has not answered is taken for hung
+HANG_GRACE_S = 15.0
+#: seconds a failed step waits for the tracker to drop a board that died under it
+DROP_WAIT_S = 3.0
+
+_LOST = re.compile(r"board (\S+) under key '[^']*' lost: ")
+
+
+def registered_boards(summary: dict, key: str) -> list[str]:
+    """``host:port`` of every board the tracker lists under ``key`` (busy ones included)."""
+    return [f"{s['addr'][0]}:{s['addr'][1]}" for s in summary.get("server_info", [])
+            if s.get("key") == f"server:{key}" and s.get("addr")]
+
+
+def lost_board(error: str) -> str | None:
+    """The board a failed measurement names as lost (died or hung), else None."""
+    m = _LOST.search(str(error))
+    return m.group(1) if m else None
+
+
+@dataclass
+class Fleet:
+    """The boards a tune measures on, and those it lost."""
+
+    tracker: str
+    key: str
+    #: boards measured on at once: one runner worker each
+    boards: int
+    free: int
+    registered: int
+    cap: int | None = None
+    #: ``host:port`` of the boards registered when the tune started
+    at_start: list[str] = field(default_factory=list)
+    #: board -> candidates that failed with it
+    lost: dict[str, int] = field(default_factory=dict)
+
+    def first_line(self) -> str:
+        capped = f", capped by --boards {self.cap}" if self.cap is not None and self.cap < self.free else ""
+        return (f"measuring on {self.boards} board{'s' if self.boards != 1 else ''} under key {self.key!r} at "
+                f"tracker {self.tracker} ({self.free} free of {self.registered} registered{capped})")
+
+    def note_round(self, errors: list[str]) -> bool:
+        """Count a round's candidates that failed with their board. True when every failure of the
+        round was a lost board's and a board is left: the round does not end the tune."""
+        named = [lost_board(e) for e in errors]
+        for board in named:
+            if board:
+                self.lost[board] = self.lost.get(board, 0) + 1
+        return bool(named) and all(named) and len(self.lost) < self.registered
+
+    def settle(self) -> None:
+        """At the end of the tune: a board that left the tracker without holding a candidate is lost
+        too (0 candidates failed). A tracker that cannot be asked leaves the count as it is."""
+        host, _, port = self.tracker.rpartition(":")
+        try:
+            left = set(registered_boards(tracker_summary(host, int(port), timeout=5.0), self.key))
+        except RPCError as e:
+            log.warning("cannot count the boards left at the end of the tune: %s", e)
+            return
+        for board in self.at_start:
+            if board not in left:
+                self.lost.setdefault(board, 0)
+
+    def lost_line(self) -> str | None:
+        if not self.lost:
+            return None
+        each = ", ".join(f"{b} ({n} candidate{'s' if n != 1 else ''} failed)" for b, n in sorted(self.lost.items()))
+        return f"boards lost: {len(self.lost)} of {self.registered} under key {self.key!r}: {each}"
+
+
+def plan_fleet(spec: TargetSpec, cap: int | None = None, timeout: float = 10.0) -> Fleet:
+    """The boards free under the target's key now, at most ``cap``; a one-line error when none is."""
+    assert spec.rpc is not None
+    if cap is not None and cap < 1:
+        raise RPCError(f"--boards {cap}: give at least 1")
+    summary = check_board(spec, timeout)
+    free = free_boards(summary, spec.rpc.key)
+    boards = registered_boards(summary, spec.rpc.key)
+    fleet = Fleet(spec.rpc.tracker, spec.rpc.key, min(free, cap) if cap else free, free, len(boards), cap, boards)
+    log.info("%s: %s", spec.name, fleet.first_line())
+    return fleet
+
+
+# -- the runner worker's steps (run in MetaSchedule's worker processes) -------------------------
+
+
+def _call(seconds: float, fn):
+    """(finished, value, exception) of ``fn()`` on a daemon thread given ``seconds``: the TVM RPC
+    calls block without a deadline of their own."""
+    out: list = []
+
+    def run():
+        try:
+            out.append((True, fn(), None))
+        except Exception as e:  # noqa: BLE001 - the FFI raises assorted types; the caller sorts them
+            out.append((True, None, e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return out[0] if out else (False, None, None)
+
+
+def _request_board(host: str, port: int, key: str, priority: int, wait: float) -> tuple[str, int, str]:
+    """Ask the tracker for a board under ``key`` (address and match key), waiting at most ``wait``
+    seconds; the request leaves the tracker's queue with the socket."""
+    from tvm.rpc import base
+
+    try:
+        with socket.create_connection((host, port), timeout=min(wait, 10.0)) as sock:
+            sock.settimeout(wait)
+            sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+            if struct.unpack("<i", base.recvall(sock, 4))[0] != base.RPC_TRACKER_MAGIC:
+                raise RPCError(f"{host}:{port} is not an RPC tracker")
+            base.sendjson(sock, [base.TrackerCode.REQUEST, key, "", priority])
+            code, value = base.recvjson(sock)
+    except TimeoutError:
+        raise RPCError(f"no board under key {key!r} at tracker {host}:{port} was free within {wait:.0f} s") from None
+    except OSError as e:
+        raise RPCError(f"RPC tracker {host}:{port} failed: {e.strerror or e}") from None
+    if code != base.TrackerCode.SUCCESS:
+        raise RPCError(f"RPC tracker {host}:{port} refused a board under key {key!r}: {value!r}")
+    return value[0], int(value[1]), value[2]
+
+
+def board_session(rpc_config):
+    """Create-session step: a board from the tracker, bounded; the session remembers which board
+    it is on and when that board must have answered."""
+    from tvm import rpc
+
+    host, port, key = rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.tracker_key
+    wait = float(rpc_config.session_timeout_sec or 60)
+    if not board_registered(tracker_summary(host, port, timeout=min(wait, 10.0)), key):
+        raise RPCError(f"every board under key {key!r} left tracker {host}:{port} (killed or disconnected)")
+    url, bport, matchkey = _request_board(host, port, key, int(rpc_config.session_priority or 1), wait)
+    where = _Where(f"{url}:{bport}", key, host, port, wait)
+    sess = where.run("connect", lambda: rpc.connect(url, bport, matchkey, rpc_config.session_timeout_sec or 0))
+    sess.alexnet_board = where
+    return sess
+
+
+class _Where:
+    """One measurement on one board: runs its steps within the board's deadline and names the board
+    when it is lost."""
+
+    def __init__(self, board: str, key: str, host: str, port: int, timeout: float):
+        self.board, self.key, self.host, self.port = board, key, host, port
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout + HANG_GRACE_S
+        self.lost = False
+
+    def _lost(self, why: str) -> RPCError:
+        self.lost = True
+        return RPCError(f"board {self.board} under key {self.key!r} lost: {why}")
+
+    def run(self, step: str, fn):
+        done, value, err = _call(max(self.deadline - time.monotonic(), 1.0), fn)
+        if not done:
+            raise self._lost(f"no answer to {step} within its {self.timeout:.0f} s session timeout (hung)")
+        if err is None:
+            return value
+        if self._left_tracker():
+            raise self._lost(f"left tracker {self.host}:{self.port} during {step} (killed or disconnected)")
+        last = (str(err).strip().splitlines() or [""])[-1]
+        raise RPCError(f"board {self.board}: {step} failed: {type(err).__name__}: {last}")
+
+    def _left_tracker(self) -> bool:
+        """The tracker no longer lists this board (it sees a board's death within moments)."""
+        end = time.monotonic() + DROP_WAIT_S
+        while True:
+            try:
+                listed = registered_boards(tracker_summary(self.host, self.port, timeout=5.0), self.key)
+            except RPCError:
+                return False  # the tracker's trouble, not the board's
+            if self.board not in listed:
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.25)
+
+
+def board_upload(session, local_path: str, remote_path: str):
+    from tvm.s_tir.meta_schedule.runner.rpc_runner import default_upload_module
+
+    return session.alexnet_board.run("upload", lambda: default_upload_module(session, local_path, remote_path))
+
+
+def board_alloc(session, device, args_info, alloc_repeat: int):
+    from tvm.s_tir.meta_schedule.runner.rpc_runner import default_alloc_argument
+
+    return session.alexnet_board.run("alloc", lambda: default_alloc_argument(session, device, args_info, alloc_repeat))
+
+
+def board_run(session, rt_mod, device, evaluator_config, repeated_args):
+    from tvm.s_tir.meta_schedule.runner.rpc_runner import default_run_evaluator
+
+    return session.alexnet_board.run("run", lambda: default_run_evaluator(session, rt_mod, device, evaluator_config,
+                                                                          repeated_args))
+
+
+def board_cleanup(session, remote_path: str | None) -> None:
+    """Remove the candidate from the board; skipped on a lost board, and a failure here does not
+    undo a measurement already taken."""
+    from tvm.s_tir.meta_schedule.runner.rpc_runner import default_cleanup
+
+    where = getattr(session, "alexnet_board", None)
+    if session is None or remote_path is None or where is None or where.lost:
+        return
+    try:
+        where.run("cleanup", lambda: default_cleanup(session, remote_path))
+    except RPCError as e:
+        log.warning("%s", e)
