@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .errors import DatabaseError, TargetError
 from .fsutil import read_json, write_json
-from .host import HOST_CPU_ENV, describe_cpu, host_cpu_name, microarch
+from .host import HOST_CPU_ENV, describe_cpu, host_cpu_name, microarch, usable_cores
 from .records import RECORDS, WORKLOADS
 from .schemas import PLAIN_NAME
 
@@ -138,7 +139,8 @@ def timed_on(spec: TargetSpec, host: str | None = None) -> str:
 def describe_timer(spec: TargetSpec, name: str) -> dict:
     """A new set's cpu.json: this machine's CPU, or the board or GPU that times ``spec``."""
     if spec.runner == "local" and spec.is_cpu:
-        return describe_cpu(name)
+        cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
+        return {**describe_cpu(name), **({"cores": cores} if cores else {})}
     where = f"RPC board {name!r} (tracker {spec.rpc.tracker})" if spec.rpc else f"GPU ({name})"
     return {"llvm_cpu": name, "timed_on": where, "date": _dt.date.today().isoformat()}
 
@@ -169,30 +171,44 @@ def record_sets(logs_dir: Path, target: str) -> list[RecordSet]:
             if sub.is_dir() and PLAIN_NAME.match(sub.name) and (sub / RECORDS).is_file()]
 
 
-def nearest_set(host: str, names: Iterable[str]) -> str | None:
-    """The set to take on ``host``: its own; else the same vendor's closest generation (the
-    older of two equally close); else another vendor's, same vector ISA first; else any, by name."""
+def nearest_set(host: str, names: Iterable[str], cores: dict[str, int | None] | None = None,
+                host_cores: int | None = None) -> str | None:
+    """The set to take on ``host``: its own; else the same vendor's closest generation, then the
+    closest core count (``cores``: a set's, from its cpu.json; ``host_cores``: this host's), then the
+    older of two; else another vendor's, same vector ISA first, closest cores; else any, by name."""
     names = sorted(names)
     if host in names:
         return host
     me = microarch(host)
 
+    def core_gap(name: str) -> float:
+        theirs = (cores or {}).get(name)
+        if not host_cores or not theirs:
+            return 0.0 if not host_cores else 99.0  # unknown counts after every known one
+        return abs(math.log2(theirs / host_cores))
+
     def distance(name: str) -> tuple:
         other = microarch(name)
         if me is None or other is None:
-            return (3, 0, 0, name)
+            return (3, 0, core_gap(name), 0, name)
         if other.vendor == me.vendor:
-            return (0, abs(other.generation - me.generation), other.generation, name)
-        return (1 if other.isa == me.isa else 2, 0, 0, name)
+            return (0, abs(other.generation - me.generation), core_gap(name), other.generation, name)
+        return (1 if other.isa == me.isa else 2, 0, core_gap(name), 0, name)
 
     return min(names, key=distance, default=None)
+
+
+def _set_cores(s: RecordSet) -> int | None:
+    """The cores a set was timed with (its cpu.json's ``cores``; None for sets made before it was written)."""
+    cores = s.cpu.get("cores")
+    return cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None
 
 
 def _nearest_of(logs_dir: Path, targets: Iterable[str], host: str, exclude: str | None = None) -> RecordSet | None:
     """The nearest set to ``host`` in the first of ``targets`` that has one (``exclude``: a name not to take)."""
     for target in targets:
         sets = {s.name: s for s in record_sets(logs_dir, target) if s.name != exclude}
-        name = nearest_set(host, sets)
+        name = nearest_set(host, sets, {n: _set_cores(s) for n, s in sets.items()}, usable_cores())
         if name is not None:
             return sets[name]
     return None

@@ -72,6 +72,38 @@ def retime_seeds(tasks: list, target, seed_db, own_db, builder, runner, k: int =
     return res
 
 
+def best_ms(database, task) -> float | None:
+    """The fastest record's median time for ``task`` in ``database``, ms."""
+    mod = task.dispatched[0]
+    if not database.has_workload(mod):
+        return None
+    top = [r for r in database.get_top_k(database.commit_workload(mod), 1) if r.run_secs]
+    return median_secs(top[0].run_secs) * 1e3 if top else None
+
+
+def time_candidates(candidates: list[tuple[object, list]], target, database, builder, runner
+                    ) -> tuple[int, int, dict[str, tuple[float, float]]]:
+    """Time (task, its unmeasured candidate records) with :func:`measure_and_commit`, where they
+    compete with the task's records. Returns (tasks with candidates, candidates that ran,
+    {task: (best ms before, best candidate ms)} where a candidate is now the fastest)."""
+    before: dict[str, float | None] = {}
+    jobs = []
+    for task, records in candidates:
+        if records:
+            before[task.task_name] = best_ms(database, task)
+            jobs += [(task, rec) for rec in records]
+    timed = measure_and_commit(jobs, target, database, builder, runner)
+    fastest: dict[str, float] = {}
+    for name, secs in timed:
+        fastest[name] = min(fastest.get(name, float("inf")), secs * 1e3)
+    improved = {}
+    for name, ms in fastest.items():
+        old = before.get(name)
+        if old is None or ms < old:
+            improved[name] = (float("nan") if old is None else old, ms)
+    return len(before), len(timed), improved
+
+
 def measure_and_commit(jobs: list, target, own_db, builder, runner) -> list[tuple[str, float]]:
     """Build and time each (task, record)'s schedule here, in one builder and one runner call,
     and commit those that ran to ``own_db`` with this machine's times; a trace that no longer

@@ -75,45 +75,18 @@ def transferred_records(database, task_one, task, batch: int, target, k: int = S
     return out
 
 
-def best_ms(database, task) -> float | None:
-    """The fastest record's median time for ``task`` in ``database``, ms."""
-    from .adapt import median_secs
-
-    mod = task.dispatched[0]
-    if not database.has_workload(mod):
-        return None
-    top = [r for r in database.get_top_k(database.commit_workload(mod), 1) if r.run_secs]
-    return median_secs(top[0].run_secs) * 1e3 if top else None
-
-
 def transfer_batch_one(tasks: list, tasks_one: list, batch: int, target, database, builder, runner,
                        k: int = SCHEDULES_PER_TASK) -> TransferResult:
     """Time each task's batch-1 schedules (``tasks_one``, paired by task name) at ``batch`` here
     and commit those that ran to ``database``, where they compete with its records."""
-    from .adapt import measure_and_commit
+    from .adapt import time_candidates
 
     t0 = time.perf_counter()
     res = TransferResult(batch)
     one = {t.task_name: t for t in tasks_one}
-    before = {}
-    jobs = []
-    for task in tasks:
-        if task.task_name not in one:
-            continue
-        records = transferred_records(database, one[task.task_name], task, batch, target, k)
-        if records:
-            res.tasks += 1
-            before[task.task_name] = best_ms(database, task)
-            jobs += [(task, rec) for rec in records]
-    timed = measure_and_commit(jobs, target, database, builder, runner)
-    res.timed = len(timed)
-    fastest: dict[str, float] = {}
-    for name, secs in timed:
-        fastest[name] = min(fastest.get(name, float("inf")), secs * 1e3)
-    for name, ms in fastest.items():
-        old = before.get(name)
-        if old is None or ms < old:
-            res.improved[name] = (float("nan") if old is None else old, ms)
+    candidates = [(task, transferred_records(database, one[task.task_name], task, batch, target, k))
+                  for task in tasks if task.task_name in one]
+    res.tasks, res.timed, res.improved = time_candidates(candidates, target, database, builder, runner)
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -1,5 +1,6 @@
 """Records timed before a search (tune.py's first steps): another CPU's seeds re-timed here
-(adapt.py), and this host's batch-1 schedules at a larger batch (batch_transfer.py)."""
+(adapt.py), the records' schedules re-derived for the target's cores (cores_transfer.py), and
+this host's batch-1 schedules at a larger batch (batch_transfer.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,18 @@ def retime(cfg: TuneConfig, plan: _Plan):
              res.timed, res.seconds, res.seeded, res.tasks,
              f"; no seed for {', '.join(res.unseeded)}" if res.unseeded else "")
     replan(cfg, plan)
+    return res
+
+
+def retarget_cores(cfg: TuneConfig, plan: _Plan):
+    """to_target_cores: the best schedules written for another core count, re-derived for the
+    target's and timed here (cores_transfer.py)."""
+    from .cores_transfer import cores_line, transfer_cores
+
+    res = _with_measurers(cfg, plan, lambda b, r: transfer_cores(plan.tasks, plan.cores, plan.target,
+                                                                 plan.database, b, r))
+    log.info("%s", cores_line(cfg.target.name, res))
+    _count_tuned(plan)
     return res
 
 

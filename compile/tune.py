@@ -69,6 +69,11 @@ class TuneConfig:
     #: batch > 1: first time this host's batch-1 schedules at this batch, the batch loop
     #: outermost, as candidate records (batch_transfer.py)
     from_batch_one: bool = False
+    #: first time the records' best schedules re-derived for the target's cores, where they were
+    #: written for another count (cores_transfer.py; adapt does this)
+    to_target_cores: bool = False
+    #: rpc: measure on at most this many of the boards free under the key (fleet.py); None: all
+    boards: int | None = None
 
 
 @dataclass
@@ -100,6 +105,10 @@ class TuneResult:
     retime: object | None = None
     #: from_batch_one: what timing the batch-1 schedules here gave (batch_transfer.TransferResult)
     transfer: object | None = None
+    #: to_target_cores: what timing the schedules re-derived for the cores gave (cores_transfer.CoresTransferResult)
+    cores: object | None = None
+    #: rpc: the boards measured on and those lost mid-tune (fleet.Fleet)
+    fleet: object | None = None
 
 
 def fresh_dir_for(logs_dir: Path, target: TargetSpec) -> Path:
@@ -150,7 +159,7 @@ class _BudgetSpent(Exception):
     pass
 
 
-def _progress_callback(reports: list[TaskReport], bar, deadline: float | None, stop: dict):
+def _progress_callback(reports: list[TaskReport], bar, deadline: float | None, stop: dict, fleet=None):
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
@@ -178,7 +187,9 @@ def _progress_callback(reports: list[TaskReport], bar, deadline: float | None, s
             bar.set_postfix_str(f"best {total:.2f} ms over {len(tuned)}/{len(reports)} tasks")
             # An exception raised here crosses the FFI and comes back as a bare RuntimeError,
             # so the reason to stop is kept in ``stop`` for tune() to read.
-            if measure_candidates and not costs:
+            # several boards: a round whose only failures are boards lost (fleet.py) goes on while one is left
+            lost_only = fleet is not None and fleet.note_round(errors)
+            if measure_candidates and not costs and not lost_only:
                 first = str(errors[-1]).strip().splitlines()  # the latest cause
                 stop["error"] = TuningError(f"task {rep.name}: a round of {len(measure_candidates)} candidates "
                                             f"gave no valid measurement ({first[-1][:300] if first else 'unknown'})")
@@ -238,6 +249,7 @@ class _Plan:
     work_dir: Path
     database: object  # the MetaSchedule database in work_dir
     int8: bool = False
+    fleet: object | None = None  # rpc: the boards measured on (fleet.Fleet)
 
 
 def _check_settings(cfg: TuneConfig) -> tuple[object, int, int, int]:
@@ -255,19 +267,24 @@ def _check_settings(cfg: TuneConfig) -> tuple[object, int, int, int]:
     return target, cores, total, per_task
 
 
-def _check_machine(spec: TargetSpec) -> None:
-    """The board (with its cross compiler) or the GPU to measure on must be there: fail in
-    seconds, before minutes of import and task extraction."""
+def _check_machine(spec: TargetSpec, boards: int | None = None):
+    """The boards (with their cross compiler) or the GPU to measure on must be there: fail in
+    seconds, before minutes of import and task extraction. Returns an rpc target's fleet."""
     import tvm
 
+    fleet = None
     if spec.runner == "rpc":
-        from .rpc import check_board, check_cross_compiler
+        from .fleet import plan_fleet
+        from .rpc import check_cross_compiler
 
         check_cross_compiler(spec)
-        check_board(spec)
+        fleet = plan_fleet(spec, boards)  # logs the tune's first line: the boards it measures on
+    elif boards is not None:
+        raise TuningError(f"--boards: target {spec.name} is measured on this machine, not on RPC boards")
     if spec.kind == "cuda" and not tvm.cuda(0).exist:
         raise TuningError(f"target {spec.name} needs a CUDA GPU to measure on and this machine has none "
                           "(build works without one: it uses DLight default schedules)")
+    return fleet
 
 
 def _plan(cfg: TuneConfig) -> _Plan:
@@ -278,7 +295,7 @@ def _plan(cfg: TuneConfig) -> _Plan:
 
     spec = cfg.target
     target, cores, total, per_task = _check_settings(cfg)
-    _check_machine(spec)
+    fleet = _check_machine(spec, cfg.boards)
     with tempfile.TemporaryDirectory(prefix="alexnet-tvm-tune-") as work:
         imported, prepared = load_prepared(cfg.model, cfg.batch, cfg.overrides, cfg.precision, cfg.calibration, spec,
                                            target, Path(work))
@@ -293,7 +310,7 @@ def _plan(cfg: TuneConfig) -> _Plan:
     if cfg.focus is not None:
         pending = [t for t in tasks if t.task_name in cfg.focus]
     return _Plan(target, cores, total, per_task, tasks, pending, len(tasks) - len(missing), db_dir, work_dir,
-                 database, imported.precision == "int8")
+                 database, imported.precision == "int8", fleet)
 
 
 def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -> None:
@@ -334,6 +351,8 @@ def _tune_pending(cfg: TuneConfig, plan: _Plan, result: TuneResult, t0: float) -
     result.trials = sum(r.trials for r in reports)
     result.tuned_now = sum(1 for t in plan.pending if has_record(plan.database, t, plan.target))
     result.seconds = time.perf_counter() - t0
+    if plan.fleet is not None:
+        plan.fleet.settle()  # boards that left without a candidate count as lost too
     before, after = prune_database(plan.work_dir)
     log.info("kept the %d best of %d records (per workload) in %s", after, before, plan.work_dir)
 
@@ -346,14 +365,15 @@ def tune(cfg: TuneConfig) -> TuneResult:
 
     plan = _plan(cfg)
     t0 = time.perf_counter()
-    from .pretune import retime, transfer
+    from .pretune import retarget_cores, retime, transfer
 
     result_retime = retime(cfg, plan) if cfg.seed_from is not None else None
+    result_cores = retarget_cores(cfg, plan) if cfg.to_target_cores and plan.cores else None
     result_transfer = transfer(cfg, plan) if cfg.from_batch_one and cfg.batch > 1 else None
     log.info("%d tasks, %d already have records%s, %d to tune", len(plan.tasks), plan.already_tuned,
              f" in {plan.work_dir}" if cfg.fresh else "", len(plan.pending))
     result = TuneResult(plan.work_dir, len(plan.tasks), plan.already_tuned, 0, 0, 0.0, False, retime=result_retime,
-                        transfer=result_transfer)
+                        transfer=result_transfer, cores=result_cores, fleet=plan.fleet)
     if plan.pending:
         _tune_pending(cfg, plan, result, t0)
     if cfg.fresh:
@@ -396,13 +416,14 @@ def _run_tuner(cfg: TuneConfig, spec: TargetSpec, contexts, weights, database, t
     deadline = time.monotonic() + 60 * cfg.time_budget if cfg.time_budget else None
     if cfg.deadline is not None:
         deadline = min(deadline or cfg.deadline, cfg.deadline)
-    runner = make_runner(spec)  # checks the board first when it is remote
+    fleet = result.fleet
+    runner = make_runner(spec) if fleet is None else make_runner(spec, fleet.boards)  # checks a board first
     builder = WarmBuilder(max_workers=host_workers(spec, cores), timeout_sec=cfg.builder_timeout,
                           f_export=builder_export_for(spec))
     callbacks = list(ms.measure_callback.MeasureCallback.create("default"))
     bar = tqdm(total=total, unit="trial", desc=f"tune {spec.name}", disable=None)
     stop: dict = {}
-    callbacks.append(_progress_callback(reports, bar, deadline, stop))
+    callbacks.append(_progress_callback(reports, bar, deadline, stop, fleet))
     try:
         ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(result.db_dir),
                            max_trials_global=total, max_trials_per_task=per_task,

@@ -8,7 +8,7 @@ import click
 
 from .options import (
     batch_option, calibrate_options, force_option, logs_dir_option, model_options, out_option, precision_option, seed_option, target_option,
-    targets_file_option,
+    targets_file_option, threads_option,
 )
 
 
@@ -45,15 +45,18 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
 @click.option("--adapt", is_flag=True,
               help="Make the nearest CPU's records this CPU's (re-timed here), then tune where the layer profile "
                    "shows TVM losing to ONNX Runtime here; --time-budget (default 20) is the whole run's wall time.")
+@click.option("--boards", type=click.IntRange(min=1), default=None,
+              help="rpc targets: measure on at most N boards at once (default: every board free under the key).")
 @precision_option()
 @calibrate_options
+@threads_option()
 @targets_file_option()
 @logs_dir_option()
 @model_options
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
          time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, only: tuple[str, ...],
-         from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, targets_file: Path | None,
-         logs_dir: Path | None, **model_flags) -> None:
+         from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, threads: int | None,
+         targets_file: Path | None, logs_dir: Path | None, boards: int | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
     from alexnet_tvm.compile.batch_transfer import transfer_line
     from alexnet_tvm.compile.tune import format_report
@@ -62,15 +65,16 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
     if adapt:
         clash = [f for f, on in (("--fresh", fresh), ("--extend", extend), ("--only", only), ("--trials", trials),
                                  ("--trials-per-task", trials_per_task), ("--calibrate", calibrate),
-                                 ("--from-batch-1", from_batch_one)) if on]
+                                 ("--from-batch-1", from_batch_one), ("--boards", boards)) if on]
         if clash:
             raise click.UsageError(f"--adapt chooses its own tasks and budget; drop {', '.join(clash)}")
-        return _adapt(model, target_name, batch, time_budget, seed, precision, targets_file, logs_dir, model_flags)
+        return _adapt(model, target_name, batch, time_budget, seed, precision, targets_file, logs_dir, model_flags,
+                      threads)
     for name, b, res in tune_each_batch(model, target_name, batch=batch, targets_file=targets_file, logs_dir=logs_dir,
                                         total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
                                         trials_per_round=trials_per_round, seed=seed, precision=precision,
                                         extend=extend, fresh=fresh, only=only, from_batch_one=from_batch_one,
-                                        model_flags=model_flags,
+                                        model_flags=model_flags, threads=threads, boards=boards,
                                         calibrate=calibrate, calib_images=calib_images):
         if res.transfer is not None:
             click.echo(transfer_line(name, res.transfer))
@@ -79,16 +83,18 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
                    + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
         if res.reports:
             click.echo("\n".join(format_report(res)))
+        if res.fleet is not None and res.fleet.lost:
+            click.echo(res.fleet.lost_line())
 
 
 def _adapt(model: Path, target_name: str, batch: int | None, time_budget: float | None, seed: int, precision: str,
-           targets_file: Path | None, logs_dir: Path | None, model_flags: dict) -> None:
+           targets_file: Path | None, logs_dir: Path | None, model_flags: dict, threads: int | None = None) -> None:
     from alexnet_tvm.interface.adapt import adapt_each_batch, report_lines
     from alexnet_tvm.interface.compile_jobs import model_overrides
 
     for name, report in adapt_each_batch(model, target_name, batch=batch, time_budget=time_budget or 20.0,
                                          targets_file=targets_file, logs_dir=logs_dir, precision=precision, seed=seed,
-                                         overrides=model_overrides(**model_flags)):
+                                         overrides=model_overrides(**model_flags), threads=threads):
         click.echo("\n".join(report_lines(name, report)))
 
 
@@ -100,24 +106,26 @@ def _adapt(model: Path, target_name: str, batch: int | None, time_budget: float 
 @force_option()
 @precision_option()
 @calibrate_options
+@threads_option()
 @targets_file_option()
 @logs_dir_option()
 @model_options
 def build(model: Path, target_name: str, batch: int, out: Path | None, force: bool, precision: str,
-          calibrate: str | None, calib_images: int, targets_file: Path | None, logs_dir: Path | None,
-          **model_flags) -> None:
+          calibrate: str | None, calib_images: int, threads: int | None, targets_file: Path | None,
+          logs_dir: Path | None, **model_flags) -> None:
     """Build a deployable artifact (library, parameters, manifest) with the tuning records.
 
     MODEL is a TorchScript, ONNX, .pt2 or state_dict file; no sidecar is needed (the input
     size and classes are read from the file; the model flags override them). --precision int8
     quantizes it with --calibrate DATA; a QDQ ONNX file (ORT's quantizer) builds as int8 as it is."""
-    from alexnet_tvm.interface.compile_jobs import build_artifact
+    from alexnet_tvm.interface.compile_jobs import build_artifact, cores_label
 
     res = build_artifact(model, target_name, batch=batch, out=out, precision=precision, targets_file=targets_file,
                          logs_dir=logs_dir, force=force, model_flags=model_flags, calibrate=calibrate,
-                         calib_images=calib_images)
+                         calib_images=calib_images, threads=threads)
     used = res.records.name if res.records is not None else None
-    click.echo(f"wrote {res.out} in {res.seconds:.1f} s ({res.tuned}/{res.tasks} tasks tuned"
+    click.echo(f"wrote {res.out} in {res.seconds:.1f} s" + (f" for {cores_label(res.cores)}" if res.cores else "")
+               + f" ({res.tuned}/{res.tasks} tasks tuned"
                + (f" with record set {used}" if used else "")
                + (f"; UNTUNED: {', '.join(res.untuned)}" if res.untuned else "") + ")")
 

@@ -54,6 +54,8 @@ class AdaptReport:
     retime: object | None  # compile.adapt.RetimeResult
     #: batch > 1: the batch-1 schedules timed at this batch (compile.batch_transfer.TransferResult)
     transfer: object | None = None
+    #: the schedules re-derived for the target's cores (compile.cores_transfer.CoresTransferResult)
+    cores: object | None = None
     #: task -> milliseconds lost to ONNX Runtime before tuning (the weights)
     losses: dict[str, float] = field(default_factory=dict)
     #: the profiled model's run time here (the sum of its kernels) and what its losing kernels
@@ -117,9 +119,9 @@ def _measure_batch(base, seed_dir: Path | None, seed_name: str | None) -> AdaptR
 
     t0 = time.monotonic()
     report = AdaptReport(base.batch, seed_name, None)
-    if seed_dir is not None or base.batch > 1:
-        res = tune(replace(base, seed_from=seed_dir, focus={}, from_batch_one=base.batch > 1))
-        report.retime, report.transfer = res.retime, res.transfer
+    # the cores step costs nothing where every record was written for the target's cores
+    res = tune(replace(base, seed_from=seed_dir, focus={}, from_batch_one=base.batch > 1, to_target_cores=True))
+    report.retime, report.transfer, report.cores = res.retime, res.transfer, res.cores
     report.losses, report.model_ms, report.lost_ms = losing_kernels(base)
     report.seconds = time.monotonic() - t0
     return report
@@ -202,6 +204,10 @@ def report_lines(name: str, r: AdaptReport) -> list[str]:
                      f"{rt.seconds:.0f} s; {rt.seeded} of {rt.tasks} tasks now have records timed on this CPU"
                      + (f" (no seed for {', '.join(rt.unseeded)})" if rt.unseeded else ""))
     from alexnet_tvm.compile.batch_transfer import transfer_line
+    from alexnet_tvm.compile.cores_transfer import cores_line
+
+    if r.cores is not None and r.cores.tasks:
+        lines.append(cores_line(f"{name} batch {r.batch}", r.cores))
 
     # batch 1's schedules: timed before the profile, and again before the search (after batch 1's)
     lines += [transfer_line(name, t) for t in (r.transfer, getattr(r.tune, "transfer", None)) if t is not None]

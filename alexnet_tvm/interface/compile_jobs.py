@@ -51,9 +51,14 @@ def target_lines(targets_file: Path | None = None, logs_dir: Path | None = None)
                      f"{','.join(map(str, t.batch_sizes)):10s} {json.dumps(t.target)}  {t.description}")
         sets = set_lines(logs_dir_for_reading(logs_dir, name), t)
         lines.append(f"    record sets: {'; '.join(sets) if sets else 'none (tune makes one for this machine)'}")
-    if auto is not None and auto.target != targets[auto.name].target:
-        lines.append(f"* --target auto here: {auto.name} with {json.dumps(auto.target)}")
+    if auto is not None:
+        lines.append(f"* --target auto here: {auto.name} with {json.dumps(auto.target)} "
+                     f"({cores_label(auto.target.get('num-cores'))}: what this process may use; --threads N for another count)")
     return lines
+
+
+def cores_label(cores: int | None) -> str:
+    return f"{cores} core{'' if cores == 1 else 's'}"
 
 
 def calibration(calibrate: str | None = None, calib_images: int | None = None):
@@ -66,14 +71,14 @@ def calibration(calibrate: str | None = None, calib_images: int | None = None):
 
 def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, targets_file: Path | None = None,
                     logs_dir: Path | None = None, model_flags: dict | None = None, calibrate: str | None = None,
-                    calib_images: int | None = None, **options: Any) -> Iterator[tuple[str, int, TuneResult]]:
+                    calib_images: int | None = None, threads: int | None = None, **options: Any) -> Iterator[tuple[str, int, TuneResult]]:
     """Tune ``model`` at ``batch`` (default: each of the target's batch sizes in turn), yielding
     (target name, batch, result) as each finishes. ``model_flags``: :func:`model_overrides`'
     arguments; ``options``: the other TuneConfig fields."""
     from alexnet_tvm.compile.tune import TuneConfig, tune
     from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
 
-    spec = resolve_target(target, targets_file)
+    spec = resolve_target(target, targets_file, threads)
     logs = logs_dir_for_writing(logs_dir, spec.name)
     for b in [batch] if batch else spec.batch_sizes:
         yield spec.name, b, tune(TuneConfig(model=model, target=spec, logs_dir=logs, batch=b,
@@ -84,14 +89,14 @@ def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None
 def build_artifact(model: Path, target: str = AUTO, *, batch: int = 1, out: Path | None = None,
                    precision: str = "fp32", targets_file: Path | None = None, logs_dir: Path | None = None,
                    model_flags: dict | None = None, calibrate: str | None = None, calib_images: int | None = None,
-                   **options: Any) -> BuildResult:
+                   threads: int | None = None, **options: Any) -> BuildResult:
     """Build ``model`` for a named target into ``out`` (default: settings' artifact folder).
     ``model_flags``: :func:`model_overrides`' arguments; ``options``: the other BuildConfig
     fields (``force``, ...)."""
     from alexnet_tvm.compile.build import BuildConfig, build
     from alexnet_tvm.settings import default_artifact_dir, logs_dir_for_reading, resolve_target
 
-    spec = resolve_target(target, targets_file)
+    spec = resolve_target(target, targets_file, threads)
     out = out or default_artifact_dir(Path(model).name.split(".")[0], spec.name, batch, precision)
     return build(BuildConfig(model=model, target=spec, out=out, logs_dir=logs_dir_for_reading(logs_dir, spec.name),
                              batch=batch, precision=precision, overrides=model_overrides(**(model_flags or {})),
