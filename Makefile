@@ -31,11 +31,13 @@ test-arm: $(STAMP)
 	$(PY) -m pytest -q -m armboard tests/test_armboard.py
 
 # The reference workload with committed records: AlexNet-1000 (torchvision shape), batch 1 and 16,
-# fp32, bf16 FC weights and int8 (TVM and ORT on one QDQ model; VNNI hosts). Results: runs/bench/alexnet1000/{bench.json,bench.md,bench.png,layers.md}.
+# fp32, bf16 FC weights and int8 (TVM and ORT on one QDQ model; VNNI hosts), every runtime (OpenVINO too, when
+# installed: the openvino extra) on 1 and 2 threads. Results: runs/bench/alexnet1000/{bench.json,bench.md,bench.png,layers.md}.
 BENCH_MODEL = runs/bench/alexnet1000.pt
 bench: $(STAMP)
 	test -f $(BENCH_MODEL) || $(CLI) init --arch torchvision --classes 1000 -o $(BENCH_MODEL)
-	$(CLI) bench $(BENCH_MODEL) --target auto --batch 1,16 --bf16 --int8 --layers --runs 30 -o runs/bench/alexnet1000
+	$(CLI) bench $(BENCH_MODEL) --target auto --batch 1,16 --threads 1,2 --bf16 --int8 --layers --runs 30 \
+		-o runs/bench/alexnet1000
 
 # The server against the bare libraries, on loopback: AlexNet-1000 built for batch 1 and 16 (the committed
 # records), 1 and 32 concurrent clients, 3 bare and 3 served rounds taking turns (medians reported).

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -80,3 +83,56 @@ def time_in_rounds(fns: dict[str, Callable[[np.ndarray], object]], x: np.ndarray
                 fn(x)
                 samples[name].append(1e3 * (time.perf_counter() - t))
     return {name: Timing.from_samples(name, len(x), samples[name]) for name in names}
+
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def tvm_threads_env(threads: int) -> Iterator[None]:
+    """TVM_NUM_THREADS set to ``threads`` inside, as it was after (TVM reads it when a thread's
+    pool starts and at each parallel launch; a later job in this process must not inherit it)."""
+    from alexnet_tvm.host import THREADS_ENV
+
+    before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = before
+
+
+def with_tvm_threads(threads: int, fn: Callable[[], T]) -> T:
+    """``fn()`` on a fresh thread whose TVM thread pool runs ``threads`` threads.
+
+    TVM's pool is per calling thread and sized once, when that thread first runs a parallel
+    loop (TVM_NUM_THREADS read then; ``runtime.config_threadpool`` can only lower the count,
+    and it re-pins the calling thread, which the other runtimes' threads would inherit). A new
+    thread with the variable set gets a new pool of exactly ``threads``, whatever this process
+    ran before."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # re-raised in the caller
+            box["error"] = e
+
+    with tvm_threads_env(threads):
+        worker = threading.Thread(target=run, name=f"bench-{threads}-threads", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)  # a short wait: Ctrl-C reaches the main thread
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def tvm_pool_threads() -> int:
+    """The threads TVM's pool of the calling thread runs parallel loops on."""
+    import tvm
+
+    return int(tvm.runtime.num_threads())

@@ -45,6 +45,11 @@ def test_bench_json_has_every_column(tmp_path, run_cli, monkeypatch):
         assert row["speedup_vs_pytorch"] == pytest.approx(row["pytorch"]["median_ms"] / row["tvm"]["median_ms"])
         assert row["speedup_vs_onnxruntime"] == pytest.approx(
             row["onnxruntime"]["median_ms"] / row["tvm"]["median_ms"])
+        others = ("pytorch", "onnxruntime") + (("openvino",) if _has_openvino() else ())
+        assert row["threads"] == r["threads"] and set(row["threads_used"]) >= {*others, "tvm", "tvm-bf16"}
+        assert set(row["threads_used"].values()) == {r["threads"]}
+        best = min(others, key=lambda k: row[k]["median_ms"])
+        assert row["speedup_vs_best_other"] == pytest.approx(row[best]["median_ms"] / row["tvm"]["median_ms"])
         assert 0 < row["tvm_fraction_of_fp32_peak"] < 1
         assert row["bf16_speedup_vs_onnxruntime"] == pytest.approx(
             row["onnxruntime"]["median_ms"] / row["tvm-bf16"]["median_ms"])
@@ -156,8 +161,19 @@ def test_bench_times_a_bare_onnx_file_against_onnx_runtime(tmp_path, run_cli):
     for row in r["rows"]:
         assert "pytorch" not in row and "speedup_vs_pytorch" not in row
         assert row["speedup_vs_onnxruntime"] == pytest.approx(row["onnxruntime"]["median_ms"] / row["tvm"]["median_ms"])
+        others = [k for k in ("onnxruntime", "openvino") if k in row]  # OpenVINO reads the same file
+        assert others == ["onnxruntime", "openvino"] if _has_openvino() else ["onnxruntime"]
+        best = min(others, key=lambda k: row[k]["median_ms"])
+        assert row["best_other"] == best
+        assert row["speedup_vs_best_other"] == pytest.approx(row[best]["median_ms"] / row["tvm"]["median_ms"])
     assert "PyTorch" not in (out / "bench.md").read_text().splitlines()[0]
     assert "x ONNX Runtime" in res.output
+
+
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 @pytest.mark.skipif("avx512_vnni" not in __import__("alexnet_tvm.host").host.host_cpu_flags(),

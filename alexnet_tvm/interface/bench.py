@@ -1,10 +1,12 @@
-"""bench MODEL: PyTorch eager, ONNX Runtime and TVM (tuned; untuned opt-in) side by side.
+"""bench MODEL: PyTorch eager, ONNX Runtime, OpenVINO and TVM (tuned; untuned opt-in) side by side.
 
 Every runtime is timed in this one process, on the same inputs, with the same
-thread count, so the ratios mean something on a shared, noisy machine. Two
-physical references are measured in the same run: read bandwidth from where the
-weights live (the batch-1 floor is the weight bytes over it) and the fraction of fp32
-FMA peak. The report names the record set the TVM build took and the CPU it ran on.
+thread count, so the ratios mean something on a shared, noisy machine. ``--threads
+1,2,4`` times every runtime at each count (one row per batch and count; the TVM library
+is built once per batch, for the largest). Two physical references are measured in the
+same run: read bandwidth from where the weights live (the batch-1 floor is the weight
+bytes over it) and the fraction of fp32 FMA peak. The report names the record set the
+TVM build took and the CPU it ran on; bench_report.py writes it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.fsutil import write_json, write_text
 
 from . import bench_int8
+from .bench_refs import Sources, best_other, reference_runtimes, threads_used
+from .bench_report import OTHERS, markdown_table, plot, summary_lines  # noqa: F401  (the report, also from here)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,8 @@ class BenchConfig:
     batches: list[int] = field(default_factory=lambda: [1])
     out_dir: Path = Path("runs/bench")
     runs: int = 20
-    threads: int | None = None
+    #: every runtime at each of these thread counts, one row each (None: the cores this process may use)
+    threads: list[int] | None = None
     untuned: bool = False
     #: also time a build with bf16 FC weights (see compile/precision.py)
     bf16: bool = False
@@ -46,18 +51,23 @@ class BenchConfig:
     logs_dir: Path | None = None
 
 
-def parse_batches(text: str) -> list[int]:
-    """``--batch 1,16`` -> [1, 16]."""
+def parse_counts(text: str, flag: str) -> list[int]:
+    """``--batch 1,16`` -> [1, 16], ``--threads 1,2,4`` -> [1, 2, 4]: positive integers, in order, once each."""
     try:
-        return [int(b) for b in text.split(",") if b.strip()]
+        counts = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ToolkitError(f"--batch {text!r}: give comma-separated integers") from None
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ToolkitError(f"{flag} {text!r}: give comma-separated positive integers, e.g. 1,2,4")
+    return list(dict.fromkeys(counts))
 
 
 def check_config(cfg: BenchConfig) -> None:
     """Refuse what cannot give a median and a spread, before anything is built."""
     if not cfg.batches or min(cfg.batches) < 1 or cfg.runs < 3:
         raise ToolkitError("--batch needs positive sizes and --runs at least 3")
+    if cfg.threads is not None and (not cfg.threads or min(cfg.threads) < 1):
+        raise ToolkitError("--threads needs positive counts")
 
 
 def measure_read_bandwidth(threads: int, mbytes: int = 512, repeats: int = 5) -> float:
@@ -140,30 +150,38 @@ def run_bench(cfg: BenchConfig) -> dict:
     from alexnet_tvm.settings import resolve_target
 
     check_config(cfg)
-    spec = resolve_target(cfg.target, cfg.targets_file, cfg.threads)
+    spec = resolve_target(cfg.target, cfg.targets_file, max(cfg.threads) if cfg.threads else None)
     if spec.runner == "rpc":
         return _bench_board(cfg, spec)
     if spec.kind == "cuda":
         return _bench_gpu(cfg, spec)
     if not spec.is_cpu:
         raise ToolkitError(f"bench runs CPU, CUDA and RPC-board targets; {spec.name} is {spec.kind}")
-    return _bench_cpu(cfg, spec)
+    from alexnet_tvm.host import usable_cores
+    from alexnet_tvm.runtime.bench import tvm_threads_env
+
+    counts = cfg.threads or [usable_cores()]
+    with tvm_threads_env(max(counts)):  # while the libraries are built; each row sets its own
+        return _bench_cpu(cfg, spec, counts)
 
 
-def _bench_cpu(cfg: BenchConfig, spec) -> dict:
-    """Every runtime in this process on the same inputs and threads, with the physical references."""
-    from alexnet_tvm.host import cpu_model
+def _bench_cpu(cfg: BenchConfig, spec, counts: list[int]) -> dict:
+    """Every runtime in this process on the same inputs, at each thread count, with the physical references."""
+    from alexnet_tvm.host import cpu_model, usable_cores
     from alexnet_tvm.recordsets import other_record_set, record_choice, single_set_view
     from alexnet_tvm.runtime.bench import rounds_for
     from alexnet_tvm.settings import logs_dir_for_reading
+    from alexnet_tvm.targets import with_cores
 
-    cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
-    threads = cfg.threads or int(cores or os.cpu_count() or 1)
-    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    top = max(counts)
+    if top > usable_cores():
+        log.warning("bench --threads %d: this process may use %d cores; the larger counts share them", top,
+                    usable_cores())
+    spec = with_cores(spec, top)  # one library per batch, built for the largest count
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    size, flops, weight_bytes, onnx_path, refs = _references(cfg, threads)
-    probe = bandwidth_probe(weight_bytes, threads)
-    peak, peak_how = fp32_peak_gflops(threads)
+    src = _references(cfg, top)
+    probe = bandwidth_probe(src.weight_bytes, top)
+    peak, peak_how = fp32_peak_gflops(top)
     logs = logs_dir_for_reading(cfg.logs_dir, spec.name)
     cfg.int8 = bench_int8.wanted(cfg.int8, spec)
     records = record_choice(logs, spec, announce=False)  # each build says a fallback
@@ -171,19 +189,14 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     other_logs = single_set_view(cfg.out_dir / "other-logs", other) if other else None
     rows = []
     for b in cfg.batches:
-        x = np.random.default_rng(0).standard_normal((b, 3, size, size), dtype=np.float32)
-        row, arts = _time_cpu_batch(cfg, spec, x, refs, logs, threads, other_logs)
-        row["tvm_fraction_of_fp32_peak"] = flops * b / (row["tvm"]["median_ms"] / 1e3) / 1e9 / peak
-        if cfg.layers:
-            row["layers"] = _layer_times(arts["tvm"][0], onnx_path, x, threads, cfg.runs)
-        if cfg.layers and "tvm-int8" in arts:
-            row["layers_int8"] = bench_int8.layer_rows(*arts["tvm-int8"], x, threads, cfg.runs)
-        rows.append(row)
+        x = np.random.default_rng(0).standard_normal((b, 3, src.size, src.size), dtype=np.float32)
+        arts, untuned = _build_variants(cfg, spec, b, logs, other_logs)
+        rows += [_time_cpu_row(cfg, src, x, t, arts, untuned, layers=cfg.layers and t == top) for t in counts]
     result = {
-        "model": str(cfg.model), "target": spec.name, "threads": threads, "runs": cfg.runs,
+        "model": str(cfg.model), "target": spec.name, "threads": top, "thread_counts": counts, "runs": cfg.runs,
         "rounds": rounds_for(cfg.runs),
-        "gflop_per_image": flops / 1e9, "weight_mbytes": weight_bytes / 1e6, **probe,
-        "batch1_weight_floor_ms": weight_bytes / (probe["read_bandwidth_gb_s"] * 1e9) * 1e3,
+        "gflop_per_image": src.flops / 1e9, "weight_mbytes": src.weight_bytes / 1e6, **probe,
+        "batch1_weight_floor_ms": src.weight_bytes / (probe["read_bandwidth_gb_s"] * 1e9) * 1e3,
         "fp32_peak_gflops": peak, "fp32_peak_how": peak_how, "rows": rows,
         "machine": os.uname().nodename, "cpu_model": cpu_model(), "host_cpu": records.host,
         "record_set": records.label, "record_set_cpu": records.manifest()["record_set_cpu"],
@@ -193,17 +206,20 @@ def _bench_cpu(cfg: BenchConfig, spec) -> dict:
     return _write_results(cfg, result)
 
 
-def _references(cfg: BenchConfig, threads: int) -> tuple[int, float, int, Path, dict]:
-    """(input size, FLOPs per image, weight bytes, the ONNX file, the reference runtimes).
+def _references(cfg: BenchConfig, threads: int) -> Sources:
+    """Input size, FLOPs per image, weight bytes, the ONNX file and PyTorch's call: what the
+    reference runtimes of every row are made from (bench_refs.reference_runtimes).
 
-    An ONNX file has no PyTorch form: it is timed against ONNX Runtime alone, and its
-    FLOPs are counted on the ONNX graph."""
+    An ONNX file has no PyTorch form: it is timed against ONNX Runtime (and OpenVINO) alone,
+    and its FLOPs are counted on the ONNX graph."""
     from alexnet_tvm.model.formats import detect_format
-    from alexnet_tvm.runtime.references import OnnxRuntimeReference
 
+    from . import openvino_ref
+
+    openvino = openvino_ref.available()  # one warning line when it is not installed
     if detect_format(cfg.model) == "onnx":
         size, flops, weight_bytes = onnx_flops_and_weights(cfg.model)
-        return size, flops, weight_bytes, cfg.model, {"onnxruntime": OnnxRuntimeReference(cfg.model, threads)}
+        return Sources(size, flops, weight_bytes, cfg.model, None, openvino)
     import torch
 
     from alexnet_tvm.model.reference import load_torch_module, onnx_file_for, torch_reference
@@ -217,8 +233,7 @@ def _references(cfg: BenchConfig, threads: int) -> tuple[int, float, int, Path, 
     size = meta.input_size
     flops, weight_bytes = model_flops_and_weights(module, size)
     onnx_path = onnx_file_for(cfg.model, max(cfg.batches), cfg.out_dir, size)
-    refs = {"pytorch": torch_reference(cfg.model, threads), "onnxruntime": OnnxRuntimeReference(onnx_path, threads)}
-    return size, flops, weight_bytes, onnx_path, refs
+    return Sources(size, flops, weight_bytes, onnx_path, torch_reference(cfg.model, threads), openvino)
 
 
 def onnx_flops_and_weights(path: Path) -> tuple[int, float, int]:
@@ -251,14 +266,11 @@ def onnx_flops_and_weights(path: Path) -> tuple[int, float, int]:
     return size, flops, int(sum(w.size * 4 for w in weights.values() if w.dtype == np.float32))
 
 
-def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Path, threads: int,
-                    other_logs: Path | None = None) -> tuple[dict, dict]:
-    """One batch size: build the TVM variants, time every runtime on ``x``; (row, {name: (artifact, folder)})."""
+def _build_variants(cfg: BenchConfig, spec, b: int, logs: Path, other_logs: Path | None) -> tuple[dict, dict]:
+    """One batch size's TVM libraries, built once for every thread count: ({name: (artifact, folder)},
+    {name: its untuned tasks})."""
     from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.bench import time_callable, time_in_rounds
 
-    b = x.shape[0]
-    runtimes = dict(refs)
     builds = {"tvm": (logs, "fp32")}
     if other_logs is not None:
         builds["tvm-other"] = (other_logs, "fp32")
@@ -268,36 +280,68 @@ def _time_cpu_batch(cfg: BenchConfig, spec, x: np.ndarray, refs: dict, logs: Pat
         builds["tvm-untuned"] = (cfg.out_dir / "empty-logs", "fp32")
     if cfg.int8:
         builds["tvm-int8"] = (logs, "int8")
-    untuned_tasks = {}
-    artifacts = {}
+    untuned_tasks, artifacts = {}, {}
     for name, (ldir, precision) in builds.items():
         art_dir, untuned_tasks[name] = _build_tvm(cfg, spec, b, name, ldir, precision)
         artifacts[name] = (load_artifact(art_dir), art_dir)
-        runtimes[name] = artifacts[name][0].run_batch
+    return artifacts, untuned_tasks
+
+
+def _time_cpu_row(cfg: BenchConfig, src: Sources, x: np.ndarray, threads: int, artifacts: dict, untuned: dict,
+                  layers: bool = False) -> dict:
+    """One (batch, thread count): every runtime at ``threads``, timed in rounds on ``x``, on a thread
+    of its own (TVM's pool of that size); the row records what each runtime reported it ran on."""
+    from alexnet_tvm.runtime.bench import with_tvm_threads
+
+    b = x.shape[0]
+    row = {"batch": b, "threads": threads, "untuned_tasks": untuned}
+    timings, outputs, row["threads_used"] = with_tvm_threads(threads, lambda: _time_runtimes(cfg, src, x, threads,
+                                                                                               artifacts))
+    for name, t in timings.items():
+        row[name] = t.to_dict()
+        log.info("batch %d, %d threads: %-12s median %.2f ms", b, threads, name, t.median_ms)
+    _add_ratios(row, outputs)
+    bench_int8.add_ratios(row)
+    row["tvm_fraction_of_fp32_peak"] = src.flops * b / (row["tvm"]["median_ms"] / 1e3) / 1e9 / fp32_peak_gflops(
+        threads)[0]
+    if layers:
+        row["layers"] = with_tvm_threads(threads, lambda: _layer_times(artifacts["tvm"][0], src.onnx_path, x, threads,
+                                                                       cfg.runs))
+    if layers and "tvm-int8" in artifacts:
+        row["layers_int8"] = with_tvm_threads(threads, lambda: bench_int8.layer_rows(*artifacts["tvm-int8"], x,
+                                                                                     threads, cfg.runs))
+    return row
+
+
+def _time_runtimes(cfg: BenchConfig, src: Sources, x: np.ndarray, threads: int, artifacts: dict) -> tuple:
+    """(timings, the logits bf16 is judged by, the threads each runtime runs on), on the calling thread."""
+    from alexnet_tvm.runtime.bench import time_callable, time_in_rounds
+
+    runtimes = reference_runtimes(src, threads, x.shape)
+    runtimes.update({name: art.run_batch for name, (art, _) in artifacts.items()})
     if cfg.int8:
         bench_int8.add_runtimes(artifacts["tvm-int8"][1], artifacts["tvm-int8"][0], runtimes, threads)
-    row = {"batch": b, "untuned_tasks": untuned_tasks}
+    used = threads_used(runtimes)
     slow = {n: runtimes.pop(n) for n in ("tvm-untuned",) if n in runtimes}  # minutes a run: one short block
     timings = time_in_rounds(runtimes, x, runs=cfg.runs)
     timings.update({n: time_callable(n, fn, x, runs=3, warmup=1, max_seconds=60) for n, fn in slow.items()})
-    outputs = {}
-    for name, t in timings.items():
-        row[name] = t.to_dict()
-        if cfg.bf16 and name in ("pytorch", "onnxruntime", "tvm-bf16"):  # what bf16 costs in accuracy, below
-            outputs[name] = np.asarray(runtimes[name](x))
-        log.info("batch %d %-12s median %.2f ms", b, name, t.median_ms)
-    _add_ratios(row, outputs)
-    bench_int8.add_ratios(row)
-    return row, artifacts
+    judged = ("pytorch", "onnxruntime", "tvm-bf16") if cfg.bf16 else ()  # what bf16 costs in accuracy (_add_ratios)
+    outputs = {n: np.asarray(runtimes[n](x)) for n in judged if n in runtimes}
+    return timings, outputs, used
 
 
 def _add_ratios(row: dict, outputs: dict[str, np.ndarray]) -> None:
-    """TVM's speed ratios against the references, and with bf16 weights what they cost in logits."""
-    present = [r for r in ("pytorch", "onnxruntime") if r in row]  # an ONNX file has no PyTorch column
+    """TVM's speed ratios against the references, the headline one against the fastest of them,
+    and with bf16 weights what they cost in logits."""
+    present = [r for r in OTHERS if r in row]  # an ONNX file has no PyTorch column
     variants = (("tvm", "speedup_vs"), ("tvm-bf16", "bf16_speedup_vs"), ("tvm-other", "other_records_speedup_vs"))
     for name, key in variants:
         for r in present if name in row else []:
             row[f"{key}_{r}"] = row[r]["median_ms"] / row[name]["median_ms"]
+    best = best_other(row, OTHERS)
+    if best is not None and "tvm" in row:
+        row["best_other"] = best
+        row["speedup_vs_best_other"] = row[best]["median_ms"] / row["tvm"]["median_ms"]
     if "tvm-bf16" in row:
         ref = outputs[present[0]]
         # the price: how far bf16 weights move the logits, relative to their range
@@ -397,102 +441,3 @@ def _bench_gpu(cfg: BenchConfig, spec) -> dict:
     note = f"PyTorch eager (CUDA) and TVM on {torch.cuda.get_device_name(0)}."
     return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "gpu",
                                 "note": note, "rows": rows})
-
-
-RUNTIMES = ("pytorch", "onnxruntime", "tvm", "tvm-other", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES
-
-
-RATIOS = (("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime"),
-          ("TVM (another CPU's records) vs ORT", "other_records_speedup_vs_onnxruntime")) + bench_int8.RATIOS
-
-
-def markdown_table(r: dict) -> str:
-    present = [k for k in RUNTIMES if any(k in row for row in r["rows"])]
-    ratios = [(title, key) for title, key in RATIOS if all(key in row for row in r["rows"])]
-    head = "| batch | " + " | ".join([f"{k} ms (median) | {k} fps" for k in present] + [t for t, _ in ratios]) + \
-        " |\n"
-    head += "|---" * (1 + 2 * len(present) + len(ratios)) + "|\n"
-    lines = []
-    for row in r["rows"]:
-        cells = [str(row["batch"])]
-        for k in present:
-            t = row.get(k)
-            cells += [f"{t['median_ms']:.2f}", f"{t['images_per_s']:.0f}"] if t else ["-", "-"]
-        cells += [f"{row[key]:.2f}x" for _, key in ratios]
-        lines.append("| " + " | ".join(cells) + " |")
-    if "note" in r:
-        return head + "\n".join(lines) + f"\n\n{r['note']}\n"
-    rounds = r.get("rounds", 1)
-    taken = f" in {rounds} rounds, the runtimes taking turns" if rounds > 1 else ""
-    foot = (f"\nModel {r['model']} on {r['target']}, {r['threads']} threads, {r['runs']} runs after warm-up{taken}.\n"
-            + records_line(r) +
-            f"Read bandwidth {r['read_bandwidth_gb_s']:.1f} GB/s ({_probe_label(r)}): batch-1 weight floor "
-            f"{r['batch1_weight_floor_ms']:.2f} ms for {r['weight_mbytes']:.0f} MB of fp32 weights.\n"
-            f"fp32 FMA peak {r['fp32_peak_gflops']:.0f} GFLOP/s ({r['fp32_peak_how']}); TVM runs the model's "
-            "direct-convolution FLOPs at "
-            + ", ".join(f"{row['tvm_fraction_of_fp32_peak']:.1%} of it at batch {row['batch']}" for row in r["rows"])
-            + " (over 100 %: a boost clock above the nominal one, or Winograd convs, which do fewer multiplies).\n")
-    return head + "\n".join(lines) + "\n" + foot
-
-
-def records_line(r: dict) -> str:
-    """Which records the TVM column was built with, and on which CPU it ran (older bench.json: nothing)."""
-    if "cpu_model" not in r:
-        return ""
-    used = "no tuning records"
-    if r.get("record_set"):
-        used = f"record set {r['record_set']} ({r.get('record_set_cpu')})"
-        if r.get("record_set_fallback"):
-            used += ", timed on another CPU"
-    if r.get("other_record_set"):
-        used += f"; tvm-other with record set {r['other_record_set']} ({r.get('other_record_set_cpu')})"
-    return f"CPU: {r['cpu_model'] or 'unknown'} ({r.get('host_cpu')}); TVM built with {used}.\n"
-
-
-def _probe_label(r: dict) -> str:
-    level = r.get("read_bandwidth_level", "DRAM")
-    l3 = f" of {r['l3_mbytes']:.0f} MB L3" if r.get("l3_mbytes") else ""
-    return f"{level}: {r.get('read_bandwidth_buffer_mbytes', 512)} MB buffer{l3}"
-
-
-def plot(r: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from alexnet_tvm.fsutil import atomic_path
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    batches = [row["batch"] for row in r["rows"]]
-    for k in RUNTIMES:
-        if all(k in row for row in r["rows"]):
-            ax.plot(batches, [row[k]["images_per_s"] for row in r["rows"]], marker="o", label=k)
-    ax.set_xlabel("batch"), ax.set_ylabel("images / s"), ax.set_xscale("log", base=2), ax.legend()
-    ax.set_title(f"{Path(r['model']).name} on {r['target']}")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-
-
-def summary_lines(r: dict) -> list[str]:
-    out = [markdown_table(r).rstrip()]
-    for row in r["rows"]:
-        ratios = [f"{row[f'speedup_vs_{k}']:.2f}x {name}" for k, name in (("pytorch", "PyTorch"),
-                                                                         ("onnxruntime", "ONNX Runtime"))
-                  if f"speedup_vs_{k}" in row]
-        if ratios:
-            out.append(f"batch {row['batch']}: TVM is {' and '.join(ratios)} (speed ratio, >1 = TVM faster)")
-        if "layers" in row:
-            worst = min((r for r in row["layers"] if r["speedup_vs_onnxruntime"] and r["layer"] not in ("other", "sum")),
-                        key=lambda r: r["speedup_vs_onnxruntime"], default=None)
-            if worst is not None:
-                out.append(f"batch {row['batch']}: slowest layer against ONNX Runtime: {worst['layer']} "
-                           f"{worst['tvm_ms']:.2f} ms vs {worst['onnxruntime_ms']:.2f} ms (layers.md)")
-        out += bench_int8.summary_lines(row)
-        if "bf16_speedup_vs_onnxruntime" in row:
-            out.append(f"batch {row['batch']}: TVM with bf16 FC weights is {row['bf16_speedup_vs_onnxruntime']:.2f}x "
-                       f"ONNX Runtime (fp32); its logits "
-                       f"differ by {row['bf16_max_abs_error_rel_range']:.1e} of their range")
-    return out

@@ -60,10 +60,12 @@ def layer_rows(artifact, art_dir: Path, x, threads: int, runs: int) -> list[dict
     return [r.to_dict() for r in rows]
 
 
-def summary_lines(row: dict) -> list[str]:
+def summary_lines(row: dict, where: str | None = None) -> list[str]:
+    """``where``: the row's name in the summary (default "batch N")."""
     if "int8_speedup_vs_onnxruntime" not in row:
         return []
-    line = (f"batch {row['batch']}: TVM int8 is {row['int8_speedup_vs_onnxruntime']:.2f}x ONNX Runtime (fp32)")
+    where = where or f"batch {row['batch']}"
+    line = f"{where}: TVM int8 is {row['int8_speedup_vs_onnxruntime']:.2f}x ONNX Runtime (fp32)"
     if "int8_speedup_vs_onnxruntime-int8" in row:
         line += f" and {row['int8_speedup_vs_onnxruntime-int8']:.2f}x ONNX Runtime int8"
     return [line]
