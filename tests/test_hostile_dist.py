@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tiny_artifact import MODEL, TARGET, TOKEN, build_tiny, packed_tiny, registry_server, write_report  # noqa: F401
+from tiny_artifact import MODEL, TARGET, TOKEN, packed_tiny, registry_server  # noqa: F401
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
