@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -361,3 +362,16 @@ def test_no_request_of_the_module_got_a_5xx(server):
     ok = sum(v for k, v in metrics(server.url).items()
              if k.startswith("alexnet_serve_requests_total") and "'200'" in k and "infer" in k)
     assert ok >= SENT["requests"]
+
+
+def test_served_thread_pool_does_not_spin_unless_the_user_says(art, monkeypatch):
+    """TVM's workers spinning after each inference take a core from the event loop (measured in
+    docs/performance.md): the server and serve-bench's bare rounds run with spin 0, a user's value wins."""
+    from alexnet_tvm.serving.models import SPIN_ENV, load_models
+
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    load_models([art])
+    assert os.environ[SPIN_ENV] == "0"
+    monkeypatch.setenv(SPIN_ENV, "300000")
+    load_models([art])
+    assert os.environ[SPIN_ENV] == "300000"

@@ -34,7 +34,7 @@ from alexnet_tvm.fsutil import write_json, write_text
 from alexnet_tvm.runtime.artifact import load_artifact
 from alexnet_tvm.runtime.bench import Timing
 
-from .models import ServedModel, group_models
+from .models import quiet_thread_pool, ServedModel, group_models
 from .process import server_process
 from .protocol import HEADER_LENGTH, decode_binary_response, encode_binary_request
 
@@ -142,7 +142,9 @@ def check_config(cfg: ServeBenchConfig) -> None:
 
 
 def load_served(folders: list[Path]) -> ServedModel:
-    """The one model the artifacts make (loaded in this process, for the bare rounds)."""
+    """The one model the artifacts make (loaded in this process, for the bare rounds, with the
+    thread pool set as the server sets its own)."""
+    quiet_thread_pool()
     model = group_models([load_artifact(f) for f in folders])
     if len(model) != 1:
         raise ServeError(f"serve-bench measures one model; these artifacts are {', '.join(sorted(model))}")
