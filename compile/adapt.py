@@ -72,6 +72,19 @@ def retime_seeds(tasks: list, target, seed_db, own_db, builder, runner, k: int =
     return res
 
 
+@dataclass
+class CandidateTiming:
+    """What timing candidate schedules against a database's records gave (:func:`time_candidates`)."""
+
+    #: tasks that had a candidate
+    tasks: int = 0
+    #: candidates that ran here (each is now a record of its task)
+    timed: int = 0
+    #: task -> (best ms before, best candidate ms) where a candidate is now the fastest
+    improved: dict[str, tuple[float, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
 def best_ms(database, task) -> float | None:
     """The fastest record's median time for ``task`` in ``database``, ms."""
     mod = task.dispatched[0]

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from .adapt import CandidateTiming
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +33,10 @@ SCHEDULES_PER_TASK = 3
 
 
 @dataclass
-class TransferResult:
+class TransferResult(CandidateTiming):
     """What timing the batch-1 schedules at a larger batch gave."""
 
-    batch: int
-    #: tasks whose batch-1 records gave a candidate
-    tasks: int = 0
-    #: candidates that ran here (each is now a record of its batch-N task)
-    timed: int = 0
-    #: task -> (best ms before, best transferred ms) where a transferred schedule is now the best
-    improved: dict[str, tuple[float, float]] = field(default_factory=dict)
-    seconds: float = 0.0
+    batch: int = 1
 
 
 def batch_outer(trace, batch: int):
@@ -82,7 +77,7 @@ def transfer_batch_one(tasks: list, tasks_one: list, batch: int, target, databas
     from .adapt import time_candidates
 
     t0 = time.perf_counter()
-    res = TransferResult(batch)
+    res = TransferResult(batch=batch)
     one = {t.task_name: t for t in tasks_one}
     candidates = [(task, transferred_records(database, one[task.task_name], task, batch, target, k))
                   for task in tasks if task.task_name in one]

@@ -24,7 +24,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from .adapt import CandidateTiming
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +106,10 @@ def exposed_parallelism(trace, mod, cores: int) -> list[int]:
 
 
 @dataclass
-class CoresTransferResult:
-    """What timing the re-derived schedules on this host's cores gave."""
+class CoresTransferResult(CandidateTiming):
+    """What timing the schedules re-derived for the target's cores gave."""
 
-    cores: int
-    tasks: int = 0
-    timed: int = 0
-    #: task -> (best ms before, best re-derived ms) where a re-derived schedule is now the best
-    improved: dict[str, tuple[float, float]] = field(default_factory=dict)
-    seconds: float = 0.0
+    cores: int = 1
 
 
 def transferred_records(database, task, cores: int, target, k: int = 3) -> list:
@@ -142,7 +139,7 @@ def transfer_cores(tasks: list, cores: int, target, database, builder, runner, k
     from .adapt import time_candidates
 
     t0 = time.perf_counter()
-    res = CoresTransferResult(cores)
+    res = CoresTransferResult(cores=cores)
     candidates = [(task, transferred_records(database, task, cores, target, k)) for task in tasks]
     res.tasks, res.timed, res.improved = time_candidates(candidates, target, database, builder, runner)
     res.seconds = time.perf_counter() - t0
