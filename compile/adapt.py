@@ -85,6 +85,13 @@ class CandidateTiming:
     seconds: float = 0.0
 
 
+def candidates_line(t: CandidateTiming, what: str) -> str:
+    """``timed N <what> of M tasks here in S s; now the fastest: ...`` (or none is faster)."""
+    won = ", ".join(f"{k} {a:.3g} -> {b:.3g} ms" for k, (a, b) in t.improved.items())
+    return (f"timed {t.timed} {what} of {t.tasks} tasks here in {t.seconds:.0f} s; "
+            + (f"now the fastest: {won}" if won else "none is faster than the records"))
+
+
 def best_ms(database, task) -> float | None:
     """The fastest record's median time for ``task`` in ``database``, ms."""
     mod = task.dispatched[0]
@@ -94,11 +101,13 @@ def best_ms(database, task) -> float | None:
     return median_secs(top[0].run_secs) * 1e3 if top else None
 
 
-def time_candidates(candidates: list[tuple[object, list]], target, database, builder, runner
-                    ) -> tuple[int, int, dict[str, tuple[float, float]]]:
+def time_candidates(res: CandidateTiming, candidates: list[tuple[object, list]], target, database, builder,
+                    runner) -> CandidateTiming:
     """Time (task, its unmeasured candidate records) with :func:`measure_and_commit`, where they
-    compete with the task's records. Returns (tasks with candidates, candidates that ran,
-    {task: (best ms before, best candidate ms)} where a candidate is now the fastest)."""
+    compete with the task's records, and fill in ``res``."""
+    import time
+
+    t0 = time.perf_counter()
     before: dict[str, float | None] = {}
     jobs = []
     for task, records in candidates:
@@ -114,7 +123,9 @@ def time_candidates(candidates: list[tuple[object, list]], target, database, bui
         old = before.get(name)
         if old is None or ms < old:
             improved[name] = (float("nan") if old is None else old, ms)
-    return len(before), len(timed), improved
+    res.tasks, res.timed, res.improved = len(before), len(timed), improved
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 def measure_and_commit(jobs: list, target, own_db, builder, runner) -> list[tuple[str, float]]:

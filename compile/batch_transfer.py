@@ -21,10 +21,9 @@ does not replay on the batch-N workload is skipped when it is timed.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
-from .adapt import CandidateTiming
+from .adapt import CandidateTiming, candidates_line, time_candidates
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +73,12 @@ def transfer_batch_one(tasks: list, tasks_one: list, batch: int, target, databas
                        k: int = SCHEDULES_PER_TASK) -> TransferResult:
     """Time each task's batch-1 schedules (``tasks_one``, paired by task name) at ``batch`` here
     and commit those that ran to ``database``, where they compete with its records."""
-    from .adapt import time_candidates
-
-    t0 = time.perf_counter()
-    res = TransferResult(batch=batch)
     one = {t.task_name: t for t in tasks_one}
     candidates = [(task, transferred_records(database, one[task.task_name], task, batch, target, k))
                   for task in tasks if task.task_name in one]
-    res.tasks, res.timed, res.improved = time_candidates(candidates, target, database, builder, runner)
-    res.seconds = time.perf_counter() - t0
-    return res
+    return time_candidates(TransferResult(batch=batch), candidates, target, database, builder, runner)
 
 
 def transfer_line(name: str, t: TransferResult) -> str:
     """One line on what the batch-1 schedules gave at a larger batch."""
-    won = ", ".join(f"{k} {a:.3g} -> {b:.3g} ms" for k, (a, b) in t.improved.items())
-    return (f"{name} batch {t.batch}: timed {t.timed} batch-1 schedules of {t.tasks} tasks here in {t.seconds:.0f} s; "
-            + (f"now the fastest: {won}" if won else "none is faster than the records"))
+    return f"{name} batch {t.batch}: " + candidates_line(t, "batch-1 schedules")

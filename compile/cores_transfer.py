@@ -26,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .adapt import CandidateTiming
+from .adapt import CandidateTiming, candidates_line, time_candidates
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +134,10 @@ def transferred_records(database, task, cores: int, target, k: int = 3) -> list:
 def transfer_cores(tasks: list, cores: int, target, database, builder, runner, k: int = 3) -> CoresTransferResult:
     """Time each task's best schedules re-derived for ``cores`` here and commit those that ran to
     ``database``, where they compete with the records they came from."""
-    import time
-
-    from .adapt import time_candidates
-
-    t0 = time.perf_counter()
-    res = CoresTransferResult(cores=cores)
     candidates = [(task, transferred_records(database, task, cores, target, k)) for task in tasks]
-    res.tasks, res.timed, res.improved = time_candidates(candidates, target, database, builder, runner)
-    res.seconds = time.perf_counter() - t0
-    return res
+    return time_candidates(CoresTransferResult(cores=cores), candidates, target, database, builder, runner)
 
 
 def cores_line(name: str, t: CoresTransferResult) -> str:
     """One line on what the schedules re-derived for this host's cores gave."""
-    won = ", ".join(f"{k} {a:.3g} -> {b:.3g} ms" for k, (a, b) in t.improved.items())
-    return (f"{name}: timed {t.timed} schedules of {t.tasks} tasks re-derived for {t.cores} cores in {t.seconds:.0f} s; "
-            + (f"now the fastest: {won}" if won else "none is faster than the records"))
+    return f"{name}: " + candidates_line(t, f"schedules re-derived for {t.cores} cores")
