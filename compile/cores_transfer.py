@@ -84,13 +84,6 @@ def for_cores(trace, mod, cores: int):
     return sch.trace
 
 
-def trace_cores(trace) -> int | None:
-    """The cores a trace's parallel annotation was written for (None: it has none)."""
-    values = [int(inst.inputs[1]) for inst in trace.insts
-              if inst.kind.name == "Annotate" and str(inst.attrs[0]) == PARALLEL_KEY]
-    return max(values) // JOBS_PER_CORE or 1 if values else None
-
-
 def exposed_parallelism(trace, mod, cores: int) -> list[int]:
     """The parallel loop extents of ``mod`` once ``trace`` re-derived for ``cores`` is applied and
     MetaSchedule's parallel postprocessor has run (what the library would split among threads).

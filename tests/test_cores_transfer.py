@@ -60,8 +60,18 @@ def _why_not(rec, cores: int, extents: list[int]) -> str | None:
     return None
 
 
+def trace_cores(trace) -> int:
+    """The cores a trace's parallel annotation was written for (MetaSchedule: cores x 16 jobs)."""
+    from alexnet_tvm.compile.cores_transfer import JOBS_PER_CORE, PARALLEL_KEY
+
+    values = [int(inst.inputs[1]) for inst in trace.insts
+              if inst.kind.name == "Annotate" and str(inst.attrs[0]) == PARALLEL_KEY]
+    assert values, "the trace has no parallel annotation"
+    return max(values) // JOBS_PER_CORE
+
+
 def test_a_two_core_trace_rederived_for_64_cores():
-    from alexnet_tvm.compile.cores_transfer import JOBS_PER_CORE, cores_json, for_cores, trace_cores
+    from alexnet_tvm.compile.cores_transfer import JOBS_PER_CORE, cores_json, for_cores
 
     recs = [r for r in _best_records(ROOT / "tuning_logs" / "x86-avx2-winograd" / "znver3")
             if (t := _spatial(r.trace.as_json(remove_postproc=True))) and math.prod(map(math.prod, t)) >= 1 << 16]

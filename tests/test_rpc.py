@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for_records
+from helpers import short_tune, wait_for_records
 from test_compile import _tiny_checkpoint
 
 CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
@@ -77,8 +77,7 @@ def test_tune_build_verify_through_rpc(rpc_env):
     model = _tiny_checkpoint(folder / "m", "cifar")
     logs = folder / "logs"
     common = ["--target", "x86-rpc", "--targets-file", str(targets), "--logs-dir", str(logs)]
-    r = subprocess.run(CLI + ["tune", str(model), "--batch", "1", "--trials", "8", "--trials-per-task", "2",
-                              "--trials-per-round", "2", *common], capture_output=True, text=True, timeout=900)
+    r = short_tune(CLI, model, "x86-rpc", targets, logs)
     assert r.returncode == 0, r.stderr[-2000:]
     recs = (logs / "x86-rpc" / "local" / "database_tuning_record.json").read_text().splitlines()  # set: RPC key
     assert len(recs) >= 2

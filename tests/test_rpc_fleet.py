@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for_records
+from helpers import short_tune, wait_for_records
 from test_compile import _tiny_checkpoint
 from test_rpc import CLI, _free_port
 
@@ -159,8 +159,7 @@ def test_tune_measures_on_both_boards_and_its_records_build_and_verify(two_board
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
     common = ["--target", "x86-pair", "--targets-file", str(targets), "--logs-dir", str(logs)]
-    r = subprocess.run(CLI + ["tune", str(model), "--batch", "1", "--trials", "8", "--trials-per-task", "2",
-                              "--trials-per-round", "2", *common], capture_output=True, text=True, timeout=900)
+    r = short_tune(CLI, model, "x86-pair", targets, logs)
     assert r.returncode == 0, r.stderr[-2000:]
     first = r.stderr.strip().splitlines()[0]
     assert "measuring on 2 boards under key 'pair'" in first, first

@@ -26,3 +26,10 @@ def wait_for_records(db: Path, n: int, proc: subprocess.Popen, seconds: float = 
     lines = record_lines(db)
     assert len(lines) >= n, f"{len(lines)} records after up to {seconds} s (tune exit {proc.poll()})"
     return lines
+
+
+def short_tune(cli: list[str], model: Path, target: str, targets_file: Path, logs: Path) -> subprocess.CompletedProcess:
+    """The short tune the RPC tests run (8 trials, 2 per task and round, batch 1) on ``target``."""
+    return subprocess.run(cli + ["tune", str(model), "--batch", "1", "--trials", "8", "--trials-per-task", "2",
+                                 "--trials-per-round", "2", "--target", target, "--targets-file", str(targets_file),
+                                 "--logs-dir", str(logs)], capture_output=True, text=True, timeout=900)
