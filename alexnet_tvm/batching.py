@@ -1,11 +1,34 @@
 """Feeding a fixed-batch runtime any number of rows: one rule for the TVM library, ONNX
-Runtime and a torch.export program (each is specialised on one batch)."""
+Runtime and a torch.export program (each is specialised on one batch), and the one rule for
+buffers TVM may borrow without a copy (64-byte aligned, the alignment its kernels assume)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+
+#: the byte alignment TVM's CPU kernels assume of a tensor they are lent (DLPack, no copy)
+ALIGN = 64
+
+
+def aligned_like(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
+    """An uninitialised, C-contiguous, :data:`ALIGN`-aligned array (numpy's own allocations
+    are only 16-byte aligned, and TVM copies such an array before it runs)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = -raw.__array_interface__["data"][0] % ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(tuple(shape))
+
+
+def stack_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """The rows of ``parts`` in one aligned float32 array: one copy, which the library then
+    borrows as it is (a plain ``np.concatenate`` lands misaligned and is copied a second time)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = aligned_like((sum(len(p) for p in parts), *parts[0].shape[1:]))
+    return np.concatenate(parts, out=out)
 
 
 def run_in_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int | None) -> np.ndarray:
@@ -18,6 +41,6 @@ def run_in_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch:
         chunk = x[i:i + batch]
         n = len(chunk)
         if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
+            chunk = stack_rows([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
         outs.append(np.asarray(fn(chunk))[:n])
     return np.concatenate(outs)

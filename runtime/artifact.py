@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_tvm.batching import ALIGN
 from alexnet_tvm.artifact_format import LIB, MANIFEST, PARAMS
 from alexnet_tvm.errors import ArtifactError
 from alexnet_tvm.fsutil import read_json, sha256_file
@@ -140,7 +141,7 @@ class Artifact:
 def zero_copy_ok(x: np.ndarray) -> bool:
     """Whether DLPack can lend ``x`` to the library as it is (see :meth:`Artifact.input_tensor`)."""
     return (x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable and x.flags.aligned
-            and x.ctypes.data % 64 == 0)
+            and x.ctypes.data % ALIGN == 0)
 
 
 @dataclass
