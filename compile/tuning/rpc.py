@@ -12,8 +12,7 @@ import sys
 import threading
 
 from alexnet_tvm.errors import RPCError
-
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def check_cross_compiler(spec: TargetSpec) -> None:
 
 def make_rpc_runner(spec: TargetSpec, evaluator_config, boards: int | None = None):
     """MetaSchedule's RPC runner with one worker per board (``boards``; default: every board free
-    under the key now), each step on a board bounded and naming the board (compile/fleet.py)."""
+    under the key now), each step on a board bounded and naming the board (compile/tuning/fleet.py)."""
     from tvm.s_tir import meta_schedule as ms
 
     from . import fleet

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass, field
 
 from alexnet_tvm.errors import RPCError
+from alexnet_tvm.targets import TargetSpec
 
 from .rpc import board_registered, check_board, free_boards, tracker_summary
-from .targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
