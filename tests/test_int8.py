@@ -292,7 +292,7 @@ def test_direct_convs_are_tuned_without_moving_their_padding(tmp_path):
     space leaves out compute-location sampling (it broke their tensorization: no valid candidate)."""
     from types import SimpleNamespace
 
-    from alexnet_tvm.compile.int8 import module as int8_module as M
+    from alexnet_tvm.compile.int8 import module as M
 
     rules = {}
     for name in ("qgemm1", "qconv", "quantize"):
