@@ -2,10 +2,11 @@
 checked and kept small (which set a command takes is :mod:`alexnet_tvm.recordsets`' rule).
 
 This is the one home of every rule about those two files, because three callers
-write them: tuning (``compile/tune.py``), building (which only reads them) and
-moving them between machines (``alexnet_tvm.distribution``). It is a core module:
-it never imports torch, and tvm only inside the functions that hand the files to
-MetaSchedule, so a deployment machine can import it.
+write them: tuning (``compile/tuning/tune.py``), building (which only reads them) and
+moving them between machines (``alexnet_tvm.distribution``). It is a core module: it
+reads and writes the files as JSON lines and never imports torch or TVM, so a deployment
+machine can import it. Opening them as MetaSchedule's database is compile's
+(``compile/tuning/database.py``), and so is the check that MetaSchedule can read a merge.
 
 MetaSchedule's JSONDatabase crashes or silently misreads damaged files, so every
 line is checked first. A last line cut off without its newline is what a killed
@@ -258,7 +259,12 @@ def _reindexed(lines: list[str], mapping: dict[int, int], where: str, seen: set[
     return out
 
 
-def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, validate: bool = True,
+#: raises DatabaseError when MetaSchedule cannot read the pair in the folder it is given
+#: (``compile.tuning.database.check_readable``); core cannot ask MetaSchedule itself
+Readable = Callable[[Path], None]
+
+
+def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, *, validate: Readable | None,
                          replace: bool = False) -> MergeResult:
     """Merge the database in ``src`` into ``dest`` (created if absent), deduplicated, best first kept.
 
@@ -273,7 +279,8 @@ def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, valida
     replacements still sees a consistent pair. At most ``keep`` records (the
     fastest, in file order) stay per workload. With ``validate`` the merged pair
     is first loaded by MetaSchedule from a scratch copy, so records it cannot
-    parse (another TVM version) never reach ``dest`` to break the next build.
+    parse (another TVM version) never reach ``dest`` to break the next build;
+    every caller says whether (None only where the records are made up or known good).
     """
     src, dest = Path(src), Path(dest)
     if keep < 1:
@@ -296,7 +303,7 @@ def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, valida
     kept = best_per_workload([(wl, body) for wl, body, _ in merged], keep)
     out = [line for i, (_, _, line) in enumerate(merged) if i in kept]
     if validate and (len(workloads) != len(old_w) or out != old_r):
-        _validate_with_metaschedule(workloads, out, src)
+        _validate_with_metaschedule(validate, workloads, out, src)
     dest.mkdir(parents=True, exist_ok=True)
     # workloads first: the old records' indices stay valid whichever file a reader sees
     if len(workloads) != len(old_w):
@@ -308,19 +315,19 @@ def merge_tuning_records(src: Path, dest: Path, keep: int = DEFAULT_KEEP, valida
     return MergeResult(dest, dest.name, len(workloads) - len(old_w), len(new_r), added, len(old_r), len(out))
 
 
-def _validate_with_metaschedule(workloads: list[str], records: list[str], src: Path) -> None:
+def _validate_with_metaschedule(readable: Readable, workloads: list[str], records: list[str], src: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="alexnet-tvm-merge-") as tmp:
         _write_lines(Path(tmp) / WORKLOADS, workloads)
         _write_lines(Path(tmp) / RECORDS, records)
         try:
-            open_database(Path(tmp), for_tuning=False)
+            readable(Path(tmp))
         except DatabaseError as e:
             detail = str(e).split("(", 1)[-1].rstrip(")") if "(" in str(e) else str(e)
             raise RegistryError(f"{src}: MetaSchedule cannot read the merged records ({detail}); "
                                 "were they tuned with another TVM version? Nothing was merged") from None
 
 
-# --------------------------------------------------------------------------- digest, snapshot, open
+# --------------------------------------------------------------------------- digest, snapshot
 
 
 def database_digest(folder: Path) -> str | None:
@@ -336,7 +343,8 @@ def database_digest(folder: Path) -> str | None:
     return "sha256:" + h.hexdigest()
 
 
-def _copy_pair(folder: Path, dest: Path) -> None:
+def copy_pair(folder: Path, dest: Path) -> None:
+    """Copy the two files of a database (those that exist) into ``dest``."""
     for name in (WORKLOADS, RECORDS):
         if (folder / name).exists():
             shutil.copyfile(folder / name, dest / name)
@@ -351,41 +359,6 @@ def snapshot_database(folder: Path, tmp: Path) -> tuple[Path, int, int]:
     """
     copy = Path(tmp) / "db"
     copy.mkdir(parents=True)
-    _copy_pair(Path(folder), copy)
+    copy_pair(Path(folder), copy)
     workloads, records = check_database(copy, repair=True)
     return copy, workloads, records
-
-
-def open_database(folder: Path, for_tuning: bool):
-    """A MetaSchedule JSONDatabase on the checked files; read-only users get a private copy.
-
-    The JSONDatabase reads both files when it is made and only touches them again to
-    append a commit, which read-only users never do, so their copy is removed at once.
-    """
-    folder = Path(folder)
-    if for_tuning:
-        folder.mkdir(parents=True, exist_ok=True)
-        check_database(folder, repair=True)
-        dedupe_workloads(folder)  # before MetaSchedule appends to it (see there)
-        return _json_database(folder, folder)
-    check_database(folder, repair=False)
-    with tempfile.TemporaryDirectory(prefix="alexnet-tvm-db-") as tmp:
-        _copy_pair(folder, Path(tmp))
-        return _json_database(Path(tmp), folder)
-
-
-def _json_database(where: Path, folder: Path):
-    from tvm.s_tir.meta_schedule.database import JSONDatabase
-
-    from .tensor_intrin import VNNI_INTRIN, register_intrinsic
-
-    records = where / RECORDS
-    if records.is_file() and VNNI_INTRIN in records.read_text():
-        register_intrinsic()  # int8 records name it; the database refuses to open otherwise
-
-    try:
-        return JSONDatabase(path_workload=str(where / WORKLOADS), path_tuning_record=str(where / RECORDS),
-                            allow_missing=True)
-    except Exception as e:  # MetaSchedule raises assorted FFI errors on entries it cannot parse
-        raise DatabaseError(f"{folder}: corrupt tuning database, MetaSchedule cannot read it "
-                            f"({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})") from None

@@ -11,19 +11,20 @@ from pathlib import Path
 
 from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.fsutil import atomic_dir, refuse_existing, sha256_file, write_json
-from alexnet_tvm.records import database_digest, open_database
+from alexnet_tvm.records import database_digest
 from alexnet_tvm.recordsets import RecordChoice, database_folder, record_choice
 
 from alexnet_tvm.artifact_format import FORMAT_VERSION, INT8_REFERENCE, LIB, MANIFEST, PARAMS
 from alexnet_tvm.schemas import plain_name
+from alexnet_tvm.targets import TargetSpec
 
 from alexnet_tvm.model.describe import ModelOverrides
 
-from .frontend import Calibration, load_prepared, ship_qdq
-from .pipeline import apply_records, compile_module, is_gpu
-from .precision import check_precision
-from .targets import TargetSpec
-from .tune import has_record, tuning_tasks
+from .frontend.load import Calibration, load_prepared, ship_qdq
+from .frontend.pipeline import apply_records, compile_module, is_gpu
+from .frontend.precision import check_precision
+from .tuning.database import open_database
+from .tuning.plan import has_record, tuning_tasks
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from alexnet_tvm.meta import sidecar_path
 from alexnet_tvm.ascend_modelzoo import BATCH_AXIS_NAME, INPUT_NAME, OPSET, OUTPUT_NAME
 
 from .checkpoint import load_any_checkpoint
-from .export import ExportConfig, _check, _sample, export_onnx_file
+from .export import ExportConfig, check_export, export_onnx_file, sample_input
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def export_ascend_onnx(checkpoint: Path, out: Path, force: bool = False) -> Asce
     model, meta = load_any_checkpoint(checkpoint)
     cfg = ExportConfig(checkpoint=checkpoint, fmt="onnx", out=out, batch=1, opset=OPSET, input_name=INPUT_NAME,
                        output_name=OUTPUT_NAME, dynamic_batch=True, batch_axis_name=BATCH_AXIS_NAME, force=force)
-    trace = _sample(meta, 1)
-    checks = [trace, _sample(meta, CHECK_BATCH, seed=1)]
+    trace = sample_input(meta, 1)
+    checks = [trace, sample_input(meta, CHECK_BATCH, seed=1)]
     with atomic_path(out) as tmp:
         with torch.no_grad():
             try:
@@ -89,7 +89,7 @@ def export_ascend_onnx(checkpoint: Path, out: Path, force: bool = False) -> Asce
             err = 0.0
             for x in checks:
                 got = sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-                err = max(err, _check(f"onnx (batch {len(x)})", np.asarray(got), model(x).numpy()))
+                err = max(err, check_export(f"onnx (batch {len(x)})", np.asarray(got), model(x).numpy()))
     side = meta.to_dict()
     side["extra"] = {**meta.extra, "export": {
         "format": "onnx", "flavour": "ascend-modelzoo", "opset": OPSET, "input_name": INPUT_NAME,

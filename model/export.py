@@ -37,12 +37,14 @@ class ExportConfig:
     force: bool = False
 
 
-def _sample(meta: ModelMeta, batch: int, seed: int = 0) -> torch.Tensor:
+def sample_input(meta: ModelMeta, batch: int, seed: int = 0) -> torch.Tensor:
+    """A seeded random batch of the model's input shape: what an export is traced and checked with."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 3, meta.input_size, meta.input_size, generator=g)
 
 
-def _check(name: str, got: np.ndarray, want: np.ndarray) -> float:
+def check_export(name: str, got: np.ndarray, want: np.ndarray) -> float:
+    """The max abs error of an exported model's output against eager PyTorch's; over TOLERANCE is refused."""
     err = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
     if not err <= TOLERANCE:
         raise ExportError(f"{name} export differs from eager PyTorch (max abs error {err:.3g} > {TOLERANCE})")
@@ -115,7 +117,7 @@ def export_model(cfg: ExportConfig) -> float:
         raise ExportError(f"{cfg.out}: the export would overwrite its own checkpoint")
     refuse_existing(cfg.out, cfg.force)
     model, meta = load_any_checkpoint(cfg.checkpoint)
-    x = _sample(meta, cfg.batch)
+    x = sample_input(meta, cfg.batch)
     with torch.no_grad():
         want = model(x).numpy()
     with atomic_path(cfg.out) as tmp:
@@ -131,7 +133,7 @@ def export_model(cfg: ExportConfig) -> float:
                 raise
             except Exception as e:
                 raise ExportError(f"{cfg.fmt} export failed: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-        err = _check(cfg.fmt, got, want)
+        err = check_export(cfg.fmt, got, want)
     side = meta.to_dict()
     side["extra"] = {**meta.extra, "export": {"format": cfg.fmt, "batch": cfg.batch, "input_name": cfg.input_name,
                                               "dynamic_batch": cfg.dynamic_batch, "opset": cfg.opset,

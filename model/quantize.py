@@ -1,7 +1,7 @@
 """Calibrate and quantize: an fp32 ONNX AlexNet into a QDQ ONNX model, with ONNX Runtime's quantizer.
 
 Why ORT's quantizer and not our own: its QDQ file is both what TVM's int8 build lowers
-(compile/qdq_import.py) and the model ORT itself runs as the int8 reference, so the two
+(compile/int8/qdq_import.py) and the model ORT itself runs as the int8 reference, so the two
 int8 results come from one calibration by construction, and a QDQ file a user made with
 the same tool builds the same way.
 

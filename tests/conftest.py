@@ -142,7 +142,7 @@ def copy_committed_records(target: str, dest: Path, record_set: str | None = Non
 
 def committed_databases(target: str, dest: Path, precision: str = "fp32") -> dict:
     """Every committed record set of ``target``, copied under ``dest`` and opened read-only, by name."""
-    from alexnet_tvm.records import open_database
+    from alexnet_tvm.compile.tuning.database import open_database
 
     return {name: open_database(copy_committed_records(target, Path(dest) / name, name, precision), for_tuning=False)
             for name in committed_record_sets(target)}
@@ -151,7 +151,7 @@ def committed_databases(target: str, dest: Path, precision: str = "fp32") -> dic
 def untuned_by_set(tasks: list, databases: dict, tvm_target) -> dict[str, list[str]]:
     """set name -> the tasks it has no record for: a coverage test extracts the tasks once (the
     slow part) and checks them against every committed set."""
-    from alexnet_tvm.compile.tune import has_record
+    from alexnet_tvm.compile.tuning.plan import has_record
 
     return {name: [t.task_name for t in tasks if not has_record(db, t, tvm_target)] for name, db in databases.items()}
 

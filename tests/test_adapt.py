@@ -70,7 +70,7 @@ def test_adapt_refusals_are_one_line(tmp_path, run_cli, one_line_error):
 def test_adapt_makes_another_cpus_records_this_hosts(tmp_path, fake_host, run_cli, caplog):  # noqa: F811
     """On a 'znver2' host with only another CPU's committed set: every task of the demo model gets a
     record timed here, in znver3's own set; the Zen 4 set is untouched; a build no longer falls back."""
-    from alexnet_tvm.compile.tune import TuneConfig, _plan
+    from alexnet_tvm.compile.tuning.plan import TuneConfig, make_plan
     from alexnet_tvm.model.checkpoint import init_checkpoint
 
     logs = tmp_path / "logs"
@@ -87,7 +87,7 @@ def test_adapt_makes_another_cpus_records_this_hosts(tmp_path, fake_host, run_cl
     assert f"re-timed" in res.output and f"{committed}'s records here" in res.output
     own = logs / "x86-avx2" / "znver2"
     assert json.loads((own / "cpu.json").read_text())["llvm_cpu"] == "znver2"
-    plan = _plan(TuneConfig(model=model, target=_targets()["x86-avx2"], logs_dir=logs))
+    plan = make_plan(TuneConfig(model=model, target=_targets()["x86-avx2"], logs_dir=logs))
     assert plan.db_dir == own and plan.already_tuned == len(plan.tasks) > 0
     assert f"{len(plan.tasks)} of {len(plan.tasks)} tasks now have records timed on this CPU" in res.output
     assert snapshot_tree(logs / "x86-avx2" / committed) == before

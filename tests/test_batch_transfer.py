@@ -1,5 +1,5 @@
 """tune --from-batch-1: this host's batch-1 schedules timed at a larger batch, the batch loop
-outermost (compile/batch_transfer.py), against the committed records of the demo model."""
+outermost (compile/tuning/batch_transfer.py), against the committed records of the demo model."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def _demo(folder):
 
 
 def _tasks(model, batch: int, spec, folder):
-    from alexnet_tvm.compile.frontend import load_prepared
-    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.compile.frontend.load import load_prepared
+    from alexnet_tvm.compile.tuning.plan import tuning_tasks
 
     target = spec.tvm_target()
     _, prepared = load_prepared(model, batch, None, "fp32", None, spec, target, folder)
@@ -46,8 +46,8 @@ def test_a_batch_one_schedule_runs_image_by_image_and_computes_the_same(tmp_path
     split is [4, 1, ...]; the scheduled kernel computes what the unscheduled one does."""
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-    from alexnet_tvm.compile.batch_transfer import transferred_records
-    from alexnet_tvm.records import open_database
+    from alexnet_tvm.compile.tuning.batch_transfer import transferred_records
+    from alexnet_tvm.compile.tuning.database import open_database
 
     spec = _targets()["x86-avx2"]
     target = spec.tvm_target()
@@ -75,8 +75,8 @@ def test_a_batch_one_schedule_runs_image_by_image_and_computes_the_same(tmp_path
 
 def test_a_split_of_a_longer_loop_is_not_moved():
     """A Winograd GEMM's first loop is its 36 transform points, not the batch: no candidate."""
-    from alexnet_tvm.compile.batch_transfer import batch_outer
-    from alexnet_tvm.records import open_database
+    from alexnet_tvm.compile.tuning.batch_transfer import batch_outer
+    from alexnet_tvm.compile.tuning.database import open_database
 
     from conftest import COMMITTED_LOGS
 

@@ -120,8 +120,8 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
     """A graph change that invalidates the committed records fails here, not silently in a slow build;
     every committed record set (one per CPU) must cover every workload of its target. The tasks are
     extracted once and checked against each set (the extraction is what takes the time)."""
-    from alexnet_tvm.compile.frontend import Calibration, load_prepared
-    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.compile.frontend.load import Calibration, load_prepared
+    from alexnet_tvm.compile.tuning.plan import tuning_tasks
     from alexnet_tvm.model.checkpoint import init_checkpoint
 
     model = tmp_path / "model.pt"

@@ -63,9 +63,9 @@ def caffe1000(tmp_path_factory):
 
 @pytest.mark.parametrize("form", ["checkpoint", "onnx"])
 def test_caffe_alexnet_reaches_the_committed_records(caffe1000, form, tmp_path):
-    from alexnet_tvm.compile.importer import import_model
-    from alexnet_tvm.compile.pipeline import prepare
-    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.compile.frontend.importer import import_model
+    from alexnet_tvm.compile.frontend.pipeline import prepare
+    from alexnet_tvm.compile.tuning.plan import tuning_tasks
     from alexnet_tvm.targets import load_targets
 
     spec = load_targets(Path(__file__).resolve().parent.parent / "targets.yaml")[TARGET]

@@ -97,8 +97,8 @@ def test_every_format_of_every_variant_imports_to_the_checkpoints_graph(tmp_path
     import numpy as np
     import tvm
 
-    from alexnet_tvm.compile.importer import import_model
-    from alexnet_tvm.compile.pipeline import prepare
+    from alexnet_tvm.compile.frontend.importer import import_model
+    from alexnet_tvm.compile.frontend.pipeline import prepare
 
     spec = _targets()[TARGET]
     ckpt = _tiny_checkpoint(tmp_path / "m", arch)
@@ -126,9 +126,9 @@ def test_nhwc_conv_layout_builds_a_verified_artifact(tmp_path, arch):
     import dataclasses
 
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.importer import import_model
-    from alexnet_tvm.compile.pipeline import prepare
-    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.compile.frontend.importer import import_model
+    from alexnet_tvm.compile.frontend.pipeline import prepare
+    from alexnet_tvm.compile.tuning.plan import tuning_tasks
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
 
     ckpt = _tiny_checkpoint(tmp_path / "m", arch)
@@ -160,9 +160,9 @@ def test_winograd_convs_build_a_verified_artifact(tmp_path, tile):
     import dataclasses
 
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.importer import import_model
-    from alexnet_tvm.compile.pipeline import prepare
-    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.compile.frontend.importer import import_model
+    from alexnet_tvm.compile.frontend.pipeline import prepare
+    from alexnet_tvm.compile.tuning.plan import tuning_tasks
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
 
     ckpt = _tiny_checkpoint(tmp_path / "m", "torchvision")

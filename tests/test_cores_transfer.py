@@ -47,7 +47,7 @@ def _name(mod) -> str:
 
 def _why_not(rec, cores: int, extents: list[int]) -> str | None:
     """Why a tiled kernel cannot keep ``cores`` threads busy, or None when it can (or it is a bug)."""
-    from alexnet_tvm.compile.cores_transfer import cores_json
+    from alexnet_tvm.compile.tuning.cores_transfer import cores_json
 
     tiles = _spatial(cores_json(rec.trace, cores))
     independent = math.prod(math.prod(t) for t in tiles) // tiles[-1][3]
@@ -62,7 +62,7 @@ def _why_not(rec, cores: int, extents: list[int]) -> str | None:
 
 def trace_cores(trace) -> int:
     """The cores a trace's parallel annotation was written for (MetaSchedule: cores x 16 jobs)."""
-    from alexnet_tvm.compile.cores_transfer import JOBS_PER_CORE, PARALLEL_KEY
+    from alexnet_tvm.compile.tuning.cores_transfer import JOBS_PER_CORE, PARALLEL_KEY
 
     values = [int(inst.inputs[1]) for inst in trace.insts
               if inst.kind.name == "Annotate" and str(inst.attrs[0]) == PARALLEL_KEY]
@@ -71,7 +71,7 @@ def trace_cores(trace) -> int:
 
 
 def test_a_two_core_trace_rederived_for_64_cores():
-    from alexnet_tvm.compile.cores_transfer import JOBS_PER_CORE, cores_json, for_cores
+    from alexnet_tvm.compile.tuning.cores_transfer import JOBS_PER_CORE, cores_json, for_cores
 
     recs = [r for r in _best_records(ROOT / "tuning_logs" / "x86-avx2-winograd" / "znver3")
             if (t := _spatial(r.trace.as_json(remove_postproc=True))) and math.prod(map(math.prod, t)) >= 1 << 16]
@@ -113,7 +113,7 @@ def test_cpu_json_of_a_new_set_names_its_cores(tmp_path):
 def test_every_committed_kernel_scales_on_paper(record_set):
     """Every conv and GEMM kernel (multi-level tiled), re-derived for 16 and 64 cores, exposes a
     parallel loop of at least that many iterations, or the test says why it cannot."""
-    from alexnet_tvm.compile.cores_transfer import exposed_parallelism
+    from alexnet_tvm.compile.tuning.cores_transfer import exposed_parallelism
 
     recs = [r for r in _best_records(ROOT / "tuning_logs" / record_set)
             if _spatial(r.trace.as_json(remove_postproc=True))]
@@ -136,7 +136,8 @@ def test_every_committed_kernel_scales_on_paper(record_set):
 def test_tune_times_schedules_rederived_for_other_cores(tmp_path):
     """Records tuned for 2 cores, then tune's cores step for 1 core: candidates are timed here and
     appended as records written for 1 core."""
-    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.compile.tuning.plan import TuneConfig
+    from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.recordsets import host_set_name
     from alexnet_tvm.targets import with_cores
     from test_compile import TARGET, _targets, _tiny_checkpoint

@@ -387,7 +387,7 @@ def test_member_size_checked_before_anything_is_written(tart, tmp_path, run_cli,
 def test_read_only_database_leaves_no_temp_folder(tmp_path, monkeypatch):
     import tempfile
 
-    from alexnet_tvm.records import open_database
+    from alexnet_tvm.compile.tuning.database import open_database
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     db = open_database(ROOT / "tuning_logs" / TARGET / "znver4", for_tuning=False)
@@ -396,7 +396,7 @@ def test_read_only_database_leaves_no_temp_folder(tmp_path, monkeypatch):
 
 
 def test_interrupted_tune_leaves_no_logs_folder(tart, tmp_path, monkeypatch):
-    import alexnet_tvm.compile.tune as tune_mod
+    import alexnet_tvm.compile.tuning.tune as tune_mod
     from alexnet_tvm.compile.targets import load_targets
 
     def interrupted(cfg, spec, contexts, weights, database, total, per_task, cores, reports, result, cost_model="xgb"):

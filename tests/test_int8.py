@@ -59,14 +59,14 @@ def _quantized(fp32: Path, symmetric: bool = True) -> Path:
 def _lowered(qdq: Path, batch: int):
     import onnx
 
-    from alexnet_tvm.compile.qdq_import import lower_qdq
+    from alexnet_tvm.compile.int8.qdq_import import lower_qdq
 
     return lower_qdq(onnx.load(str(qdq)), "input", (batch, 3, 16, 16))
 
 
 def test_pack_weights_is_the_vnni_block_layout():
-    from alexnet_tvm.compile.int8_kernels import GemmShape
-    from alexnet_tvm.compile.qdq_import import pack_weights
+    from alexnet_tvm.compile.int8.kernels import GemmShape
+    from alexnet_tvm.compile.int8.qdq_import import pack_weights
 
     rng = np.random.default_rng(0)
     w = rng.integers(-128, 128, (20, 10), dtype=np.int8)
@@ -100,8 +100,8 @@ def test_lowering_is_one_gemm_per_layer(tmp_path):
 def test_image_conv_columns_match_the_weights():
     """The image conv's K order (ky, ch, kx padded) and its packed weights agree: the sum over K
     is the conv, whatever the pad column reads. AlexNet's conv1 is K = 11 x 3 x 12 = 396."""
-    from alexnet_tvm.compile.int8_kernels import ConvShape
-    from alexnet_tvm.compile.qdq_import import QConst, _Walker
+    from alexnet_tvm.compile.int8.kernels import ConvShape
+    from alexnet_tvm.compile.int8.qdq_import import QConst, _Walker
 
     alex = ConvShape(16, 228, 228, 3, 11, 11, (4, 4), (0, 0, 0, 0), image=True)
     assert (alex.k, alex.out_hw, alex.slack) == (396, (55, 55), 0)
@@ -124,7 +124,7 @@ def test_image_conv_columns_match_the_weights():
 
 
 def _deq_image(h: int, w: int, c: int):
-    from alexnet_tvm.compile.qdq_import import Deq, QAct
+    from alexnet_tvm.compile.int8.qdq_import import Deq, QAct
 
     return Deq(QAct(0, 1.0, 0, h * w, c, fmap=(1, h, w), image=True))
 
@@ -143,7 +143,7 @@ def test_int8_library_matches_onnxruntime_int8(tmp_path, batch):
     import tvm
     from tvm import relax
 
-    from alexnet_tvm.compile.int8_module import prepare_int8, program_module
+    from alexnet_tvm.compile.int8.module import prepare_int8, program_module
 
     qdq = _quantized(_tiny_onnx(tmp_path))
     mod, params = program_module(_lowered(qdq, batch))
@@ -292,7 +292,7 @@ def test_direct_convs_are_tuned_without_moving_their_padding(tmp_path):
     space leaves out compute-location sampling (it broke their tensorization: no valid candidate)."""
     from types import SimpleNamespace
 
-    from alexnet_tvm.compile import int8_module as M
+    from alexnet_tvm.compile.int8 import module as M
 
     rules = {}
     for name in ("qgemm1", "qconv", "quantize"):
@@ -307,8 +307,8 @@ def test_direct_convs_are_tuned_without_moving_their_padding(tmp_path):
 _REGISTRY_PROBE = """
 import sys
 from tvm.s_tir import TensorIntrin
-from alexnet_tvm.records import open_database
-from alexnet_tvm.tensor_intrin import VNNI_INTRIN
+from alexnet_tvm.compile.tuning.database import open_database
+from alexnet_tvm.compile.int8.tensor_intrin import VNNI_INTRIN
 open_database(sys.argv[1], for_tuning=False)
 after_fp32 = TensorIntrin.get(VNNI_INTRIN, allow_missing=True) is not None
 open_database(sys.argv[2], for_tuning=False)

@@ -4,7 +4,10 @@ Every ``import`` counts: at module level, inside functions, under ``if TYPE_CHEC
 and relative ones, because a lazy import is still a dependency (it fails on the
 machine that lacks the other layer, only later). The torch rule is checked twice:
 statically here, and by importing every runtime and distribution module with torch
-blocked, which also catches what a module pulls in indirectly.
+blocked, which also catches what a module pulls in indirectly. TVM's compiler is checked in
+the source only (``import tvm`` loads it whole on 0.27). Beside the layers: no module takes
+another's private name, and no modules import each other in a circle. Each checker is also
+run on planted bad code, so a checker that sees nothing fails too.
 """
 
 from __future__ import annotations
@@ -66,22 +69,33 @@ def is_package(module: str) -> bool:
     return MODULES[module].name == "__init__.py"
 
 
-def imported_modules(module: str) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in ``module``'s file."""
-    tree = ast.parse(MODULES[module].read_text(), filename=str(MODULES[module]))
+def parse(module: str) -> ast.Module:
+    return ast.parse(MODULES[module].read_text(), filename=str(MODULES[module]))
+
+
+def import_statements(module: str) -> list[tuple[int, str, str | None, str | None]]:
+    """(line, absolute module, name, alias) of every import in ``module``'s file, relative ones
+    resolved: ``import a.b as c`` is (line, "a.b", None, "c"), ``from .x import y`` (line, "<pkg>.x", "y", None)."""
     here = module if is_package(module) else module.rpartition(".")[0]
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
+    found: list[tuple[int, str, str | None, str | None]] = []
+    for node in ast.walk(parse(module)):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
+            found += [(node.lineno, alias.name, None, alias.asname) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = here.split(".")[: len(here.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            for alias in node.names:  # `from alexnet_tvm import runtime` imports the runtime layer
-                sub = f"{base}.{alias.name}"
-                found.append((node.lineno, sub if sub in MODULES else base))
+            found += [(node.lineno, base, alias.name, alias.asname) for alias in node.names]
+    return found
+
+
+def imported_modules(module: str) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``module``'s file."""
+    found: list[tuple[int, str]] = []
+    for line, base, name, _ in import_statements(module):
+        sub = f"{base}.{name}"  # `from alexnet_tvm import runtime` imports the runtime layer
+        found.append((line, sub if name is not None and sub in MODULES else base))
     return found
 
 
@@ -181,6 +195,216 @@ def test_the_checker_sees_lazy_relative_and_package_imports(monkeypatch, tmp_pat
     monkeypatch.setitem(MODULES, "alexnet_tvm.compile.bad", bad)
     broken = layering_violations(["alexnet_tvm.compile.bad"])
     assert len(broken) == 1 and fragment in broken[0], broken
+
+
+# --------------------------------------------------------------------------- TVM's compiler
+
+#: TVM's compiler, by module path: core and what a board runs name none of it (docs/architecture.md);
+#: tirx is 0.27's tir, driver/compile/build its build entry points, meta_schedule counts on any path.
+#: Checked in the source only: on TVM 0.27 ``import tvm`` itself loads relax, s_tir, te and topi,
+#: so the rule is what our code asks of TVM, which a runtime-only TVM build would still serve.
+TVM_COMPILER = ("relax", "tir", "tirx", "s_tir", "script", "te", "topi", "dlight", "driver", "compile", "build",
+                "meta_schedule")
+COMPILER_FREE = ("core", "runtime", "distribution", "serving")
+#: (module, compiler part) -> why it is still there; an entry that no longer matches must go
+COMPILER_EXEMPT = {
+    ("alexnet_tvm.runtime.artifact", "tvm.relax"):
+        "relax.VirtualMachine; TVM 0.27 has the same class as tvm.runtime.vm.VirtualMachine",
+}
+
+
+def compiler_part(name: str) -> str | None:
+    """The part of a dotted TVM name that is the compiler (``tvm.relax``), or None."""
+    parts = name.split(".")
+    if parts[0] != "tvm" or len(parts) < 2:
+        return None
+    if parts[1] in TVM_COMPILER:
+        return ".".join(parts[:2])
+    return ".".join(parts[: parts.index("meta_schedule") + 1]) if "meta_schedule" in parts else None
+
+
+def bound_names(module: str, top: str) -> dict[str, str]:
+    """Local name -> the module of ``top`` (a package: ours, or tvm) it stands for in ``module``:
+    ``import a.b`` binds a, ``import a.b as c`` binds c to a.b, ``from a import b`` binds b to a.b."""
+    bound: dict[str, str] = {}
+    for _, base, name, asname in import_statements(module):
+        if base.split(".")[0] != top:
+            continue
+        if name is None:
+            bound[asname or base.split(".")[0]] = base if asname else base.split(".")[0]
+        else:
+            bound[asname or name] = f"{base}.{name}"
+    return bound
+
+
+def _dotted(node: ast.expr) -> tuple[str, list[str]] | None:
+    """(root name, attributes) of ``a.b.c`` (of ``a``: ("a", [])); None when the root is not a plain name."""
+    chain = []
+    while isinstance(node, ast.Attribute):
+        chain.append(node.attr)
+        node = node.value
+    return (node.id, chain[::-1]) if isinstance(node, ast.Name) else None
+
+
+def tvm_names(module: str) -> set[tuple[int, str]]:
+    """(line, dotted TVM name) of every import of TVM and every ``tvm.x.y`` attribute path."""
+    names = {(line, base if name is None else f"{base}.{name}") for line, base, name, _ in import_statements(module)
+             if base.split(".")[0] == "tvm"}
+    aliases = bound_names(module, "tvm")
+    for node in ast.walk(parse(module)):
+        chain = _dotted(node) if isinstance(node, ast.Attribute) else None
+        if chain and chain[0] in aliases:
+            names.add((node.lineno, ".".join([aliases[chain[0]], *chain[1]])))
+    return names
+
+
+def compiler_uses(modules) -> list[tuple[str, str, str]]:
+    """(module, compiler part, file:line) of each time a module of a compiler-free layer names TVM's compiler."""
+    found = set()
+    for module in sorted(m for m in modules if layer_of(m) in COMPILER_FREE):
+        for line, name in tvm_names(module):
+            part = compiler_part(name)
+            if part:
+                found.add((module, part, _where(module, line)))
+    return sorted(found)
+
+
+def test_core_and_the_board_side_never_name_tvm_compiler() -> None:
+    uses = compiler_uses(MODULES)
+    broken = [f"{where}: {layer_of(m)} names {part}" for m, part, where in uses if (m, part) not in COMPILER_EXEMPT]
+    assert not broken, "TVM's compiler named where only its runtime may be (docs/architecture.md):\n" + \
+        "\n".join(broken)
+    stale = set(COMPILER_EXEMPT) - {(m, part) for m, part, _ in uses}
+    assert not stale, f"exemptions no longer needed, remove them from COMPILER_EXEMPT: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("text,part", [
+    ("from tvm import relax\n", "tvm.relax"),
+    ("def f():\n    import tvm.s_tir.meta_schedule as ms\n", "tvm.s_tir"),
+    ("from tvm.s_tir.meta_schedule.database import JSONDatabase\n", "tvm.s_tir"),
+    ("import tvm\n\ndef f(lib, dev):\n    return tvm.relax.VirtualMachine(lib, dev)\n", "tvm.relax"),
+    ("from tvm import script as S\n", "tvm.script"),
+    ("import tvm\ntvm.compile(None)\n", "tvm.compile"),
+    ("import tvm\nfrom tvm.target import codegen\ntvm.runtime.load_module('x')\ntvm.target.Target('llvm')\n", None),
+])
+def test_the_compiler_check_sees_imports_and_attribute_paths(monkeypatch, tmp_path, text, part) -> None:
+    """The checker itself: a planted use of the compiler in a core module is reported; the runtime,
+    tvm.target and the FFI are not the compiler."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(text)
+    monkeypatch.setitem(MODULES, "alexnet_tvm.bad", bad)
+    parts = {p for _, p, _ in compiler_uses(["alexnet_tvm.bad"])}
+    assert parts == ({part} if part else set()), parts
+
+
+# --------------------------------------------------------------------------- private names
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports(modules) -> list[str]:
+    """One line per private name (``_x``) a module takes from another of the package: ``from m import _x``,
+    or ``m._x`` on an imported module. A package's ``__init__`` taking its own submodules' names is its own."""
+    broken = []
+    for module in sorted(modules):
+        for line, base, name, _ in import_statements(module):
+            if (base.split(".")[0] == PACKAGE and name is not None and is_private(name)
+                    and f"{base}.{name}" not in MODULES and not (is_package(module) and base.startswith(module + "."))):
+                broken.append(f"{_where(module, line)}: imports {name} from {base}")
+        aliases = bound_names(module, PACKAGE)
+        for node in ast.walk(parse(module)):
+            chain = _dotted(node.value) if isinstance(node, ast.Attribute) and is_private(node.attr) else None
+            if chain and chain[0] in aliases:
+                owner = ".".join([aliases[chain[0]], *chain[1]])
+                if owner in MODULES and owner != module:
+                    broken.append(f"{_where(module, node.lineno)}: uses {owner}.{node.attr}")
+    return broken
+
+
+def test_no_module_takes_a_private_name_from_another() -> None:
+    """A leading underscore says "only this module relies on it": a name another module needs is
+    made public in its home, so a change to it is seen as a change to an interface."""
+    broken = private_imports(MODULES)
+    assert not broken, "private names used across modules:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("text,found", [
+    ("from alexnet_tvm.records import _check_file\n", "imports _check_file from alexnet_tvm.records"),
+    ("def f():\n    from ..tuning.tune import _Plan\n", "imports _Plan from alexnet_tvm.compile.tuning.tune"),
+    ("from alexnet_tvm import records\nrecords._lines\n", "uses alexnet_tvm.records._lines"),
+    ("import alexnet_tvm.records\nalexnet_tvm.records._lines\n", "uses alexnet_tvm.records._lines"),
+    ("from ..tuning import tune as T\nT._Plan\n", "uses alexnet_tvm.compile.tuning.tune._Plan"),
+    ("from alexnet_tvm.records import RECORDS as _R\nfrom alexnet_tvm import __version__\n", None),
+])
+def test_the_private_name_check_sees_imports_and_attributes(monkeypatch, tmp_path, text, found) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(text)
+    monkeypatch.setitem(MODULES, "alexnet_tvm.compile.int8.bad", bad)
+    broken = private_imports(["alexnet_tvm.compile.int8.bad"])
+    assert (len(broken) == 1 and found in broken[0]) if found else not broken, broken
+
+
+# --------------------------------------------------------------------------- import circles
+
+
+def import_cycles(modules) -> list[list[str]]:
+    """The import circles among ``modules`` (Tarjan's strongly connected components), each as
+    ``a -> b (file:line)`` edges. Every import counts, lazy ones too: a circle broken only by
+    importing inside a function still ties the two modules into one."""
+    modules = set(modules)
+    edges: dict[str, dict[str, int]] = {m: {} for m in modules}
+    for m in modules:
+        for line, target in imported_modules(m):
+            if target in modules and target != m:
+                edges[m].setdefault(target, line)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(part) > 1:
+                circles.append([f"{a} -> {b} ({_where(a, line)})" for a in sorted(part)
+                                for b, line in sorted(edges[a].items()) if b in part])
+
+    for v in sorted(modules):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circle() -> None:
+    circles = import_cycles(MODULES)
+    assert not circles, "import circles:\n" + "\n\n".join("\n".join(c) for c in circles)
+
+
+@pytest.mark.parametrize("a,b,circle", [
+    ("from . import bad_b\n", "def f():\n    from .bad_a import x\n", True),
+    ("from .bad_b import y\n", "from .bad_c import z\n", True),  # through a third module
+    ("from .bad_b import y\n", "import json\n", False),
+])
+def test_the_circle_check_sees_lazy_and_longer_circles(monkeypatch, tmp_path, a, b, circle) -> None:
+    files = {"bad_a": a, "bad_b": b, "bad_c": "from .bad_a import w\n" if "bad_c" in b else ""}
+    names = []
+    for stem, text in files.items():
+        (tmp_path / f"{stem}.py").write_text(text)
+        monkeypatch.setitem(MODULES, f"alexnet_tvm.compile.{stem}", tmp_path / f"{stem}.py")
+        names.append(f"alexnet_tvm.compile.{stem}")
+    circles = import_cycles(names)
+    assert bool(circles) == circle, circles
 
 
 #: the folders whose code ships in the wheel (pyproject's package-dir), relative to the checkout

@@ -1,4 +1,4 @@
-"""compile/layout_free.py: an FC layer's transposed weight is layout-free like a weight."""
+"""compile/frontend/layout_free.py: an FC layer's transposed weight is layout-free like a weight."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_fc_kernels_may_repack_their_transposed_weights(tmp_path):
     stay as AttachAttrLayoutFreeBuffers marks them (its kernel, argument 1, only)."""
     from tvm import relax
 
-    from alexnet_tvm.compile.frontend import load_prepared
+    from alexnet_tvm.compile.frontend.load import load_prepared
     from alexnet_tvm.model.checkpoint import init_checkpoint
 
     model = tmp_path / "demo.pt"

@@ -45,8 +45,8 @@ def _spec():
 
 
 def _prepared(path: Path, batch: int = 1):
-    from alexnet_tvm.compile.importer import import_model
-    from alexnet_tvm.compile.pipeline import prepare
+    from alexnet_tvm.compile.frontend.importer import import_model
+    from alexnet_tvm.compile.frontend.pipeline import prepare
 
     spec = _spec()
     imported = import_model(path, batch)
@@ -81,7 +81,7 @@ def _as_variant(model):
 
 @pytest.mark.parametrize("form", [f if f in FAST_FORMS else pytest.param(f, marks=pytest.mark.slow) for f in FORMS])
 def test_every_form_builds_from_the_file_alone_with_every_task_tuned(form, alexnet1000, committed_dbs, tmp_path):
-    from alexnet_tvm.compile.tune import tuning_tasks
+    from alexnet_tvm.compile.tuning.plan import tuning_tasks
     from alexnet_tvm.model.describe import imagenet_categories
 
     model, x = alexnet1000

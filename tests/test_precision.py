@@ -19,8 +19,8 @@ def _fc_weight_elements(model) -> int:
 
 
 def test_rewrite_casts_every_fc_weight_and_only_those(tmp_path):
-    from alexnet_tvm.compile.importer import import_model
-    from alexnet_tvm.compile.precision import with_precision
+    from alexnet_tvm.compile.frontend.importer import import_model
+    from alexnet_tvm.compile.frontend.precision import with_precision
 
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     mod = import_model(model, 1).mod

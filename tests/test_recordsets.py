@@ -168,7 +168,7 @@ def test_a_build_that_falls_back_says_so_once_and_records_it(tmp_path, fake_host
 def test_tune_resumes_from_and_writes_to_the_hosts_own_set_only(tmp_path, fake_host):
     """The demo model's workloads are all in the committed set; a host of another CPU still has
     everything to tune, into a set of its own, and the other CPU's set is left as it was."""
-    from alexnet_tvm.compile.tune import TuneConfig, _plan
+    from alexnet_tvm.compile.tuning.plan import TuneConfig, make_plan
     from alexnet_tvm.model.checkpoint import init_checkpoint
     from conftest import snapshot_tree
 
@@ -181,16 +181,16 @@ def test_tune_resumes_from_and_writes_to_the_hosts_own_set_only(tmp_path, fake_h
     before = snapshot_tree(logs / "x86-avx2" / committed)
 
     fake_host("znver2")
-    plan = _plan(cfg)
+    plan = make_plan(cfg)
     assert plan.db_dir == plan.work_dir == logs / "x86-avx2" / "znver2"
     assert plan.already_tuned == 0 and len(plan.pending) == len(plan.tasks) > 0
     assert json.loads((plan.db_dir / "cpu.json").read_text())["llvm_cpu"] == "znver2"
-    fresh = _plan(TuneConfig(model=model, target=cfg.target, logs_dir=logs, fresh=True))
+    fresh = make_plan(TuneConfig(model=model, target=cfg.target, logs_dir=logs, fresh=True))
     assert fresh.db_dir == plan.db_dir and fresh.work_dir == logs / ".fresh" / "x86-avx2" / "znver2"
     assert snapshot_tree(logs / "x86-avx2" / committed) == before
 
     fake_host(committed)
-    own = _plan(cfg)
+    own = make_plan(cfg)
     assert own.db_dir == logs / "x86-avx2" / committed and own.already_tuned == len(own.tasks)
 
 

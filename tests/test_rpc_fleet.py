@@ -22,7 +22,7 @@ from test_rpc import CLI, _free_port
 
 
 def _fleet(registered: int = 2):
-    from alexnet_tvm.compile.fleet import Fleet
+    from alexnet_tvm.compile.tuning.fleet import Fleet
 
     return Fleet("127.0.0.1:9190", "pair", boards=registered, free=registered, registered=registered)
 
@@ -42,7 +42,7 @@ def test_a_round_lost_to_one_board_goes_on_while_another_is_left():
 
 
 def test_first_line_counts_the_boards_and_the_cap():
-    from alexnet_tvm.compile.fleet import Fleet, registered_boards
+    from alexnet_tvm.compile.tuning.fleet import Fleet, registered_boards
 
     assert Fleet("h:1", "k", 2, 2, 2).first_line() == \
         "measuring on 2 boards under key 'k' at tracker h:1 (2 free of 2 registered)"
@@ -54,7 +54,7 @@ def test_first_line_counts_the_boards_and_the_cap():
 
 
 def test_a_step_past_the_board_deadline_loses_the_board(monkeypatch):
-    from alexnet_tvm.compile import fleet
+    from alexnet_tvm.compile.tuning import fleet
     from alexnet_tvm.errors import RPCError
 
     monkeypatch.setattr(fleet, "HANG_GRACE_S", 0.0)

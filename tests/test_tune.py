@@ -38,7 +38,8 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
     Slow (make test-all, CI): each tune process spends ~80 s starting its builder and runner
     workers here before the first candidate."""
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.compile.tuning.plan import TuneConfig
+    from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.records import database_digest
 
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
@@ -83,7 +84,8 @@ def test_only_that_matches_no_task_is_refused_before_tuning(tmp_path, run_cli, o
 def test_extend_fresh_and_only_spend_trials_where_asked(tmp_path):
     """The other tune flags, in-process on one log: --extend adds trials to tuned tasks, --fresh
     replaces this model's records (records timed elsewhere must not win), --only picks tasks."""
-    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.compile.tuning.plan import TuneConfig
+    from alexnet_tvm.compile.tuning.tune import tune
 
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
@@ -126,7 +128,7 @@ def test_round_without_valid_measurement_fails_loudly():
     integration path restarts a builder worker per timed-out candidate and takes minutes)."""
     from tqdm import tqdm
 
-    from alexnet_tvm.compile.tune import TaskReport, TuningError, _progress_callback
+    from alexnet_tvm.compile.tuning.tune import TaskReport, TuningError, _progress_callback
 
     reports = [TaskReport("fused_conv2d", 1)]
     stop: dict = {}
@@ -142,7 +144,7 @@ def test_a_round_past_the_deadline_stops_the_run_as_a_budget_end():
     """The budget rule at unit level: the round that crosses the deadline is the last."""
     from tqdm import tqdm
 
-    from alexnet_tvm.compile.tune import TaskReport, _BudgetSpent, _progress_callback
+    from alexnet_tvm.compile.tuning.tune import TaskReport, _BudgetSpent, _progress_callback
 
     reports = [TaskReport("fused_conv2d", 1)]
     stop: dict = {}
@@ -158,7 +160,7 @@ def test_a_round_that_would_end_past_the_deadline_is_not_started():
     than one round's time (the first round, which starts the workers, sets no estimate)."""
     from tqdm import tqdm
 
-    from alexnet_tvm.compile.tune import TaskReport, _BudgetSpent, _progress_callback
+    from alexnet_tvm.compile.tuning.tune import TaskReport, _BudgetSpent, _progress_callback
 
     reports = [TaskReport("fused_conv2d", 1)]
     stop: dict = {}
@@ -175,7 +177,8 @@ def test_a_round_that_would_end_past_the_deadline_is_not_started():
 
 @pytest.mark.slow
 def test_time_budget_stops_after_the_round_and_keeps_records(tmp_path):
-    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.compile.tuning.plan import TuneConfig
+    from alexnet_tvm.compile.tuning.tune import tune
 
     model = _tiny_checkpoint(tmp_path / "m", "cifar")
     res = tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=tmp_path / "logs", total_trials=40,
@@ -200,7 +203,7 @@ def test_runner_workers_measure_with_the_targets_cores(tmp_path, monkeypatch):
     """TVM alone runs half the logical CPUs on x86; candidates measured that way lose their
     parallel loops. The runner's workers must see the target's num-cores, and the variable is
     put back afterwards."""
-    from alexnet_tvm.compile import tune as tune_mod
+    from alexnet_tvm.compile.tuning import tune as tune_mod
 
     monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
     seen = {}
@@ -222,7 +225,7 @@ def test_cpu_candidates_are_timed_with_cold_weights():
     """In the model no layer finds its weights in cache (the FC layers stream 234 MB through
     L3), so local CPU candidates are timed one cold run at a time; remote boards and GPUs
     keep warm repeats (the flush is an x86 CPU routine)."""
-    from alexnet_tvm.compile.measure import evaluator_config
+    from alexnet_tvm.compile.tuning.measure import evaluator_config
 
     targets = _targets()
     cold = evaluator_config(targets[TARGET])
@@ -235,7 +238,7 @@ def test_the_budget_stop_collects_every_other_round_in_flight():
     """MetaSchedule collects a task's round only when it picks the task again: before the budget
     ends a run, every other task's round in flight is collected (its records reach the database),
     once, even though collecting calls the same callback again."""
-    from alexnet_tvm.compile.tune import _join_the_others
+    from alexnet_tvm.compile.tuning.tune import _join_the_others
 
     joined: list[int] = []
     stop: dict = {}

@@ -58,8 +58,8 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
          from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, threads: int | None,
          targets_file: Path | None, logs_dir: Path | None, boards: int | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
-    from alexnet_tvm.compile.batch_transfer import transfer_line
-    from alexnet_tvm.compile.tune import format_report
+    from alexnet_tvm.compile.tuning.batch_transfer import transfer_line
+    from alexnet_tvm.compile.tuning.tune import format_report
     from alexnet_tvm.interface.compile_jobs import tune_each_batch
 
     if adapt:

@@ -194,10 +194,11 @@ def logs_export(target: str, out: Path, logs_dir: Path | None, record_set: str |
 def logs_import(archive: Path, target: str | None, logs_dir: Path | None, keep: int, record_set: str | None,
                 this_cpu: bool) -> None:
     """Merge the tuning records of a `logs export` archive or a pack into tuning_logs/<target>/<cpu>/."""
+    from alexnet_tvm.compile.tuning.database import check_readable
     from alexnet_tvm.distribution.logs import import_logs
 
     m = import_logs(archive, logs_dir_for_writing(logs_dir, target), target=target, keep=keep,
-                    record_set=record_set, this_cpu=this_cpu).merge
+                    record_set=record_set, this_cpu=this_cpu, validate=check_readable).merge
     click.echo(f"merged into {m.folder}: {m.workloads_added} new workloads, {m.records_added} of "
                f"{m.records_offered} records added; {m.records_before} -> {m.records_after} records")
 

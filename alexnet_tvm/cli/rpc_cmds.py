@@ -27,7 +27,7 @@ class HostPort(click.ParamType):
 
 def _run(module: str, args: list[str]) -> None:
     """TVM's own entry point as a supervised child: it and its workers end with this command."""
-    from alexnet_tvm.compile.rpc import run_tvm_service
+    from alexnet_tvm.compile.tuning.rpc import run_tvm_service
 
     sys.exit(run_tvm_service(module, args))
 
@@ -42,7 +42,7 @@ def rpc() -> None:
 @click.option("--port", type=tracker_port, default=9190, show_default=True)
 def tracker(host: str, port: int) -> None:
     """Run a tracker that boards register with and tuners ask for boards."""
-    from alexnet_tvm.compile.rpc import run_tracker
+    from alexnet_tvm.compile.tuning.rpc import run_tracker
 
     sys.exit(run_tracker(host, port))
 
@@ -63,7 +63,7 @@ def server(tracker_addr: tuple[str, int], key: str, host: str, port: int) -> Non
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
 def status(tracker_addr: tuple[str, int], timeout: float) -> None:
     """Boards registered with the tracker, per key: free, pending, total."""
-    from alexnet_tvm.compile.rpc import tracker_summary
+    from alexnet_tvm.compile.tuning.rpc import tracker_summary
 
     host, port = tracker_addr
     summary = tracker_summary(host, port, timeout)

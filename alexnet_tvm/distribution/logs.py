@@ -19,7 +19,7 @@ from pathlib import Path
 from alexnet_tvm.errors import DatabaseError, RegistryError
 from alexnet_tvm.fsutil import refuse_existing
 from alexnet_tvm.records import (
-    DEFAULT_KEEP, RECORDS, WORKLOADS, MergeResult, database_digest, merge_tuning_records, snapshot_database,
+    DEFAULT_KEEP, RECORDS, WORKLOADS, MergeResult, Readable, database_digest, merge_tuning_records, snapshot_database,
 )
 from alexnet_tvm.host import describe_cpu
 from alexnet_tvm.recordsets import RecordSet, choose_record_set, ensure_cpu_file, host_set_name, record_sets
@@ -112,13 +112,16 @@ def _destination_set(archive: Path, meta: dict, record_set: str | None, this_cpu
 
 
 def import_logs(archive: Path, logs_dir: Path, target: str | None = None, keep: int = DEFAULT_KEEP,
-                record_set: str | None = None, this_cpu: bool = False) -> LogsImportResult:
+                record_set: str | None = None, this_cpu: bool = False, *,
+                validate: Readable | None) -> LogsImportResult:
     """Merge the tuning records of a ``logs export`` archive, or of a pack, into
     ``logs_dir/<target>/<set>``: the target and set default to the ones the archive names
     (``this_cpu``: this host's own set instead).
 
     The archive is extracted and checked in a temporary folder, and nothing is written
-    unless it passed.
+    unless it passed. ``validate`` is the check that MetaSchedule can read the merged records
+    (``compile.tuning.database.check_readable``), passed in because distribution may not import
+    compile (docs/architecture.md).
     """
     archive = Path(archive)
     if not archive.is_file():
@@ -135,7 +138,7 @@ def import_logs(archive: Path, logs_dir: Path, target: str | None = None, keep: 
             theirs, mine = contents.meta.get("tvm_version"), _tvm_version()
             if theirs and mine and theirs != mine:
                 log.warning("%s was tuned with TVM %s, this is TVM %s", archive, theirs, mine)
-            merge = merge_tuning_records(src, Path(logs_dir) / name / set_name, keep)
+            merge = merge_tuning_records(src, Path(logs_dir) / name / set_name, keep, validate=validate)
         except (DatabaseError, RegistryError) as e:  # name the archive, not the scratch folder
             raise type(e)(str(e).replace(str(src), f"{archive}:{TUNING_DIR}")) from None
     ensure_cpu_file(merge.folder, cpu)

@@ -2,10 +2,10 @@
 
 Inside one wall-clock budget for all batch sizes (import and task extraction included):
 
-1. **Re-time the nearest family's records** (compile/adapt.py): when this host has no record
+1. **Re-time the nearest family's records** (compile/tuning/adapt.py): when this host has no record
    set of its own, the nearest set's best schedules are built and timed here and written to
    this host's own set. Every task then has a record timed on this CPU. At a batch size above
-   1, this host's batch-1 schedules are timed too, one image at a time (compile/batch_transfer.py).
+   1, this host's batch-1 schedules are timed too, one image at a time (compile/tuning/batch_transfer.py).
 2. **Profile the model here**, layer by layer against ONNX Runtime (the `bench --layers`
    measurement): the kernels that lose, and by how many milliseconds, are the tasks to tune.
    When none loses, every layer kernel is tuned, weighted by its time.
@@ -81,7 +81,7 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
     """Adapt ``model``'s records for ``target`` to this CPU in ``time_budget`` minutes of wall
     time for all batch sizes: every batch re-timed and profiled, then searched in its share of
     what is left; yields (target name, report) per batch as its search ends."""
-    from alexnet_tvm.compile.tune import TuneConfig
+    from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.recordsets import database_folder, record_choice
     from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
 
@@ -115,7 +115,7 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
 def _measure_batch(base, seed_dir: Path | None, seed_name: str | None) -> AdaptReport:
     """Steps 1 and 2 for one batch size: re-time the seeds (when the host has no set) and the
     batch-1 schedules (above batch 1), then profile."""
-    from alexnet_tvm.compile.tune import tune
+    from alexnet_tvm.compile.tuning.tune import tune
 
     t0 = time.monotonic()
     report = AdaptReport(base.batch, seed_name, None)
@@ -129,7 +129,7 @@ def _measure_batch(base, seed_dir: Path | None, seed_name: str | None) -> AdaptR
 
 def _search_batch(base, report: AdaptReport, end: float) -> AdaptReport:
     """Step 3 for one batch size, until ``end``."""
-    from alexnet_tvm.compile.tune import tune
+    from alexnet_tvm.compile.tuning.tune import tune
 
     t0 = time.monotonic()
     minutes = (end - t0) / 60.0
@@ -203,8 +203,8 @@ def report_lines(name: str, r: AdaptReport) -> list[str]:
         lines.append(f"{name} batch {r.batch}: re-timed {rt.timed} schedules of {r.seeded_from}'s records here in "
                      f"{rt.seconds:.0f} s; {rt.seeded} of {rt.tasks} tasks now have records timed on this CPU"
                      + (f" (no seed for {', '.join(rt.unseeded)})" if rt.unseeded else ""))
-    from alexnet_tvm.compile.batch_transfer import transfer_line
-    from alexnet_tvm.compile.cores_transfer import cores_line
+    from alexnet_tvm.compile.tuning.batch_transfer import transfer_line
+    from alexnet_tvm.compile.tuning.cores_transfer import cores_line
 
     if r.cores is not None and r.cores.tasks:
         lines.append(cores_line(f"{name} batch {r.batch}", r.cores))

@@ -39,7 +39,7 @@ class BenchConfig:
     #: every runtime at each of these thread counts, one row each (None: the cores this process may use)
     threads: list[int] | None = None
     untuned: bool = False
-    #: also time a build with bf16 FC weights (see compile/precision.py)
+    #: also time a build with bf16 FC weights (see compile/frontend/precision.py)
     bf16: bool = False
     #: also break the fp32 TVM and ONNX Runtime times down per layer, inside the model (layers.md)
     layers: bool = False
@@ -379,7 +379,7 @@ def _build_tvm(cfg: BenchConfig, spec, batch: int, name: str = "tvm", logs_dir: 
     from alexnet_tvm.settings import logs_dir_for_reading
 
     art_dir = cfg.out_dir / f"artifact-{name}-b{batch}"
-    from alexnet_tvm.compile.frontend import Calibration
+    from alexnet_tvm.compile.frontend.load import Calibration
 
     calib = Calibration(cfg.calibrate, cfg.calib_images) if precision == "int8" else None
     res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, batch=batch, force=True, precision=precision,

@@ -21,7 +21,7 @@ RATIOS = (("TVM int8 vs ORT", "int8_speedup_vs_onnxruntime"),
 
 def wanted(requested: bool, spec) -> bool:
     """--int8 on a target without VNNI: one warning and no int8 columns, so ``make bench`` runs anywhere."""
-    from alexnet_tvm.compile.frontend import check_int8_target
+    from alexnet_tvm.compile.frontend.load import check_int8_target
     from alexnet_tvm.errors import ToolkitError
 
     if not requested:

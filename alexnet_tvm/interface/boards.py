@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def board_for(spec: TargetSpec) -> RemoteBoard | None:
     """The board an rpc target runs on (None for local targets); a one-line error when the
     tracker or the board is missing."""
-    from alexnet_tvm.compile.rpc import check_board
+    from alexnet_tvm.compile.tuning.rpc import check_board
     from alexnet_tvm.runtime.artifact import RemoteBoard
 
     if spec.runner != "rpc" or spec.rpc is None:

@@ -15,7 +15,7 @@ from alexnet_tvm.targets import AUTO
 
 if TYPE_CHECKING:
     from alexnet_tvm.compile.build import BuildResult
-    from alexnet_tvm.compile.tune import TuneResult
+    from alexnet_tvm.compile.tuning.tune import TuneResult
 
 
 def model_overrides(input_size: int | None = None, num_classes: int | None = None,
@@ -62,8 +62,8 @@ def cores_label(cores: int | None) -> str:
 
 
 def calibration(calibrate: str | None = None, calib_images: int | None = None):
-    """The int8 calibration of ``--calibrate DATA --calib-images N`` (compile/frontend.py)."""
-    from alexnet_tvm.compile.frontend import Calibration
+    """The int8 calibration of ``--calibrate DATA --calib-images N`` (compile/frontend/load.py)."""
+    from alexnet_tvm.compile.frontend.load import Calibration
     from alexnet_tvm.model.quantize import DEFAULT_CALIB_IMAGES
 
     return Calibration(calibrate, calib_images or DEFAULT_CALIB_IMAGES)
@@ -75,7 +75,8 @@ def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None
     """Tune ``model`` at ``batch`` (default: each of the target's batch sizes in turn), yielding
     (target name, batch, result) as each finishes. ``model_flags``: :func:`model_overrides`'
     arguments; ``options``: the other TuneConfig fields."""
-    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.compile.tuning.plan import TuneConfig
+    from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
 
     spec = resolve_target(target, targets_file, threads)

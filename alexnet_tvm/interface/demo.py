@@ -54,7 +54,8 @@ def write_eval_folder(out: Path, seed: int = 0) -> Path:
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.tune import TuneConfig, tune
+    from alexnet_tvm.compile.tuning.plan import TuneConfig
+    from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
     from alexnet_tvm.meta import read_sidecar
     from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model

@@ -12,8 +12,7 @@ import sys
 import threading
 
 from alexnet_tvm.errors import RPCError
-
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +87,6 @@ def check_cross_compiler(spec: TargetSpec) -> None:
     if cc and shutil.which(cc) is None:
         raise RPCError(f"target {spec.name}: cross compiler {cc!r} is not installed "
                        f"(apt-get install g++-aarch64-linux-gnu)")
-
-
-def make_rpc_runner(spec: TargetSpec, evaluator_config, boards: int | None = None):
-    """MetaSchedule's RPC runner with one worker per board (``boards``; default: every board free
-    under the key now), each step on a board bounded and naming the board (compile/fleet.py)."""
-    from tvm.s_tir import meta_schedule as ms
-
-    from . import fleet
-
-    summary = check_board(spec)
-    workers = boards or free_boards(summary, spec.rpc.key)
-    cfg = ms.runner.RPCConfig(tracker_host=spec.rpc.tracker_host, tracker_port=spec.rpc.tracker_port,
-                              tracker_key=spec.rpc.key, session_priority=1,
-                              session_timeout_sec=spec.rpc.session_timeout)
-    return ms.runner.RPCRunner(rpc_config=cfg, evaluator_config=evaluator_config, max_workers=max(workers, 1),
-                               f_create_session=fleet.board_session, f_upload_module=fleet.board_upload,
-                               f_alloc_argument=fleet.board_alloc, f_run_evaluator=fleet.board_run,
-                               f_cleanup=fleet.board_cleanup)
 
 
 def cross_export(compiler: str, rt_mod) -> str:

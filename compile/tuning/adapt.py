@@ -193,6 +193,6 @@ def warm_cost_model(contexts: list, tasks: list, database, cores: int, k: int = 
 
 def seed_database(folder: Path):
     """The seed set's database, read-only (a private copy: nothing is ever written to it)."""
-    from alexnet_tvm.records import open_database
+    from .database import open_database
 
     return open_database(folder, for_tuning=False)

@@ -39,7 +39,7 @@ class Calibration:
 
 def qdq_model(path: Path):
     """The loaded ONNX model when ``path`` is a QDQ (quantized) ONNX file, else None."""
-    from .qdq_import import is_qdq
+    from ..int8.qdq_import import is_qdq
 
     if detect_format(Path(path)) != "onnx":
         return None
@@ -57,8 +57,8 @@ def _lower(model, path: Path, batch: int, overrides: ModelOverrides, base: Impor
            quantization: dict) -> ImportedModel:
     from alexnet_tvm.fsutil import sha256_file
 
-    from .int8_module import program_module
-    from .qdq_import import lower_qdq
+    from ..int8.module import program_module
+    from ..int8.qdq_import import lower_qdq
 
     name, dims, _ = onnx_io(model, path)
     meta = base.meta if base else sidecar_or(path, lambda: describe_onnx(model, path), overrides)
@@ -104,7 +104,7 @@ def import_int8(path: Path, batch: int, overrides: ModelOverrides, calib: Calibr
 def load_prepared(model: Path, batch: int, overrides: ModelOverrides | None, precision: str, calib: Calibration | None,
                   spec, target, workdir: Path) -> tuple[ImportedModel, object]:
     """(imported, prepared) for ``precision``; ``workdir`` holds the QDQ file an int8 build ships."""
-    from .int8_module import prepare_int8
+    from ..int8.module import prepare_int8
 
     check_precision(precision)
     overrides = overrides or ModelOverrides()

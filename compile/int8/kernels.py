@@ -18,7 +18,7 @@ fused epilogue per output value::
 so the GEMM reads no zero point at all. A layer whose output leaves the graph as floats
 (the logits) gets the same epilogue without ``/ s_out`` and the clip.
 
-The tensor intrinsic is alexnet_tvm/tensor_intrin.py's (why not TVM's own: see there).
+The tensor intrinsic is compile/int8/tensor_intrin.py's (why not TVM's own: see there).
 
 Activations are NHWC u8 (the quantized image alone is NCHW: ConvShape.image). An FC GEMM
 reads and writes 2-D views (``[N, K]`` in, ``[N, C]`` out); convs, pools and the input's
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alexnet_tvm.tensor_intrin import VNNI_INTRIN, register_intrinsic  # noqa: F401  (re-exported)
+from alexnet_tvm.compile.int8.tensor_intrin import VNNI_INTRIN, register_intrinsic  # noqa: F401  (re-exported)
 
 #: the prim-func names of the GEMMs (FC layers) and of the direct convs; int8 tuning uses the
 #: VNNI space for these tasks only

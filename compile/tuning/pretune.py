@@ -1,6 +1,6 @@
-"""Records timed before a search (tune.py's first steps): another CPU's seeds re-timed here
-(adapt.py), the records' schedules re-derived for the target's cores (cores_transfer.py), and
-this host's batch-1 schedules at a larger batch (batch_transfer.py)."""
+"""Records timed before a search (tune.py's first steps, on plan.py's Plan): another CPU's seeds
+re-timed here (adapt.py), the records' schedules re-derived for the target's cores
+(cores_transfer.py), and this host's batch-1 schedules at a larger batch (batch_transfer.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import logging
 import tempfile
 from pathlib import Path
 
-from .frontend import load_prepared
+from ..frontend.load import load_prepared
 from .measure import make_runner
-from .tune import TuneConfig, _measuring_threads, _Plan, has_record, host_workers, tuning_tasks
+from .plan import Plan, TuneConfig, has_record, host_workers, measuring_threads, tuning_tasks
 
 log = logging.getLogger(__name__)
 
 
-def _with_measurers(cfg: TuneConfig, plan: _Plan, measure):
+def _with_measurers(cfg: TuneConfig, plan: Plan, measure):
     """``measure(builder, runner)`` with the warm builder and the target's runner, both gone after."""
     from .workers import WarmBuilder
 
-    with _measuring_threads(cfg.target, plan.cores):
+    with measuring_threads(cfg.target, plan.cores):
         builder = WarmBuilder(max_workers=host_workers(cfg.target, plan.cores), timeout_sec=cfg.builder_timeout)
         runner = make_runner(cfg.target)
         try:
@@ -29,7 +29,7 @@ def _with_measurers(cfg: TuneConfig, plan: _Plan, measure):
             del runner  # its worker pool goes now, not at interpreter exit (where psutil is half torn down)
 
 
-def retime(cfg: TuneConfig, plan: _Plan):
+def retime(cfg: TuneConfig, plan: Plan):
     """adapt: the seed set's best schedules, timed here, as this host's first records (adapt.py)."""
     from .adapt import retime_seeds, seed_database
 
@@ -42,7 +42,7 @@ def retime(cfg: TuneConfig, plan: _Plan):
     return res
 
 
-def retarget_cores(cfg: TuneConfig, plan: _Plan):
+def retarget_cores(cfg: TuneConfig, plan: Plan):
     """to_target_cores: the best schedules written for another core count, re-derived for the
     target's and timed here (cores_transfer.py)."""
     from .cores_transfer import cores_line, transfer_cores
@@ -54,18 +54,18 @@ def retarget_cores(cfg: TuneConfig, plan: _Plan):
     return res
 
 
-def _count_tuned(plan: _Plan) -> None:
+def _count_tuned(plan: Plan) -> None:
     plan.already_tuned = sum(1 for t in plan.tasks if has_record(plan.database, t, plan.target))
 
 
-def replan(cfg: TuneConfig, plan: _Plan) -> None:
+def replan(cfg: TuneConfig, plan: Plan) -> None:
     """After records were added outside a search: what is tuned already, what is still to tune."""
     _count_tuned(plan)
     if cfg.focus is None and not cfg.extend:  # what still lacks a record
         plan.pending = [t for t in plan.pending if not has_record(plan.database, t, plan.target)]
 
 
-def transfer(cfg: TuneConfig, plan: _Plan):
+def transfer(cfg: TuneConfig, plan: Plan):
     """from_batch_one: this host's batch-1 schedules timed at cfg.batch (batch_transfer.py)."""
     from .batch_transfer import transfer_batch_one, transfer_line
 

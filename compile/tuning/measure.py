@@ -7,7 +7,7 @@ no gain was shown, and a round's time went mostly to the search and the builds.
 
 from __future__ import annotations
 
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 
 
 def evaluator_config(target: TargetSpec):
@@ -32,7 +32,7 @@ def make_runner(target: TargetSpec, boards: int | None = None):
 
     cfg = evaluator_config(target)
     if target.runner == "rpc":
-        from .rpc import make_rpc_runner
+        from .fleet import make_rpc_runner
 
         return make_rpc_runner(target, cfg, boards)
     return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=cfg)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import int8_kernels as K
+from . import kernels as K
 from .qdq_import import Program
 
 

@@ -2,10 +2,10 @@
 
 A tuning record of an int8 GEMM replays ``tensorize(..., VNNI_INTRIN)``: MetaSchedule's
 JSONDatabase parses every record of a database when it opens it, and refuses the whole
-database if a record names an intrinsic this process has not registered. So records.py
-registers it before it opens a database whose records name it, and the int8 kernels
-(compile/int8_kernels.py) use it. Core, like records.py: TVM is imported only when a
-database or a kernel needs it.
+database if a record names an intrinsic this process has not registered. So
+compile/tuning/database.py registers it before it opens a database whose records name it,
+and the int8 kernels (kernels.py) use it. TVM is imported only when a database or a kernel
+needs it.
 
 Why not TVM's own ``dot_16x4_vnni``: it passes ``int32x16`` operands to
 ``llvm.x86.avx512.vpdpbusd.512``, whose signature in the LLVM that TVM 0.27 links takes

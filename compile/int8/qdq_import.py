@@ -22,7 +22,7 @@ import numpy as np
 
 from alexnet_tvm.errors import ModelFormatError
 
-from . import int8_kernels as K
+from . import kernels as K
 
 SUPPORTED = ("QuantizeLinear", "DequantizeLinear", "Conv", "Gemm", "Relu", "MaxPool", "AveragePool", "Flatten",
              "Reshape", "Dropout", "Identity")

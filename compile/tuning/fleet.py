@@ -5,8 +5,8 @@ tracker for a board per candidate; TVM's tracker hands the boards that share a k
 So a tune gets one runner worker per board free under the key when it starts (``--boards N``
 caps it), and :class:`Fleet` says so in the tune's first line.
 
-The worker's steps on a board (``board_*`` below, passed to the RPCRunner) each run within the
-board's session timeout and name the board they ran on. A board that dies (the tracker drops it)
+The worker's steps on a board (``board_*`` below, which :func:`make_rpc_runner` passes to the
+RPCRunner) each run within the board's session timeout and name the board they ran on. A board that dies (the tracker drops it)
 or hangs (no reply by its session timeout plus :data:`HANG_GRACE_S`; the server itself ends a
 session at its timeout, so a live board has answered by then) fails the one candidate it held
 with a "board HOST:PORT under key K lost: ..." message; the tune's progress callback hands each
@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass, field
 
 from alexnet_tvm.errors import RPCError
+from alexnet_tvm.targets import TargetSpec
 
 from .rpc import board_registered, check_board, free_boards, tracker_summary
-from .targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -243,3 +243,19 @@ def board_cleanup(session, remote_path: str | None) -> None:
         where.run("cleanup", lambda: default_cleanup(session, remote_path))
     except RPCError as e:
         log.warning("%s", e)
+
+
+def make_rpc_runner(spec: TargetSpec, evaluator_config, boards: int | None = None):
+    """MetaSchedule's RPC runner with one worker per board (``boards``; default: every board free
+    under the key now), each step on a board bounded and naming the board (the board_* steps above)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    summary = check_board(spec)
+    workers = boards or free_boards(summary, spec.rpc.key)
+    cfg = ms.runner.RPCConfig(tracker_host=spec.rpc.tracker_host, tracker_port=spec.rpc.tracker_port,
+                              tracker_key=spec.rpc.key, session_priority=1,
+                              session_timeout_sec=spec.rpc.session_timeout)
+    return ms.runner.RPCRunner(rpc_config=cfg, evaluator_config=evaluator_config, max_workers=max(workers, 1),
+                               f_create_session=board_session, f_upload_module=board_upload,
+                               f_alloc_argument=board_alloc, f_run_evaluator=board_run,
+                               f_cleanup=board_cleanup)

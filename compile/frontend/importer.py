@@ -12,8 +12,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from alexnet_tvm.errors import ModelFormatError
 from alexnet_tvm.fsutil import sha256_file
 from alexnet_tvm.meta import ModelMeta
@@ -205,6 +203,3 @@ def import_model(path: Path, batch: int = 1, overrides: ModelOverrides | None = 
     log.info("imported %s (%s) as Relax: input %s %s, %d parameter tensors", path, fmt, name, shape, len(params))
     return ImportedModel(mod, list(params), name, tuple(shape), meta, path, fmt, sha256_file(path))
 
-
-def random_input(shape: tuple, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)

@@ -31,7 +31,7 @@ def prepare(mod, target, conv_layout: str = "NCHW", winograd_tile: int = 0):
     from tvm.relax import transform as T
 
     from .canonical import canonicalize
-    from .winograd import winograd_convs
+    from ..winograd import winograd_convs
 
     passes = [tvm.transform.module_pass(lambda m, _ctx: canonicalize(m), opt_level=0, name="Canonicalize")]
     if conv_layout == "NHWC":
