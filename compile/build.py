@@ -22,7 +22,7 @@ from alexnet_tvm.model.describe import ModelOverrides
 from .frontend import Calibration, load_prepared, ship_qdq
 from .pipeline import apply_records, compile_module, is_gpu
 from .precision import check_precision
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 from .tune import has_record, tuning_tasks
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from alexnet_tvm.errors import RPCError
 
 from .rpc import board_registered, check_board, free_boards, tracker_summary
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ no gain was shown, and a round's time went mostly to the search and the builds.
 
 from __future__ import annotations
 
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 
 
 def evaluator_config(target: TargetSpec):

@@ -13,7 +13,7 @@ import threading
 
 from alexnet_tvm.errors import RPCError
 
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from .frontend import Calibration, load_prepared
 from .measure import make_runner
 from .pipeline import is_gpu
 from .precision import check_precision
-from .targets import TargetSpec
+from alexnet_tvm.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 

@@ -639,7 +639,7 @@ needs_artifact = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tvm_artifact(env: Env) -> Path:
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.targets import load_targets
+    from alexnet_tvm.targets import load_targets
 
     spec = load_targets(Path(__file__).resolve().parent.parent / "targets.yaml")["x86-avx2"]
     out = env.root / "tvm-artifact"

@@ -15,7 +15,7 @@ from typing import Callable
 import click
 
 from alexnet_tvm.meta import PRECISIONS
-from alexnet_tvm.targets import AUTO
+from alexnet_tvm.target_choice import AUTO
 
 Decorator = Callable[[Callable], Callable]
 

@@ -147,7 +147,7 @@ def model_flops_and_weights(module, input_size: int) -> tuple[float, int]:
 def run_bench(cfg: BenchConfig) -> dict:
     """Time the model on ``cfg.target``: here against PyTorch and ONNX Runtime (CPU), on the GPU
     against PyTorch (CUDA), or on the board alone (rpc); write bench.json/.md/.png."""
-    from alexnet_tvm.settings import resolve_target
+    from alexnet_tvm.target_choice import resolve_target
 
     check_config(cfg)
     spec = resolve_target(cfg.target, cfg.targets_file, max(cfg.threads) if cfg.threads else None)
@@ -171,7 +171,7 @@ def _bench_cpu(cfg: BenchConfig, spec, counts: list[int]) -> dict:
     from alexnet_tvm.recordsets import other_record_set, record_choice, single_set_view
     from alexnet_tvm.runtime.bench import rounds_for
     from alexnet_tvm.settings import logs_dir_for_reading
-    from alexnet_tvm.targets import with_cores
+    from alexnet_tvm.target_choice import with_cores
 
     top = max(counts)
     if top > usable_cores():

@@ -30,6 +30,6 @@ def board_for(spec: TargetSpec) -> RemoteBoard | None:
 
 def board_for_target(name: str | None, targets_file: Path | None = None) -> RemoteBoard | None:
     """``verify --target NAME``: the named target's board; None without a name or for a local target."""
-    from alexnet_tvm.settings import resolve_target
+    from alexnet_tvm.target_choice import resolve_target
 
     return board_for(resolve_target(name, targets_file)) if name else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from alexnet_tvm.targets import AUTO
+from alexnet_tvm.target_choice import AUTO
 
 if TYPE_CHECKING:
     from alexnet_tvm.compile.build import BuildResult
@@ -38,7 +38,8 @@ def target_lines(targets_file: Path | None = None, logs_dir: Path | None = None)
     from alexnet_tvm.errors import TargetError
     from alexnet_tvm.recordsets import set_lines
     from alexnet_tvm.settings import logs_dir_for_reading, targets_file_path
-    from alexnet_tvm.targets import load_targets, pick_target
+    from alexnet_tvm.target_choice import pick_target
+    from alexnet_tvm.targets import load_targets
 
     targets = load_targets(targets_file_path(targets_file))
     try:
@@ -76,7 +77,8 @@ def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None
     (target name, batch, result) as each finishes. ``model_flags``: :func:`model_overrides`'
     arguments; ``options``: the other TuneConfig fields."""
     from alexnet_tvm.compile.tune import TuneConfig, tune
-    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
+    from alexnet_tvm.settings import logs_dir_for_writing
+    from alexnet_tvm.target_choice import resolve_target
 
     spec = resolve_target(target, targets_file, threads)
     logs = logs_dir_for_writing(logs_dir, spec.name)
@@ -94,7 +96,8 @@ def build_artifact(model: Path, target: str = AUTO, *, batch: int = 1, out: Path
     ``model_flags``: :func:`model_overrides`' arguments; ``options``: the other BuildConfig
     fields (``force``, ...)."""
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.settings import default_artifact_dir, logs_dir_for_reading, resolve_target
+    from alexnet_tvm.settings import default_artifact_dir, logs_dir_for_reading
+    from alexnet_tvm.target_choice import resolve_target
 
     spec = resolve_target(target, targets_file, threads)
     out = out or default_artifact_dir(Path(model).name.split(".")[0], spec.name, batch, precision)

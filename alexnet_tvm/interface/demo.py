@@ -60,7 +60,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model
     from alexnet_tvm.model.train import BEST, TrainConfig, train
     from alexnet_tvm.runtime.verify import summary_lines
-    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
+    from alexnet_tvm.settings import logs_dir_for_writing
+    from alexnet_tvm.target_choice import resolve_target
 
     t0 = time.perf_counter()
     out = cfg.out_dir
