@@ -48,7 +48,7 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
     refuse_outputs([cfg.report, cfg.junit], cfg.force)
     art = load_artifact(cfg.artifact, board=cfg.board)
     if cfg.against.startswith("ascend:"):
-        from .ascend_verify import verify_against_ascend
+        from .ascend import verify_against_ascend
 
         rep = verify_against_ascend(art, Path(cfg.against.split(":", 1)[1]), cfg)
     else:
