@@ -51,17 +51,6 @@ class BenchConfig:
     logs_dir: Path | None = None
 
 
-def parse_counts(text: str, flag: str) -> list[int]:
-    """``--batch 1,16`` -> [1, 16], ``--threads 1,2,4`` -> [1, 2, 4]: positive integers, in order, once each."""
-    try:
-        counts = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise ToolkitError(f"{flag} {text!r}: give comma-separated positive integers, e.g. 1,2,4")
-    return list(dict.fromkeys(counts))
-
-
 def check_config(cfg: BenchConfig) -> None:
     """Refuse what cannot give a median and a spread, before anything is built."""
     if not cfg.batches or min(cfg.batches) < 1 or cfg.runs < 3:
