@@ -28,17 +28,16 @@ from .options import counts_option, logs_dir_option, out_option, target_option, 
 @out_option(default=Path("runs/bench"), dest="out_dir")
 @targets_file_option()
 @logs_dir_option()
-def bench(model: Path, target_name: str, batches: list[int], runs: int, threads: list[int] | None, untuned: bool, bf16: bool,
-          int8: bool, calibrate: str, layers: bool, out_dir: Path, targets_file: Path | None, logs_dir: Path | None) -> None:
+def bench(model: Path, target_name: str, batches: list[int], runs: int, threads: list[int] | None, untuned: bool,
+          bf16: bool, int8: bool, calibrate: str, layers: bool, out_dir: Path, targets_file: Path | None,
+          logs_dir: Path | None) -> None:
     """Time PyTorch, ONNX Runtime, OpenVINO and TVM side by side; write bench.json, bench.md, bench.png."""
-    from alexnet_tvm.interface.bench import BenchConfig, run_bench
-    from alexnet_tvm.interface.bench_report import summary_lines
+    from alexnet_tvm.interface.bench import BenchConfig, bench as run_bench
 
-    res = run_bench(BenchConfig(model=model, target=target_name, batches=batches,
-                                out_dir=out_dir, runs=runs, threads=threads, untuned=untuned, bf16=bf16,
-                                layers=layers, int8=int8, calibrate=calibrate,
-                                targets_file=targets_file, logs_dir=logs_dir))
-    click.echo("\n".join(summary_lines(res)))
+    click.echo(run_bench(BenchConfig(model=model, target=target_name, batches=batches,
+                                     out_dir=out_dir, runs=runs, threads=threads, untuned=untuned, bf16=bf16,
+                                     layers=layers, int8=int8, calibrate=calibrate,
+                                     targets_file=targets_file, logs_dir=logs_dir)))
 
 
 COMMANDS = [bench]

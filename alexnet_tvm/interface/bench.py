@@ -430,3 +430,10 @@ def _bench_gpu(cfg: BenchConfig, spec) -> dict:
     note = f"PyTorch eager (CUDA) and TVM on {torch.cuda.get_device_name(0)}."
     return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "gpu",
                                 "note": note, "rows": rows})
+
+
+def bench(cfg: BenchConfig) -> str:
+    """``bench``: run it, and the summary the command prints (bench.md's table and notes)."""
+    from .bench_report import summary_lines
+
+    return "\n".join(summary_lines(run_bench(cfg)))

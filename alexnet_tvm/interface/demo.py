@@ -120,3 +120,9 @@ def _latencies(art_dir: Path, ckpt: Path, onnx_path: Path) -> dict[str, float]:
     runners = {"pytorch": torch_reference(ckpt), "onnxruntime": OnnxRuntimeReference(onnx_path),
                "tvm": art.run_batch}
     return {name: time_callable(name, fn, x, runs=20).median_ms for name, fn in runners.items()}
+
+
+def demo(cfg: DemoConfig) -> tuple[str, bool]:
+    """``demo``: the lines it prints, and whether every verify passed."""
+    res = run_demo(cfg)
+    return "\n".join(res.lines), all(res.verify_passed.values())
