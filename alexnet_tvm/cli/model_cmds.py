@@ -61,12 +61,11 @@ def train(dataset: str, out_dir: Path, arch: str, epochs: int, batch_size: int, 
           max_steps: int | None, resume: bool, force: bool) -> None:
     """Train an AlexNet variant on DATASET: 'digits' (embedded), a CIFAR-10 folder or an ImageFolder."""
     from alexnet_tvm.interface.model import train as run_train
-    from alexnet_tvm.model.train import TrainConfig
 
-    click.echo(run_train(TrainConfig(dataset=dataset, out_dir=out_dir, arch=arch, epochs=epochs, batch_size=batch_size,
-                                     optimizer=optimizer, lr=lr, seed=seed, input_size=input_size, width=width,
-                                     pretrained=pretrained, freeze_features=freeze_features, resume=resume,
-                                     force=force, max_steps=max_steps)))
+    click.echo(run_train(dataset=dataset, out_dir=out_dir, arch=arch, epochs=epochs, batch_size=batch_size,
+                         optimizer=optimizer, lr=lr, seed=seed, input_size=input_size, width=width,
+                         pretrained=pretrained, freeze_features=freeze_features, resume=resume, force=force,
+                         max_steps=max_steps))
 
 
 @click.command()

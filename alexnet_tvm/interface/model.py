@@ -7,17 +7,15 @@ made here, so that ``cli/model_cmds.py`` only parses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from alexnet_tvm.model.train import TrainConfig
+from typing import Any
 
 
-def train(cfg: TrainConfig) -> str:
-    """Train an AlexNet variant; the line with its best validation accuracy and checkpoint."""
-    from alexnet_tvm.model.train import train as run_train
+def train(**fields: Any) -> str:
+    """Train an AlexNet variant (``fields``: TrainConfig's); the line with its best validation
+    accuracy and checkpoint."""
+    from alexnet_tvm.model.train import TrainConfig, train as run_train
 
-    res = run_train(cfg)
+    res = run_train(TrainConfig(**fields))
     return (f"best val accuracy {res.best_val_accuracy:.4f} after {res.epochs_run} epochs "
             f"({res.seconds:.1f} s); checkpoint {res.checkpoint}")
 
