@@ -38,10 +38,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +142,6 @@ def _seed_from_package(shipped: Path, dest: Path) -> None:
                 shutil.copytree(record_set, tmp / record_set.name,
                                 ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
     log.info("started %s from the tuning records shipped with the package", dest)
-
-
-def resolve_target(name: str, targets_file: Path | None = None, threads: int | None = None) -> TargetSpec:
-    """A target of targets.yaml by name, or with ``auto`` the first local CPU entry this host runs
-    (for this process's cores); ``threads``: ``--threads``, the cores to compile for instead."""
-    from .targets import load_targets, pick_target
-
-    return pick_target(load_targets(targets_file_path(targets_file)), name, threads)
 
 
 def default_artifact_dir(model_name: str, target: str, batch: int, precision: str = "fp32") -> Path:

@@ -1,34 +1,28 @@
-"""targets.yaml: named TVM targets with their batch sizes, tuning budget and runner.
+"""targets.yaml: named TVM targets with their batch sizes, tuning budget and runner; the parser only.
 
-Core (not compile/) because every layer resolves ``--target`` through
-:func:`alexnet_tvm.settings.resolve_target`, including ``pull --target auto`` on a
-runtime-only machine. Importing it needs nothing outside the standard library (yaml
-is imported when a file is read, tvm only in :meth:`TargetSpec.tvm_target`), so the CLI
-can take :data:`AUTO` from here on any machine. ``alexnet_tvm.compile.targets`` re-exports it.
+Core (not compile/) because every layer resolves ``--target`` (:mod:`alexnet_tvm.target_choice`
+says which entry, and for which host), including ``pull --target auto`` on a runtime-only
+machine. Importing it needs nothing outside the standard library (yaml is imported when a
+file is read, tvm only in :meth:`TargetSpec.tvm_target`). The one import path of
+:class:`TargetSpec`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import TargetError
-from .host import host_cpu_flags, host_cpu_name, microarch, usable_cores
 
 if TYPE_CHECKING:
     import yaml
-
-log = logging.getLogger(__name__)
 
 RUNNERS = ("local", "rpc")
 #: Layouts the convolutions are tuned and built in. The model is NCHW; "NHWC" converts the
 #: convs (the weights stay OIHW parameters, so MetaSchedule still chooses their packing).
 CONV_LAYOUTS = ("NCHW", "NHWC")
-AUTO = "auto"
 #: targets.yaml validates winograd_tile against these (compile/winograd.py implements 2 and 4)
 WINOGRAD_TILES = (0, 2, 4)
 
@@ -256,66 +250,3 @@ def _check_records_from(spec: TargetSpec, specs: dict[str, TargetSpec], where: _
                 other.conv_layout, other.winograd_tile):
             raise where.err(p, f"{name} builds another graph (conv_layout, winograd_tile or kind differ); "
                                "its records would not match this target's tasks")
-
-
-def pick_target(targets: dict[str, TargetSpec], name: str, threads: int | None = None) -> TargetSpec:
-    """A named target, or with 'auto' the first CPU entry whose features this host has, compiled
-    for this host's CPU (:func:`host_mcpu`) and cores (:func:`for_this_host`). ``threads`` (the
-    user's ``--threads``) sets the cores of either."""
-    if name == AUTO:
-        flags = host_cpu_flags()
-        for spec in targets.values():
-            if spec.is_cpu and spec.runner == "local" and spec.host_features and set(spec.host_features) <= flags:
-                return for_this_host(spec, cores=threads)
-        raise TargetError("--target auto: no local CPU entry in targets.yaml matches this host's CPU flags")
-    try:
-        spec = targets[name]
-    except KeyError:
-        raise TargetError(f"unknown target {name!r} (known: {', '.join(targets)})") from None
-    return with_cores(spec, threads) if threads else spec
-
-
-def with_cores(spec: TargetSpec, cores: int) -> TargetSpec:
-    """``spec`` compiled for ``cores`` (its target's ``num-cores``, which MetaSchedule splits parallel
-    loops by and the runtime takes as its thread count); refused for a GPU target."""
-    if not spec.is_cpu or not isinstance(spec.target, dict):
-        raise TargetError(f"--threads: target {spec.name} is not a CPU target")
-    if cores < 1:
-        raise TargetError(f"--threads {cores}: give 1 or more")
-    return spec if spec.target.get("num-cores") == cores else \
-        dataclasses.replace(spec, target={**spec.target, "num-cores": int(cores)})
-
-
-def isa_level(spec: TargetSpec) -> str | None:
-    """The vector ISA an x86 target family assumes, by its host_features: "avx512", "avx2" or None."""
-    features = set(spec.host_features)
-    return "avx512" if "avx512f" in features else "avx2" if "avx2" in features else None
-
-
-def host_mcpu(spec: TargetSpec, host: str | None = None) -> str | None:
-    """The ``mcpu`` ``--target auto`` compiles ``spec`` with: the host's LLVM CPU name when the host
-    is a known x86 microarchitecture of the target's family (an Intel Sapphire Rapids host gets
-    ``sapphirerapids``, not the YAML's ``znver4``), else None (keep the YAML's).
-
-    "Of the family" means the same widest vector ISA: an AVX-512 host under an AVX2 target would
-    otherwise emit AVX-512 code into an artifact that says it needs AVX2 only."""
-    if not (spec.is_cpu and spec.runner == "local" and isinstance(spec.target, dict)) or "mtriple" in spec.target:
-        return None
-    arch = microarch(host or host_cpu_name())
-    level = isa_level(spec)
-    return arch.name if arch is not None and level is not None and arch.isa == level else None
-
-
-def for_this_host(spec: TargetSpec, host: str | None = None, cores: int | None = None) -> TargetSpec:
-    """``spec`` with :func:`host_mcpu` applied, for ``cores`` (default: the cores this process may
-    use, :func:`~alexnet_tvm.host.usable_cores`); a copy, targets.yaml's entry stays as written."""
-    if not isinstance(spec.target, dict):
-        return spec
-    mcpu = host_mcpu(spec, host)
-    if mcpu is not None and spec.target.get("mcpu") != mcpu:
-        log.info("--target auto: %s compiled for this host's CPU %s (targets.yaml says %s)", spec.name, mcpu,
-                 spec.target.get("mcpu", "none"))
-        spec = dataclasses.replace(spec, target={**spec.target, "mcpu": mcpu})
-    if not (spec.is_cpu and spec.runner == "local") or "mtriple" in spec.target:
-        return spec
-    return with_cores(spec, cores or usable_cores())

@@ -6,6 +6,10 @@ supports), from a ``torch.randn(1, 3, 224, 224)`` trace. Downstream files (the a
 ``--input_shape``, ais_bench, vision_metric) rely on exactly those names, so the
 export is checked against that contract and against eager PyTorch (at batch 1 and
 at another batch, to prove the dynamic axis) before it is renamed into place.
+
+The names and opset are the runtime's (``runtime/ascend/modelzoo.py``, their one home),
+which this layer may not import: the caller hands them in as an :class:`OnnxContract`
+(``alexnet_tvm.interface.ascend.modelzoo_contract``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +25,6 @@ import torch
 from alexnet_tvm.errors import ExportError
 from alexnet_tvm.fsutil import atomic_path, refuse_existing, write_json
 from alexnet_tvm.meta import sidecar_path
-from alexnet_tvm.ascend_modelzoo import BATCH_AXIS_NAME, INPUT_NAME, OPSET, OUTPUT_NAME
 
 from .checkpoint import load_any_checkpoint
 from .export import ExportConfig, check_export, export_onnx_file, sample_input
@@ -29,6 +33,15 @@ log = logging.getLogger(__name__)
 
 #: a batch other than the traced one, to run the dynamic axis for real
 CHECK_BATCH = 3
+
+
+class OnnxContract(NamedTuple):
+    """The tensor names, batch axis name and opset the exported file must have."""
+
+    input_name: str
+    output_name: str
+    batch_axis_name: str
+    opset: int
 
 
 @dataclass
@@ -42,9 +55,11 @@ class AscendExport:
     max_abs_error: float
 
 
-def check_onnx_contract(path: Path, num_classes: int, input_size: int) -> None:
-    """Raise unless the file has the ModelZoo's names, '-1' batch axes, shapes and opset 11."""
+def check_onnx_contract(path: Path, num_classes: int, input_size: int, contract: OnnxContract) -> None:
+    """Raise unless the file has the contract's names, batch axis names, shapes and opset."""
     import onnx
+
+    INPUT_NAME, OUTPUT_NAME, BATCH_AXIS_NAME, OPSET = contract
 
     model = onnx.load(str(path))
     opset = {o.domain: o.version for o in model.opset_import}.get("", None)
@@ -65,9 +80,11 @@ def check_onnx_contract(path: Path, num_classes: int, input_size: int) -> None:
         raise ExportError(f"{path}: shapes {dims(ins[0])} -> {dims(outs[0])}, expected {want_in} -> {want_out}")
 
 
-def export_ascend_onnx(checkpoint: Path, out: Path, force: bool = False) -> AscendExport:
+def export_ascend_onnx(checkpoint: Path, out: Path, contract: OnnxContract, force: bool = False) -> AscendExport:
     """Write ``out`` (and its sidecar) as pth2onnx would, verified with ONNX Runtime first."""
     import onnxruntime as ort
+
+    INPUT_NAME, OUTPUT_NAME, BATCH_AXIS_NAME, OPSET = contract
 
     checkpoint, out = Path(checkpoint), Path(out)
     if out.resolve() == checkpoint.resolve():
@@ -84,7 +101,7 @@ def export_ascend_onnx(checkpoint: Path, out: Path, force: bool = False) -> Asce
                 export_onnx_file(model, trace, tmp, cfg)
             except Exception as e:
                 raise ExportError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-            check_onnx_contract(tmp, meta.num_classes, meta.input_size)
+            check_onnx_contract(tmp, meta.num_classes, meta.input_size, contract)
             sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
             err = 0.0
             for x in checks:

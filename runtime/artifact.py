@@ -20,7 +20,9 @@ from alexnet_tvm.errors import ArtifactError
 from alexnet_tvm.fsutil import read_json, sha256_file
 from alexnet_tvm.host import use_threads
 from alexnet_tvm.meta import ModelMeta
+from alexnet_tvm.rpc_session import open_session
 from alexnet_tvm.schemas import check_manifest
+from alexnet_tvm.targets import RPCConfig
 
 from .compat import check_runnable_here, library_machine
 from .libcheck import check_against_library, check_elf
@@ -144,29 +146,6 @@ def zero_copy_ok(x: np.ndarray) -> bool:
             and x.ctypes.data % ALIGN == 0)
 
 
-@dataclass
-class RemoteBoard:
-    """Where to run a cross-compiled artifact: a board registered with an RPC tracker."""
-
-    tracker_host: str
-    tracker_port: int
-    key: str
-    session_timeout: int = 120
-
-
-def _remote_session(board: RemoteBoard):
-    from tvm import rpc
-
-    from alexnet_tvm.errors import RPCError
-
-    try:
-        tracker = rpc.connect_tracker(board.tracker_host, board.tracker_port)
-        return tracker.request(board.key, priority=1, session_timeout=board.session_timeout, max_retry=3)
-    except Exception as e:  # noqa: BLE001 - the FFI raises assorted types
-        raise RPCError(f"cannot get a board {board.key!r} from tracker {board.tracker_host}:{board.tracker_port} "
-                       f"({type(e).__name__}: {str(e).strip().splitlines()[-1][:160]})") from None
-
-
 def _num_cores(manifest: dict) -> int | None:
     """The cores the library was tuned and split for (a target dict's num-cores)."""
     target = manifest["target"].get("target")
@@ -179,14 +158,14 @@ def _tvm_failure(what: Path, e: Exception) -> ArtifactError:
     return ArtifactError(f"{what}: not loadable by TVM ({type(e).__name__}: {last})")
 
 
-def _load_library(folder: Path, manifest: dict, check_host: bool, board: RemoteBoard | None):
+def _load_library(folder: Path, manifest: dict, check_host: bool, board: RPCConfig | None):
     """(module, device): on the board, or here once this host can run the target's code."""
     import tvm
 
     cuda = manifest["target"].get("kind") == "cuda"
     check_elf(folder / LIB, library_machine(manifest, on_board=board is not None))
     if board is not None:
-        sess = _remote_session(board)
+        sess = open_session(board.tracker_host, board.tracker_port, board.key, board.session_timeout)
         sess.upload(str(folder / LIB), LIB)
         return sess.load_module(LIB), sess.cuda(0) if cuda else sess.cpu(0)
     if check_host:
@@ -212,7 +191,7 @@ def _load_params(folder: Path, manifest: dict, dev) -> list:
     return [tvm.runtime.tensor(a, dev) for a in arrays]
 
 
-def load_artifact(folder: Path, check_host: bool = True, board: RemoteBoard | None = None) -> Artifact:
+def load_artifact(folder: Path, check_host: bool = True, board: RPCConfig | None = None) -> Artifact:
     """Schema and checksums first, then load the library here or on a remote board."""
     from tvm import relax
 

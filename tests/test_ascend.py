@@ -98,7 +98,7 @@ def _write_images(root: Path) -> None:
 def env(tmp_path_factory) -> Env:
     import onnxruntime as ort
 
-    from alexnet_tvm.model.ascend_export import export_ascend_onnx
+    from alexnet_tvm.interface.ascend import export_onnx
     from alexnet_tvm.model.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("ascend")
@@ -108,7 +108,7 @@ def env(tmp_path_factory) -> Env:
     ckpt = root / "model.pt"
     save_checkpoint(model, meta, ckpt)
     onnx_path = root / "alexnet.onnx"
-    export_ascend_onnx(ckpt, onnx_path)
+    export_onnx(ckpt, onnx_path)
     _write_images(root / "images")
     A.preprocess_folder(root / "images", root / "pre_dataset")
     names = _natural([p.name.split(".")[0] for p in (root / "pre_dataset").iterdir()])
@@ -250,12 +250,12 @@ def test_export_from_bare_torchvision_state_dict(env: Env, tmp_path: Path) -> No
     import onnxruntime as ort
     import torchvision
 
-    from alexnet_tvm.model.ascend_export import export_ascend_onnx
+    from alexnet_tvm.interface.ascend import export_onnx
 
     tv = torchvision.models.alexnet(num_classes=7).eval()
     pth = tmp_path / "alexnet-owt-test.pth"
     torch.save(tv.state_dict(), pth)
-    res = export_ascend_onnx(pth, tmp_path / "alexnet.onnx")
+    res = export_onnx(pth, tmp_path / "alexnet.onnx")
     assert res.num_classes == 7 and res.max_abs_error < 1e-4
     x = np.random.default_rng(1).standard_normal((2, 3, 224, 224)).astype(np.float32)
     got = ort.InferenceSession(str(tmp_path / "alexnet.onnx"),
@@ -639,7 +639,7 @@ needs_artifact = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tvm_artifact(env: Env) -> Path:
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.targets import load_targets
+    from alexnet_tvm.targets import load_targets
 
     spec = load_targets(Path(__file__).resolve().parent.parent / "targets.yaml")["x86-avx2"]
     out = env.root / "tvm-artifact"

@@ -91,7 +91,7 @@ def test_bench_refuses_a_bad_count_list(tmp_path, run_cli, one_line_error, flag,
 
 
 def test_one_parser_reads_batch_and_thread_lists():
-    from alexnet_tvm.interface.bench import parse_counts
+    from alexnet_tvm.cli.options import parse_counts
 
     assert parse_counts("1,2,4", "--threads") == [1, 2, 4]
     assert parse_counts(" 16, 1,16,", "--batch") == [16, 1]  # in order, once each

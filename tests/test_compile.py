@@ -20,7 +20,7 @@ TARGET = "x86-avx2"  # runs on any AVX2 machine, CI included
 
 
 def _targets():
-    from alexnet_tvm.compile.targets import load_targets
+    from alexnet_tvm.targets import load_targets
 
     return load_targets(ROOT / "targets.yaml")
 
@@ -304,7 +304,7 @@ def test_runtime_uses_the_cores_the_library_was_built_for(tiny_artifact):
 
 
 def test_auto_target_and_listing(run_cli):
-    from alexnet_tvm.compile.targets import pick_target
+    from alexnet_tvm.target_choice import pick_target
     from alexnet_tvm.host import host_cpu_flags
 
     targets = _targets()

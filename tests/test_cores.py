@@ -36,10 +36,10 @@ def test_runtime_threads_never_exceed_the_usable_cores(monkeypatch):
 
 
 def test_auto_takes_this_process_cores_and_threads_override(monkeypatch):
-    from alexnet_tvm import targets
-    from alexnet_tvm.settings import resolve_target
+    from alexnet_tvm import target_choice
+    from alexnet_tvm.target_choice import resolve_target
 
-    monkeypatch.setattr(targets, "usable_cores", lambda: 5)
+    monkeypatch.setattr(target_choice, "usable_cores", lambda: 5)
     auto = resolve_target("auto")
     assert auto.target["num-cores"] == 5
     assert resolve_target("auto", threads=16).target["num-cores"] == 16

@@ -99,8 +99,8 @@ def test_nearest_set_weighs_cores_after_the_microarchitecture():
 
 def test_cpu_json_of_a_new_set_names_its_cores(tmp_path):
     from alexnet_tvm.recordsets import own_record_set, read_cpu_file
-    from alexnet_tvm.targets import with_cores
-    from alexnet_tvm.settings import resolve_target
+    from alexnet_tvm.target_choice import with_cores
+    from alexnet_tvm.target_choice import resolve_target
 
     folder = own_record_set(tmp_path, with_cores(resolve_target("x86-avx2"), 6))
     assert read_cpu_file(folder)["cores"] == 6
@@ -139,7 +139,7 @@ def test_tune_times_schedules_rederived_for_other_cores(tmp_path):
     from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.recordsets import host_set_name
-    from alexnet_tvm.targets import with_cores
+    from alexnet_tvm.target_choice import with_cores
     from test_compile import TARGET, _targets, _tiny_checkpoint
 
     model = _tiny_checkpoint(tmp_path / "m", "cifar")

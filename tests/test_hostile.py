@@ -397,7 +397,7 @@ def test_read_only_database_leaves_no_temp_folder(tmp_path, monkeypatch):
 
 def test_interrupted_tune_leaves_no_logs_folder(tart, tmp_path, monkeypatch):
     import alexnet_tvm.compile.tuning.tune as tune_mod
-    from alexnet_tvm.compile.targets import load_targets
+    from alexnet_tvm.targets import load_targets
 
     def interrupted(cfg, spec, contexts, weights, database, total, per_task, cores, reports, result, cost_model="xgb"):
         (Path(result.db_dir) / "logs").mkdir(exist_ok=True)

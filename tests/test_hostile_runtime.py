@@ -31,7 +31,7 @@ CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 def tiny(tmp_path_factory) -> dict:
     """The tiny artifact (batch 1), the same model built for batch 2, and a 32x32 image."""
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.targets import load_targets
+    from alexnet_tvm.targets import load_targets
 
     root = tmp_path_factory.mktemp("hostile-runtime")
     ckpt, art, logs = build_tiny(root)

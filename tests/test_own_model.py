@@ -39,7 +39,7 @@ def committed_dbs(tmp_path_factory):
 
 
 def _spec():
-    from alexnet_tvm.compile.targets import load_targets
+    from alexnet_tvm.targets import load_targets
 
     return load_targets(ROOT / "targets.yaml")[TARGET]
 

@@ -125,7 +125,7 @@ def test_old_layout_and_unsafe_host_names_are_refused(tmp_path, fake_host):
 def test_auto_compiles_for_a_known_host_of_the_target_family():
     """--target auto's mcpu rule: the host's name when it is a known x86 CPU of the target's ISA."""
     from alexnet_tvm.host import GENERATIONS
-    from alexnet_tvm.targets import for_this_host, host_mcpu
+    from alexnet_tvm.target_choice import for_this_host, host_mcpu
 
     targets = _targets()
     avx512, avx2, board = targets["x86-avx512"], targets["x86-avx2"], targets["rpi4-aarch64"]

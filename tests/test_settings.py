@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_tvm import settings
+from alexnet_tvm import settings, target_choice
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ("database_workload.json", "database_tuning_record.json")
@@ -88,6 +88,6 @@ def test_wheel_data_is_read_but_never_written(wheel_only: Path, elsewhere: Path)
 
 
 def test_resolve_target_and_the_artifact_folder(elsewhere: Path) -> None:
-    assert settings.resolve_target("x86-avx2").name == "x86-avx2"
+    assert target_choice.resolve_target("x86-avx2").name == "x86-avx2"
     assert settings.default_artifact_dir("model", "x86-avx2", 16) == Path("artifacts/model-x86-avx2-b16")
     assert settings.default_artifact_dir("model", "x86-avx2", 1, "bf16") == Path("artifacts/model-x86-avx2-b1-bf16")

@@ -20,7 +20,7 @@ def build_tiny(root: Path, name: str = "model.pt") -> tuple[Path, Path, Path]:
     import torch
 
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.compile.targets import load_targets
+    from alexnet_tvm.targets import load_targets
     from alexnet_tvm.model.checkpoint import save_checkpoint
     from alexnet_tvm.model.variants import build_model
 

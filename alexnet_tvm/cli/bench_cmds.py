@@ -6,17 +6,17 @@ from pathlib import Path
 
 import click
 
-from .options import logs_dir_option, out_option, target_option, targets_file_option
+from .options import counts_option, logs_dir_option, out_option, target_option, targets_file_option
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @target_option()
-@click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
+@counts_option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--runs", default=20, show_default=True, help="Timed runs per runtime (median, p10, p90).")
-@click.option("--threads", default=None, metavar="N[,N...]",
-              help="Comma-separated thread counts: every runtime runs at each (a row each); TVM is built for the "
-                   "largest. Default: the cores this process may use (affinity, cgroup quota).")
+@counts_option("--threads", default=None, metavar="N[,N...]",
+               help="Comma-separated thread counts: every runtime runs at each (a row each); TVM is built for the "
+                    "largest. Default: the cores this process may use (affinity, cgroup quota).")
 @click.option("--untuned", is_flag=True, help="Also time TVM without tuning records (slow).")
 @click.option("--bf16", is_flag=True, help="Also time TVM with bf16 FC weights (build --precision bf16).")
 @click.option("--int8", is_flag=True,
@@ -28,18 +28,16 @@ from .options import logs_dir_option, out_option, target_option, targets_file_op
 @out_option(default=Path("runs/bench"), dest="out_dir")
 @targets_file_option()
 @logs_dir_option()
-def bench(model: Path, target_name: str, batches: str, runs: int, threads: str | None, untuned: bool, bf16: bool,
-          int8: bool, calibrate: str, layers: bool, out_dir: Path, targets_file: Path | None, logs_dir: Path | None) -> None:
+def bench(model: Path, target_name: str, batches: list[int], runs: int, threads: list[int] | None, untuned: bool,
+          bf16: bool, int8: bool, calibrate: str, layers: bool, out_dir: Path, targets_file: Path | None,
+          logs_dir: Path | None) -> None:
     """Time PyTorch, ONNX Runtime, OpenVINO and TVM side by side; write bench.json, bench.md, bench.png."""
-    from alexnet_tvm.interface.bench import BenchConfig, parse_counts, run_bench
-    from alexnet_tvm.interface.bench_report import summary_lines
+    from alexnet_tvm.interface.bench import BenchConfig, bench as run_bench
 
-    thread_counts = None if threads is None else parse_counts(threads, "--threads")
-    res = run_bench(BenchConfig(model=model, target=target_name, batches=parse_counts(batches, "--batch"),
-                                out_dir=out_dir, runs=runs, threads=thread_counts, untuned=untuned, bf16=bf16,
-                                layers=layers, int8=int8, calibrate=calibrate,
-                                targets_file=targets_file, logs_dir=logs_dir))
-    click.echo("\n".join(summary_lines(res)))
+    click.echo(run_bench(BenchConfig(model=model, target=target_name, batches=batches,
+                                     out_dir=out_dir, runs=runs, threads=threads, untuned=untuned, bf16=bf16,
+                                     layers=layers, int8=int8, calibrate=calibrate,
+                                     targets_file=targets_file, logs_dir=logs_dir)))
 
 
 COMMANDS = [bench]

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from .options import (
-    batch_option, calibrate_options, force_option, logs_dir_option, model_options, out_option, precision_option, seed_option, target_option,
-    targets_file_option, threads_option,
+    batch_option, calibrate_options, force_option, logs_dir_option, model_options, out_option, precision_option,
+    seed_option, target_option, targets_file_option, threads_option,
 )
 
 
@@ -18,9 +18,9 @@ from .options import (
 def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
     """List the targets in targets.yaml (the one --target auto picks is starred) and their record
     sets (tuning_logs/<target>/<cpu>/; the one a build here takes is marked)."""
-    from alexnet_tvm.interface.compile_jobs import target_lines
+    from alexnet_tvm.interface.compile_jobs import targets
 
-    for line in target_lines(targets_file, logs_dir):
+    for line in targets(targets_file, logs_dir):
         click.echo(line)
 
 
@@ -58,44 +58,19 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
          from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, threads: int | None,
          targets_file: Path | None, logs_dir: Path | None, boards: int | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
-    from alexnet_tvm.compile.tuning.batch_transfer import transfer_line
-    from alexnet_tvm.compile.tuning.tune import format_report
-    from alexnet_tvm.interface.compile_jobs import tune_each_batch
+    from alexnet_tvm.interface.compile_jobs import adapt_clash, tune as run_tune
 
-    if adapt:
-        clash = [f for f, on in (("--fresh", fresh), ("--extend", extend), ("--only", only), ("--trials", trials),
-                                 ("--trials-per-task", trials_per_task), ("--calibrate", calibrate),
-                                 ("--from-batch-1", from_batch_one), ("--boards", boards)) if on]
-        if clash:
-            raise click.UsageError(f"--adapt chooses its own tasks and budget; drop {', '.join(clash)}")
-        return _adapt(model, target_name, batch, time_budget, seed, precision, targets_file, logs_dir, model_flags,
-                      threads)
-    for name, b, res in tune_each_batch(model, target_name, batch=batch, targets_file=targets_file, logs_dir=logs_dir,
-                                        total_trials=trials, trials_per_task=trials_per_task, time_budget=time_budget,
-                                        trials_per_round=trials_per_round, seed=seed, precision=precision,
-                                        extend=extend, fresh=fresh, only=only, from_batch_one=from_batch_one,
-                                        model_flags=model_flags, threads=threads, boards=boards,
-                                        calibrate=calibrate, calib_images=calib_images):
-        if res.transfer is not None:
-            click.echo(transfer_line(name, res.transfer))
-        click.echo(f"{name} batch {b}: {res.tasks} tasks, {res.already_tuned} already tuned, "
-                   f"{res.tuned_now} tuned now, {res.trials} trials in {res.seconds:.0f} s"
-                   + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
-        if res.reports:
-            click.echo("\n".join(format_report(res)))
-        if res.fleet is not None and res.fleet.lost:
-            click.echo(res.fleet.lost_line())
-
-
-def _adapt(model: Path, target_name: str, batch: int | None, time_budget: float | None, seed: int, precision: str,
-           targets_file: Path | None, logs_dir: Path | None, model_flags: dict, threads: int | None = None) -> None:
-    from alexnet_tvm.interface.adapt import adapt_each_batch, report_lines
-    from alexnet_tvm.interface.compile_jobs import model_overrides
-
-    for name, report in adapt_each_batch(model, target_name, batch=batch, time_budget=time_budget or 20.0,
-                                         targets_file=targets_file, logs_dir=logs_dir, precision=precision, seed=seed,
-                                         overrides=model_overrides(**model_flags), threads=threads):
-        click.echo("\n".join(report_lines(name, report)))
+    clash = adapt_clash(**{"--fresh": fresh, "--extend": extend, "--only": only, "--trials": trials,
+                           "--trials-per-task": trials_per_task, "--calibrate": calibrate,
+                           "--from-batch-1": from_batch_one, "--boards": boards}) if adapt else None
+    if clash:
+        raise click.UsageError(clash)
+    for line in run_tune(model, target_name, adapt=adapt, batch=batch, time_budget=time_budget, seed=seed,
+                         precision=precision, targets_file=targets_file, logs_dir=logs_dir, model_flags=model_flags,
+                         threads=threads, total_trials=trials, trials_per_task=trials_per_task,
+                         trials_per_round=trials_per_round, extend=extend, fresh=fresh, only=only,
+                         from_batch_one=from_batch_one, boards=boards, calibrate=calibrate, calib_images=calib_images):
+        click.echo(line)
 
 
 @click.command()
@@ -118,16 +93,11 @@ def build(model: Path, target_name: str, batch: int, out: Path | None, force: bo
     MODEL is a TorchScript, ONNX, .pt2 or state_dict file; no sidecar is needed (the input
     size and classes are read from the file; the model flags override them). --precision int8
     quantizes it with --calibrate DATA; a QDQ ONNX file (ORT's quantizer) builds as int8 as it is."""
-    from alexnet_tvm.interface.compile_jobs import build_artifact, cores_label
+    from alexnet_tvm.interface.compile_jobs import build as run_build
 
-    res = build_artifact(model, target_name, batch=batch, out=out, precision=precision, targets_file=targets_file,
+    click.echo(run_build(model, target_name, batch=batch, out=out, precision=precision, targets_file=targets_file,
                          logs_dir=logs_dir, force=force, model_flags=model_flags, calibrate=calibrate,
-                         calib_images=calib_images, threads=threads)
-    used = res.records.name if res.records is not None else None
-    click.echo(f"wrote {res.out} in {res.seconds:.1f} s" + (f" for {cores_label(res.cores)}" if res.cores else "")
-               + f" ({res.tuned}/{res.tasks} tasks tuned"
-               + (f" with record set {used}" if used else "")
-               + (f"; UNTUNED: {', '.join(res.untuned)}" if res.untuned else "") + ")")
+                         calib_images=calib_images, threads=threads))
 
 
 COMMANDS = [targets_cmd, tune, build]

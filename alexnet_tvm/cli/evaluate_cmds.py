@@ -26,12 +26,13 @@ def evaluate(artifact: Path, data: Path, against: str | None, model: Path | None
              markdown: Path | None, min_top1: float | None, min_top5: float | None, force: bool) -> None:
     """Top-1/Top-5 of ARTIFACT on DATA: an ImageFolder, a flat folder with val_label.txt
     (NAME LABEL lines) or a val_list.txt (PATH LABEL lines); labels are 0-based class indices."""
-    from alexnet_tvm.interface.evaluate import EvaluateConfig, markdown as summary, run_evaluate
+    from alexnet_tvm.interface.evaluate import EvaluateConfig, evaluate as run_evaluate
 
-    rep = run_evaluate(EvaluateConfig(artifact=artifact, data=data, against=against, model=model, report=report,
-                                      markdown=markdown, min_top1=min_top1, min_top5=min_top5, force=force))
-    click.echo(summary(rep), nl=False)
-    if not rep.passed:
+    summary, passed = run_evaluate(EvaluateConfig(artifact=artifact, data=data, against=against, model=model,
+                                                  report=report, markdown=markdown, min_top1=min_top1,
+                                                  min_top5=min_top5, force=force))
+    click.echo(summary, nl=False)
+    if not passed:
         sys.exit(1)
 
 

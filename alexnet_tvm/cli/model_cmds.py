@@ -1,4 +1,4 @@
-"""train / export / init: parse, then call alexnet_tvm.model."""
+"""train / export / init: parse, then call alexnet_tvm.interface.model."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Callable
 
 import click
-
-from alexnet_tvm.meta import refuse_sidecar
 
 from .options import batch_option, force_option, out_option, seed_option
 
@@ -62,13 +60,12 @@ def train(dataset: str, out_dir: Path, arch: str, epochs: int, batch_size: int, 
           input_size: int | None, width: float, pretrained: Path | None, freeze_features: bool,
           max_steps: int | None, resume: bool, force: bool) -> None:
     """Train an AlexNet variant on DATASET: 'digits' (embedded), a CIFAR-10 folder or an ImageFolder."""
-    from alexnet_tvm.model.train import TrainConfig, train as run_train
+    from alexnet_tvm.interface.model import train as run_train
 
-    res = run_train(TrainConfig(dataset=dataset, out_dir=out_dir, arch=arch, epochs=epochs, batch_size=batch_size,
-                                optimizer=optimizer, lr=lr, seed=seed, input_size=input_size, width=width, pretrained=pretrained,
-                                freeze_features=freeze_features, resume=resume, force=force, max_steps=max_steps))
-    click.echo(f"best val accuracy {res.best_val_accuracy:.4f} after {res.epochs_run} epochs "
-               f"({res.seconds:.1f} s); checkpoint {res.checkpoint}")
+    click.echo(run_train(dataset=dataset, out_dir=out_dir, arch=arch, epochs=epochs, batch_size=batch_size,
+                         optimizer=optimizer, lr=lr, seed=seed, input_size=input_size, width=width,
+                         pretrained=pretrained, freeze_features=freeze_features, resume=resume, force=force,
+                         max_steps=max_steps))
 
 
 @click.command()
@@ -83,13 +80,10 @@ def train(dataset: str, out_dir: Path, arch: str, epochs: int, batch_size: int, 
 def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int, input_name: str,
            dynamic_batch: bool, force: bool) -> None:
     """Export CHECKPOINT to TorchScript, ONNX or torch.export, checked against eager PyTorch."""
-    from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model
+    from alexnet_tvm.interface.model import export as run_export
 
-    out = out or checkpoint.with_name(checkpoint.name.split(".")[0] + SUFFIX[fmt])
-    refuse_sidecar(out, force)
-    err = export_model(ExportConfig(checkpoint=checkpoint, fmt=fmt, out=out, batch=batch, opset=opset,
-                                    input_name=input_name, dynamic_batch=dynamic_batch, force=force))
-    click.echo(f"wrote {out} (max abs error vs eager {err:.2e})")
+    click.echo(run_export(checkpoint, fmt, out, force=force, batch=batch, opset=opset, input_name=input_name,
+                          dynamic_batch=dynamic_batch))
 
 
 @click.command("init")
@@ -105,11 +99,9 @@ def export(checkpoint: Path, fmt: str, out: Path | None, batch: int, opset: int,
 def init(arch: str, num_classes: int, input_size: int | None, width: float, seed: int, out: Path,
          force: bool) -> None:
     """Write a randomly initialised checkpoint: tuning and benchmarks depend on shapes, not weights."""
-    from alexnet_tvm.model.checkpoint import init_checkpoint
+    from alexnet_tvm.interface.model import init as run_init
 
-    refuse_sidecar(out, force)
-    init_checkpoint(arch, num_classes, out, input_size=input_size, width=width, seed=seed, force=force)
-    click.echo(f"wrote {out}")
+    click.echo(run_init(arch, num_classes, out, input_size=input_size, width=width, seed=seed, force=force))
 
 
 COMMANDS = [train, export, init]

@@ -9,19 +9,88 @@ machine (which targets.yaml, which tuning_logs/) are left as None here and resol
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
+from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.meta import PRECISIONS
-from alexnet_tvm.targets import AUTO
+from alexnet_tvm.target_choice import AUTO
 
 Decorator = Callable[[Callable], Callable]
 
 
 def _path() -> click.Path:
     return click.Path(path_type=Path)
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (they pass every comparison a range makes)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+PORT = click.IntRange(0, 65535)
+POSITIVE = FiniteFloat(min=0, min_open=True)
+NON_NEGATIVE = FiniteFloat(min=0)
+AT_LEAST_1 = click.IntRange(min=1)
+
+
+def parse_counts(text: str, flag: str) -> list[int]:
+    """``--batch 1,16`` -> [1, 16], ``--threads 1,2,4`` -> [1, 2, 4]: positive integers, in order, once
+    each. The one reader of a comma-separated count list (bench, serve-bench, ascend atc-cmd)."""
+    usage = "give comma-separated positive integers, e.g. 1,2,4"
+    try:
+        counts = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        counts = []
+    if not counts:
+        raise ToolkitError(f"{flag} {text!r}: {usage}")
+    if min(counts) < 1:
+        raise ToolkitError(f"{flag} {text!r}: {min(counts)} must be at least 1; {usage}")
+    return list(dict.fromkeys(counts))
+
+
+def _counts(ctx: click.Context, param: click.Parameter, value: Any) -> list[int] | None:
+    """Click callback: :func:`parse_counts` of the value (a repeated option's values joined)."""
+    if value is None:
+        return None
+    return parse_counts(",".join(value) if isinstance(value, tuple) else value, param.opts[0])
+
+
+def counts_option(*decls: str, **kwargs: Any) -> Decorator:
+    """An option that takes comma-separated positive integers (:func:`parse_counts`)."""
+    return click.option(*decls, callback=_counts, **kwargs)
+
+
+def registry_from_option(required: bool = False,
+                         help: str = "Registry: a folder or an http(s):// base URL.") -> Decorator:
+    """``--from URL``: the registry a pack is pulled from."""
+    return click.option("--from", "registry", default=None, required=required, help=help)
+
+
+def trust_option(help: str = "Accept only packs signed by a key in this .pub or trusted-keys file "
+                             "(repeatable).") -> Decorator:
+    """``--trust PUBKEY``: the keys a pulled pack must be signed with."""
+    return click.option("--trust", type=_path(), multiple=True, metavar="PUBKEY", help=help)
+
+
+def timeout_option() -> Decorator:
+    """``--timeout S``: a registry request's deadline (each command's default is the distribution's)."""
+    return click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                        help="Seconds a request may take in all (default 10, publish 60; "
+                             "a download gets more per MiB, up to an hour).")
+
+
+def token_file_option() -> Decorator:
+    return click.option("--token-file", type=_path(), default=None,
+                        help="File holding the upload bearer token. Default: $ALEXNET_TVM_TOKEN.")
 
 
 def target_option(default: str | None = AUTO, help: str | None = None) -> Decorator:

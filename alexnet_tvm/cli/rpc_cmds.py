@@ -1,4 +1,4 @@
-"""rpc tracker | server | status: stand up and inspect TVM RPC boards in one command."""
+"""rpc tracker | server | status: parse, then call alexnet_tvm.interface.rpc."""
 
 from __future__ import annotations
 
@@ -25,13 +25,6 @@ class HostPort(click.ParamType):
         return host, int(port)
 
 
-def _run(module: str, args: list[str]) -> None:
-    """TVM's own entry point as a supervised child: it and its workers end with this command."""
-    from alexnet_tvm.compile.tuning.rpc import run_tvm_service
-
-    sys.exit(run_tvm_service(module, args))
-
-
 @click.group()
 def rpc() -> None:
     """TVM RPC tracker and servers (boards)."""
@@ -42,9 +35,9 @@ def rpc() -> None:
 @click.option("--port", type=tracker_port, default=9190, show_default=True)
 def tracker(host: str, port: int) -> None:
     """Run a tracker that boards register with and tuners ask for boards."""
-    from alexnet_tvm.compile.tuning.rpc import run_tracker
+    from alexnet_tvm.interface.rpc import tracker as run
 
-    sys.exit(run_tracker(host, port))
+    sys.exit(run(host, port))
 
 
 @rpc.command()
@@ -54,8 +47,9 @@ def tracker(host: str, port: int) -> None:
 @click.option("--port", type=server_port, default=9090, show_default=True)
 def server(tracker_addr: tuple[str, int], key: str, host: str, port: int) -> None:
     """Run an RPC server on this machine (a board) registered with the tracker under KEY."""
-    _run("tvm.exec.rpc_server", ["--tracker", f"{tracker_addr[0]}:{tracker_addr[1]}", "--key", key,
-                                 "--host", host, "--port", str(port), "--port-end", str(min(port + 100, 65536))])
+    from alexnet_tvm.interface.rpc import server as run
+
+    sys.exit(run(tracker_addr[0], tracker_addr[1], key, host, port))
 
 
 @rpc.command()
@@ -63,14 +57,10 @@ def server(tracker_addr: tuple[str, int], key: str, host: str, port: int) -> Non
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
 def status(tracker_addr: tuple[str, int], timeout: float) -> None:
     """Boards registered with the tracker, per key: free, pending, total."""
-    from alexnet_tvm.compile.tuning.rpc import tracker_summary
+    from alexnet_tvm.interface.rpc import status as run
 
-    host, port = tracker_addr
-    summary = tracker_summary(host, port, timeout)
-    queue = summary.get("queue_info", {})
-    click.echo(f"tracker {host}:{port}: {len(summary.get('server_info', []))} server(s)")
-    for key, q in sorted(queue.items()):
-        click.echo(f"  {key:16s} free {q.get('free', 0)}  pending {q.get('pending', 0)}")
+    for line in run(tracker_addr[0], tracker_addr[1], timeout):
+        click.echo(line)
 
 
 COMMANDS = [rpc]

@@ -1,4 +1,4 @@
-"""predict / verify: parse, then call alexnet_tvm.runtime.predict or alexnet_tvm.interface.verify."""
+"""predict / verify: parse, then call alexnet_tvm.interface.predict or alexnet_tvm.interface.verify."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from .options import force_option, seed_option, target_option, targets_file_opti
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes listed per image.")
 def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
     """Classify IMAGES with a built ARTIFACT (no torch needed)."""
-    from alexnet_tvm.runtime.predict import predict_files
+    from alexnet_tvm.interface.predict import predict as run_predict
 
-    for name, top in predict_files(artifact, list(images), top_k):
-        click.echo(f"{name}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
+    for line in run_predict(artifact, list(images), top_k):
+        click.echo(line)
 
 
 @click.command()
@@ -49,20 +49,18 @@ def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
 @targets_file_option()
 def verify(artifact: Path, against: str, model: Path | None, eval_set: Path | None, inputs: Path | None,
            labels: Path | None, random_count: int, seed: int, min_top1_agreement: float | None,
-           max_abs_error: float | None, max_accuracy_drop: float | None, report: Path | None, junit: Path | None, force: bool, target_name: str | None, targets_file: Path | None) -> None:
+           max_abs_error: float | None, max_accuracy_drop: float | None, report: Path | None, junit: Path | None,
+           force: bool, target_name: str | None, targets_file: Path | None) -> None:
     """Check ARTIFACT against a reference; exit 0 on pass, 1 on fail."""
-    from alexnet_tvm.interface.boards import board_for_target
-    from alexnet_tvm.interface.verify import VerifyConfig, run_verify
-    from alexnet_tvm.runtime.verify import summary_lines
+    from alexnet_tvm.interface.verify import verify as run_verify
 
-    board = board_for_target(target_name, targets_file)
-    rep = run_verify(VerifyConfig(artifact=artifact, against=against, model=model, eval_set=eval_set, board=board,
-                                  random_count=random_count, seed=seed, report=report, junit=junit, force=force,
-                                  inputs=inputs, labels=labels,
-                                  gate_flags={"min_top1_agreement": min_top1_agreement, "max_abs_error": max_abs_error,
-                                              "max_accuracy_drop": max_accuracy_drop}))
-    click.echo("\n".join(summary_lines(rep)))
-    sys.exit(0 if rep.passed else 1)
+    summary, passed = run_verify(target_name, targets_file, artifact=artifact, against=against, model=model,
+                                 eval_set=eval_set, random_count=random_count, seed=seed, report=report, junit=junit,
+                                 force=force, inputs=inputs, labels=labels,
+                                 gate_flags={"min_top1_agreement": min_top1_agreement,
+                                             "max_abs_error": max_abs_error, "max_accuracy_drop": max_accuracy_drop})
+    click.echo(summary)
+    sys.exit(0 if passed else 1)
 
 
 COMMANDS = [predict, verify]

@@ -1,36 +1,16 @@
-"""serve / serve-bench: parse, then call alexnet_tvm.serving (no torch: runs where ``pull`` runs)."""
+"""serve / serve-bench: parse, then call alexnet_tvm.interface.serve (no torch: runs where ``pull`` runs)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
-from .options import out_option
+from alexnet_tvm.target_choice import AUTO
 
-
-def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give comma-separated integers, e.g. 1,32") from None
-
-
-class FiniteFloat(click.FloatRange):
-    """A FloatRange that also refuses nan and inf (they pass every comparison a range makes)."""
-
-    def convert(self, value, param, ctx):
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return rv
-
-
-PORT = click.IntRange(0, 65535)
-POSITIVE = FiniteFloat(min=0, min_open=True)
-NON_NEGATIVE = FiniteFloat(min=0)
-AT_LEAST_1 = click.IntRange(min=1)
+from .options import (
+    AT_LEAST_1, NON_NEGATIVE, PORT, POSITIVE, counts_option, out_option, registry_from_option, trust_option,
+)
 
 
 @click.command()
@@ -53,41 +33,35 @@ AT_LEAST_1 = click.IntRange(min=1)
               help="Largest classify image, width x height (413).")
 @click.option("--pull", "pull_models", multiple=True, metavar="NAME",
               help="Pull this model's pack from --from (digests checked) and serve it.")
-@click.option("--from", "registry", default=None, help="Registry for --pull: a folder or an http(s):// URL.")
+@registry_from_option(help="Registry for --pull: a folder or an http(s):// URL.")
 @click.option("--pull-batch", multiple=True, type=AT_LEAST_1,
               help="Pull one pack per batch size (default: the smallest).")
-@click.option("--pull-target", default=None, help="Prefer packs of this target (default: any this host runs).")
-@click.option("--trust", type=click.Path(path_type=Path), multiple=True, metavar="PUBKEY",
-              help="--pull: accept only packs signed by a key in this .pub or trusted-keys file (as pull --trust).")
+@click.option("--pull-target", default=AUTO, show_default=True,
+              help="Prefer packs of this target, as pull --target (auto: the targets.yaml entry this host runs); "
+                   "otherwise any pack this machine can run.")
+@trust_option(help="--pull: accept only packs signed by a key in this .pub or trusted-keys file (as pull --trust).")
 def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, name: str | None,
           max_delay_ms: float, max_queue: int, timeout_s: float, max_body_mb: float, max_image_mb: float,
           max_image_pixels: int, pull_models: tuple[str, ...], registry: str | None, pull_batch: tuple[int, ...],
-          pull_target: str | None, trust: tuple[Path, ...]) -> None:
+          pull_target: str, trust: tuple[Path, ...]) -> None:
     """Serve ARTIFACTS over the Open Inference Protocol (KServe v2) until SIGTERM."""
-    from alexnet_tvm.serving.app import ServeConfig, serve as run_serve
-    from alexnet_tvm.serving.limits import MIB, Limits
-    from alexnet_tvm.serving.pulled import PullRequest
+    from alexnet_tvm.interface.serve import ServeOptions, serve as run_serve
 
     if pull_models and not registry:
         raise click.UsageError("--pull needs --from URL")
-    limits = Limits(max_queue=max_queue, max_delay_ms=max_delay_ms, timeout_s=timeout_s,
-                    max_body_bytes=int(max_body_mb * MIB), max_image_bytes=int(max_image_mb * MIB),
-                    max_image_pixels=max_image_pixels)
     if trust and not pull_models:
         raise click.UsageError("--trust is for --pull")
-    from alexnet_tvm.distribution.signing import Trust
-
-    trusted = Trust.from_files(trust)  # a bad key file fails before anything is downloaded
-    pull = PullRequest(list(pull_models), registry, pull_target, list(pull_batch), trust=trusted) if pull_models \
-        else None
-    cfg = ServeConfig(list(artifacts), host=host, port=port, token=token, name=name, limits=limits, pull=pull)
-    run_serve(cfg, on_ready=lambda url, names: click.echo(f"serving {', '.join(names)} at {url}"))
+    run_serve(ServeOptions(list(artifacts), host=host, port=port, token=token, name=name, max_delay_ms=max_delay_ms,
+                           max_queue=max_queue, timeout_s=timeout_s, max_body_mb=max_body_mb,
+                           max_image_mb=max_image_mb, max_image_pixels=max_image_pixels,
+                           pull_models=list(pull_models), registry=registry, pull_batch=list(pull_batch),
+                           pull_target=pull_target, trust=trust), on_ready=click.echo)
 
 
 @click.command("serve-bench")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--concurrency", default="1,32", show_default=True, callback=_int_list,
-              help="Concurrent clients of each run, comma-separated.")
+@counts_option("--concurrency", default="1,32", show_default=True,
+               help="Concurrent clients of each run, comma-separated.")
 @click.option("--requests", type=AT_LEAST_1, default=200, show_default=True,
               help="Timed requests at each concurrency, per served round.")
 @click.option("--warmup", type=click.IntRange(min=0), default=8, show_default=True,
@@ -101,13 +75,10 @@ def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, 
 def serve_bench(artifacts: tuple[Path, ...], concurrency: list[int], requests: int, warmup: int,
                 max_delay_ms: float, bare_runs: int, runs: int, out: Path) -> None:
     """Load-test a server on ARTIFACTS over loopback against the bare artifacts' throughput, in turns."""
-    from alexnet_tvm.serving.bench import ServeBenchConfig, markdown_table, run_serve_bench
+    from alexnet_tvm.interface.serve import serve_bench as run_serve_bench
 
-    res = run_serve_bench(ServeBenchConfig(list(artifacts), out, concurrency=concurrency, requests=requests,
-                                           warmup=warmup, max_delay_ms=max_delay_ms, bare_runs=bare_runs,
-                                           runs=runs))
-    click.echo(markdown_table(res), nl=False)
-    click.echo(f"wrote {out / 'serve-bench.json'} and {out / 'serve-bench.md'}")
+    click.echo(run_serve_bench(list(artifacts), out, concurrency=concurrency, requests=requests, warmup=warmup,
+                               max_delay_ms=max_delay_ms, bare_runs=bare_runs, runs=runs))
 
 
 COMMANDS = [serve, serve_bench]

@@ -21,6 +21,7 @@ from typing import IO
 from alexnet_tvm.errors import RegistryError
 from alexnet_tvm.fsutil import atomic_dir, refuse_existing
 from alexnet_tvm.runtime.compat import HostInfo, host_info
+from alexnet_tvm.settings import default_artifact_dir
 
 from .archive import CHUNK
 from .index import PackEntry, incompatibility, select_pack
@@ -61,10 +62,6 @@ class PullResult:
     refused: list[str]
 
 
-def default_pull_dir(entry: PackEntry) -> Path:
-    return Path("artifacts") / f"{entry.model}-{entry.target}-b{entry.batch}"
-
-
 def pull(cfg: PullConfig) -> PullResult:
     """Pick, download, check and install one pack as an artifact folder (all or nothing)."""
     registry = open_registry(cfg.registry, cfg.timeout)
@@ -74,7 +71,7 @@ def pull(cfg: PullConfig) -> PullResult:
     e = sel.entry
     if cfg.target and not sel.exact:
         log.info("no usable %s pack of %s; taking the compatible %s", cfg.target, cfg.model, e.target)
-    out = Path(cfg.out) if cfg.out else default_pull_dir(e)
+    out = Path(cfg.out) if cfg.out else default_artifact_dir(e.model, e.target, e.batch)
     refuse_existing(out, cfg.force)
     if e.size > cfg.max_pack_mb << 20:
         raise RegistryError(f"pack {e.file}: the index says {e.size} bytes ({e.size >> 20} MiB), more than "

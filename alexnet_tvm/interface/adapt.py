@@ -34,7 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from alexnet_tvm.errors import ToolkitError
-from alexnet_tvm.targets import AUTO
+from alexnet_tvm.target_choice import AUTO
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = Non
     what is left; yields (target name, report) per batch as its search ends."""
     from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.recordsets import database_folder, record_choice
-    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
+    from alexnet_tvm.settings import logs_dir_for_writing
+    from alexnet_tvm.target_choice import resolve_target
 
     deadline = time.monotonic() + 60.0 * time_budget
     spec = resolve_target(target, targets_file, threads)

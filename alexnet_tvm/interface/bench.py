@@ -51,17 +51,6 @@ class BenchConfig:
     logs_dir: Path | None = None
 
 
-def parse_counts(text: str, flag: str) -> list[int]:
-    """``--batch 1,16`` -> [1, 16], ``--threads 1,2,4`` -> [1, 2, 4]: positive integers, in order, once each."""
-    try:
-        counts = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise ToolkitError(f"{flag} {text!r}: give comma-separated positive integers, e.g. 1,2,4")
-    return list(dict.fromkeys(counts))
-
-
 def check_config(cfg: BenchConfig) -> None:
     """Refuse what cannot give a median and a spread, before anything is built."""
     if not cfg.batches or min(cfg.batches) < 1 or cfg.runs < 3:
@@ -147,7 +136,7 @@ def model_flops_and_weights(module, input_size: int) -> tuple[float, int]:
 def run_bench(cfg: BenchConfig) -> dict:
     """Time the model on ``cfg.target``: here against PyTorch and ONNX Runtime (CPU), on the GPU
     against PyTorch (CUDA), or on the board alone (rpc); write bench.json/.md/.png."""
-    from alexnet_tvm.settings import resolve_target
+    from alexnet_tvm.target_choice import resolve_target
 
     check_config(cfg)
     spec = resolve_target(cfg.target, cfg.targets_file, max(cfg.threads) if cfg.threads else None)
@@ -171,7 +160,7 @@ def _bench_cpu(cfg: BenchConfig, spec, counts: list[int]) -> dict:
     from alexnet_tvm.recordsets import other_record_set, record_choice, single_set_view
     from alexnet_tvm.runtime.bench import rounds_for
     from alexnet_tvm.settings import logs_dir_for_reading
-    from alexnet_tvm.targets import with_cores
+    from alexnet_tvm.target_choice import with_cores
 
     top = max(counts)
     if top > usable_cores():
@@ -441,3 +430,8 @@ def _bench_gpu(cfg: BenchConfig, spec) -> dict:
     note = f"PyTorch eager (CUDA) and TVM on {torch.cuda.get_device_name(0)}."
     return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "gpu",
                                 "note": note, "rows": rows})
+
+
+def bench(cfg: BenchConfig) -> str:
+    """``bench``: run it, and the summary the command prints (bench.md's table and notes)."""
+    return "\n".join(summary_lines(run_bench(cfg)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from alexnet_tvm.targets import AUTO
+from alexnet_tvm.target_choice import AUTO
 
 if TYPE_CHECKING:
     from alexnet_tvm.compile.build import BuildResult
@@ -38,7 +38,8 @@ def target_lines(targets_file: Path | None = None, logs_dir: Path | None = None)
     from alexnet_tvm.errors import TargetError
     from alexnet_tvm.recordsets import set_lines
     from alexnet_tvm.settings import logs_dir_for_reading, targets_file_path
-    from alexnet_tvm.targets import load_targets, pick_target
+    from alexnet_tvm.target_choice import pick_target
+    from alexnet_tvm.targets import load_targets
 
     targets = load_targets(targets_file_path(targets_file))
     try:
@@ -77,7 +78,8 @@ def tune_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None
     arguments; ``options``: the other TuneConfig fields."""
     from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.compile.tuning.tune import tune
-    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
+    from alexnet_tvm.settings import logs_dir_for_writing
+    from alexnet_tvm.target_choice import resolve_target
 
     spec = resolve_target(target, targets_file, threads)
     logs = logs_dir_for_writing(logs_dir, spec.name)
@@ -95,10 +97,76 @@ def build_artifact(model: Path, target: str = AUTO, *, batch: int = 1, out: Path
     ``model_flags``: :func:`model_overrides`' arguments; ``options``: the other BuildConfig
     fields (``force``, ...)."""
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.settings import default_artifact_dir, logs_dir_for_reading, resolve_target
+    from alexnet_tvm.settings import default_artifact_dir, logs_dir_for_reading
+    from alexnet_tvm.target_choice import resolve_target
 
     spec = resolve_target(target, targets_file, threads)
     out = out or default_artifact_dir(Path(model).name.split(".")[0], spec.name, batch, precision)
     return build(BuildConfig(model=model, target=spec, out=out, logs_dir=logs_dir_for_reading(logs_dir, spec.name),
                              batch=batch, precision=precision, overrides=model_overrides(**(model_flags or {})),
                              calibration=calibration(calibrate, calib_images), **options))
+
+
+def targets(targets_file: Path | None = None, logs_dir: Path | None = None) -> list[str]:
+    """``targets``: :func:`target_lines`."""
+    return target_lines(targets_file, logs_dir)
+
+
+def adapt_clash(**flags: Any) -> str | None:
+    """``tune --adapt`` chooses its own tasks and budget: the usage error for the flags given
+    beside it (``flags``: the flag's name -> its value, e.g. ``{"--fresh": True}``), None when none."""
+    clash = [flag for flag, value in flags.items() if value]
+    return f"--adapt chooses its own tasks and budget; drop {', '.join(clash)}" if clash else None
+
+
+def tune(model: Path, target: str = AUTO, *, adapt: bool = False, batch: int | None = None,
+         time_budget: float | None = None, seed: int = 0, precision: str = "fp32",
+         targets_file: Path | None = None, logs_dir: Path | None = None, model_flags: dict | None = None,
+         threads: int | None = None, **options: Any) -> Iterator[str]:
+    """``tune``: the lines it prints, each batch's as it finishes. ``adapt``: the nearest CPU's records
+    made this CPU's, then tuning where ONNX Runtime wins (``time_budget`` default 20 minutes), which
+    chooses its own tasks and budget: ``options`` (:func:`tune_each_batch`'s) are left out, so check
+    :func:`adapt_clash` first."""
+    if adapt:
+        from .adapt import adapt_each_batch, report_lines
+
+        for name, report in adapt_each_batch(model, target, batch=batch, time_budget=time_budget or 20.0,
+                                             targets_file=targets_file, logs_dir=logs_dir, precision=precision,
+                                             seed=seed, overrides=model_overrides(**(model_flags or {})),
+                                             threads=threads):
+            yield "\n".join(report_lines(name, report))
+        return
+    for name, b, res in tune_each_batch(model, target, batch=batch, targets_file=targets_file, logs_dir=logs_dir,
+                                        time_budget=time_budget, seed=seed, precision=precision,
+                                        model_flags=model_flags, threads=threads, **options):
+        yield from tune_lines(name, b, res)
+
+
+def tune_lines(name: str, batch: int, res: TuneResult) -> list[str]:
+    """What ``tune`` prints for one batch: the batch-1 transfer, the counts, the task report, lost boards."""
+    from alexnet_tvm.compile.tuning.batch_transfer import transfer_line
+    from alexnet_tvm.compile.tuning.tune import format_report
+
+    lines = [transfer_line(name, res.transfer)] if res.transfer is not None else []
+    lines.append(f"{name} batch {batch}: {res.tasks} tasks, {res.already_tuned} already tuned, "
+                 f"{res.tuned_now} tuned now, {res.trials} trials in {res.seconds:.0f} s"
+                 + (" (time budget reached)" if res.stopped_by_budget else "") + f"; records in {res.db_dir}")
+    if res.reports:
+        lines.append("\n".join(format_report(res)))
+    if res.fleet is not None and res.fleet.lost:
+        lines.append(res.fleet.lost_line())
+    return lines
+
+
+def build_line(res: BuildResult) -> str:
+    """What ``build`` prints: the artifact, its time, cores and how many of its tasks were tuned."""
+    used = res.records.name if res.records is not None else None
+    return (f"wrote {res.out} in {res.seconds:.1f} s" + (f" for {cores_label(res.cores)}" if res.cores else "")
+            + f" ({res.tuned}/{res.tasks} tasks tuned"
+            + (f" with record set {used}" if used else "")
+            + (f"; UNTUNED: {', '.join(res.untuned)}" if res.untuned else "") + ")")
+
+
+def build(model: Path, target: str = AUTO, **options: Any) -> str:
+    """``build``: :func:`build_artifact`, and the line saying what was built."""
+    return build_line(build_artifact(model, target, **options))

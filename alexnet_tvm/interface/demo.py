@@ -61,7 +61,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from alexnet_tvm.model.export import SUFFIX, ExportConfig, export_model
     from alexnet_tvm.model.train import BEST, TrainConfig, train
     from alexnet_tvm.runtime.verify import summary_lines
-    from alexnet_tvm.settings import logs_dir_for_writing, resolve_target
+    from alexnet_tvm.settings import logs_dir_for_writing
+    from alexnet_tvm.target_choice import resolve_target
 
     t0 = time.perf_counter()
     out = cfg.out_dir
@@ -120,3 +121,9 @@ def _latencies(art_dir: Path, ckpt: Path, onnx_path: Path) -> dict[str, float]:
     runners = {"pytorch": torch_reference(ckpt), "onnxruntime": OnnxRuntimeReference(onnx_path),
                "tvm": art.run_batch}
     return {name: time_callable(name, fn, x, runs=20).median_ms for name, fn in runners.items()}
+
+
+def demo(cfg: DemoConfig) -> tuple[str, bool]:
+    """``demo``: the lines it prints, and whether every verify passed."""
+    res = run_demo(cfg)
+    return "\n".join(res.lines), all(res.verify_passed.values())

@@ -168,3 +168,9 @@ def _write(rep: EvaluateReport, cfg: EvaluateConfig) -> None:
         write_json(cfg.report, rep.to_dict())
     if cfg.markdown:
         write_text(cfg.markdown, markdown(rep))
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[str, bool]:
+    """``evaluate``: the markdown summary the command prints, and whether the --min-top gates passed."""
+    rep = run_evaluate(cfg)
+    return markdown(rep), rep.passed

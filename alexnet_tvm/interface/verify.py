@@ -10,7 +10,9 @@ from alexnet_tvm.preprocess import load_labelled_folder
 from alexnet_tvm.errors import VerifyError
 from alexnet_tvm.fsutil import refuse_outputs
 from alexnet_tvm.runtime.artifact import artifact_digest, load_artifact
-from alexnet_tvm.runtime.verify import Gates, VerifyReport, verify, write_junit, write_report
+from alexnet_tvm.runtime.verify import (
+    Gates, VerifyReport, summary_lines, verify as compare_outputs, write_junit, write_report,
+)
 
 from .references import reference_runtime, source_model
 
@@ -48,7 +50,7 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
     refuse_outputs([cfg.report, cfg.junit], cfg.force)
     art = load_artifact(cfg.artifact, board=cfg.board)
     if cfg.against.startswith("ascend:"):
-        from .ascend_verify import verify_against_ascend
+        from .ascend import verify_against_ascend
 
         rep = verify_against_ascend(art, Path(cfg.against.split(":", 1)[1]), cfg)
     else:
@@ -59,7 +61,7 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
             labelled = load_labelled_folder(cfg.eval_set, m.class_names, m.resize_size, m.input_size, m.mean, m.std)
         with reference_runtime(cfg.against, src, art) as ref:
             gates = cfg.gates or Gates.for_precision(art.manifest.get("precision", "fp32"), **cfg.gate_flags)
-            rep = verify(art.predict, ref, art.input_shape, gates, str(cfg.artifact), cfg.against,
+            rep = compare_outputs(art.predict, ref, art.input_shape, gates, str(cfg.artifact), cfg.against,
                          random_count=cfg.random_count, seed=cfg.seed, labelled=labelled)
     rep.seal(artifact_digest(cfg.artifact))
     if cfg.report:
@@ -67,3 +69,12 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
     if cfg.junit:
         write_junit(rep, cfg.junit)
     return rep
+
+
+def verify(target_name: str | None = None, targets_file: Path | None = None, **fields) -> tuple[str, bool]:
+    """``verify``: run on ``target_name``'s RPC board when it is an rpc target (else here); the
+    summary the command prints and whether every gate passed. ``fields``: :class:`VerifyConfig`'s."""
+    from .boards import board_for_target
+
+    rep = run_verify(VerifyConfig(board=board_for_target(target_name, targets_file), **fields))
+    return "\n".join(summary_lines(rep)), rep.passed

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import platform
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 
 from alexnet_tvm.errors import ServeError
 from alexnet_tvm.fsutil import write_json, write_text
+from alexnet_tvm.host import cpu_model
 from alexnet_tvm.runtime.artifact import load_artifact
 from alexnet_tvm.runtime.bench import Timing
 
@@ -121,17 +121,6 @@ class ServeBenchResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (``lscpu``'s Model name), for the record."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def check_config(cfg: ServeBenchConfig) -> None:

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
 from alexnet_tvm.errors import RPCError
+from alexnet_tvm.rpc_session import free_boards, open_session, tracker_summary
 from alexnet_tvm.targets import TargetSpec
 
-from .rpc import board_registered, check_board, free_boards, tracker_summary
+from .rpc import check_board
 
 log = logging.getLogger(__name__)
 
@@ -134,41 +133,20 @@ def _call(seconds: float, fn):
     return out[0] if out else (False, None, None)
 
 
-def _request_board(host: str, port: int, key: str, priority: int, wait: float) -> tuple[str, int, str]:
-    """Ask the tracker for a board under ``key`` (address and match key), waiting at most ``wait``
-    seconds; the request leaves the tracker's queue with the socket."""
-    from tvm.rpc import base
-
-    try:
-        with socket.create_connection((host, port), timeout=min(wait, 10.0)) as sock:
-            sock.settimeout(wait)
-            sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
-            if struct.unpack("<i", base.recvall(sock, 4))[0] != base.RPC_TRACKER_MAGIC:
-                raise RPCError(f"{host}:{port} is not an RPC tracker")
-            base.sendjson(sock, [base.TrackerCode.REQUEST, key, "", priority])
-            code, value = base.recvjson(sock)
-    except TimeoutError:
-        raise RPCError(f"no board under key {key!r} at tracker {host}:{port} was free within {wait:.0f} s") from None
-    except OSError as e:
-        raise RPCError(f"RPC tracker {host}:{port} failed: {e.strerror or e}") from None
-    if code != base.TrackerCode.SUCCESS:
-        raise RPCError(f"RPC tracker {host}:{port} refused a board under key {key!r}: {value!r}")
-    return value[0], int(value[1]), value[2]
-
-
 def board_session(rpc_config):
-    """Create-session step: a board from the tracker, bounded; the session remembers which board
-    it is on and when that board must have answered."""
-    from tvm import rpc
-
+    """Create-session step: a board from the tracker, bounded (:func:`alexnet_tvm.rpc_session.open_session`);
+    the session remembers which board it is on and when that board must have answered."""
     host, port, key = rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.tracker_key
     wait = float(rpc_config.session_timeout_sec or 60)
-    if not board_registered(tracker_summary(host, port, timeout=min(wait, 10.0)), key):
-        raise RPCError(f"every board under key {key!r} left tracker {host}:{port} (killed or disconnected)")
-    url, bport, matchkey = _request_board(host, port, key, int(rpc_config.session_priority or 1), wait)
-    where = _Where(f"{url}:{bport}", key, host, port, wait)
-    sess = where.run("connect", lambda: rpc.connect(url, bport, matchkey, rpc_config.session_timeout_sec or 0))
-    sess.alexnet_board = where
+    where: list[_Where] = []
+
+    def connect_step(board: str, connect):
+        where.append(_Where(board, key, host, port, wait))
+        return where[0].run("connect", connect)
+
+    sess = open_session(host, port, key, rpc_config.session_timeout_sec, int(rpc_config.session_priority or 1),
+                        step=connect_step)
+    sess.alexnet_board = where[0]
     return sess
 
 

@@ -9,63 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 
 from alexnet_tvm.errors import RPCError
+from alexnet_tvm.rpc_session import board_registered, free_boards, tracker_summary
 from alexnet_tvm.targets import TargetSpec
 
 log = logging.getLogger(__name__)
-
-
-def tracker_summary(host: str, port: int, timeout: float = 10.0) -> dict:
-    """The tracker's queue and servers, or a one-line error within ``timeout`` seconds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as e:
-        raise RPCError(f"RPC tracker {host}:{port} is unreachable ({e.strerror or e})") from None
-
-    def query():
-        from tvm import rpc
-
-        return rpc.connect_tracker(host, port).summary()
-
-    return _within(timeout, query, f"RPC tracker {host}:{port} did not answer within {timeout:.0f} s",
-                   f"RPC tracker {host}:{port}")
-
-
-def _within(timeout: float, fn, late: str, failed: str):
-    """``fn()`` on a daemon thread, or an RPCError after ``timeout`` s: the TVM RPC client
-    calls block without a deadline of their own."""
-    out: list = []
-    err: list = []
-
-    def call():
-        try:
-            out.append(fn())
-        except Exception as e:  # noqa: BLE001 - the FFI raises assorted types; reported below
-            err.append(e)
-
-    t = threading.Thread(target=call, daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise RPCError(late)
-    if err:
-        last = (str(err[0]).strip().splitlines() or [""])[-1]
-        raise RPCError(f"{failed}: {type(err[0]).__name__}: {last}")
-    return out[0]
-
-
-def free_boards(summary: dict, key: str) -> int:
-    q = summary.get("queue_info", {}).get(key)
-    return int(q.get("free", 0)) if q else 0
-
-
-def board_registered(summary: dict, key: str) -> bool:
-    """A live board keeps a connection to the tracker (listed under ``server:<key>``) even while
-    it serves a session; a dead one drops out, while the tracker's queue may still count it."""
-    return any(s.get("key") == f"server:{key}" for s in summary.get("server_info", []))
 
 
 def check_board(spec: TargetSpec, timeout: float = 10.0) -> dict:

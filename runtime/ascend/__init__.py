@@ -4,7 +4,7 @@ There is no Ascend hardware here, so this package is about being exact at the fi
 boundary, where the ModelZoo scripts (pth2onnx, imagenet_torch_preprocess,
 vision_metric), ATC and the ais_bench inference tool meet. One module per concern:
 
-* :mod:`alexnet_tvm.ascend_modelzoo` (core, shared with the ONNX export) - the flow's fixed names, opset and sizes;
+* :mod:`.modelzoo` - the flow's fixed names, opset and sizes (the ONNX export is handed them by the interface layer);
 * :mod:`.names` - sample names, ais_bench's natural order, the val_label.txt writer
   (the reader is the general :mod:`alexnet_tvm.runtime.labels`);
 * :mod:`.atc` - the ``atc`` command lines (one static OM per batch size);
@@ -35,7 +35,7 @@ from .compare import TXT_ROUNDING, compare_to_om, om_tolerance
 from .inputs import (INPUT_SUFFIXES, PreprocessReport, collect_images, iter_bin_batches, list_bin_inputs,
                      load_bin_inputs, preprocess_folder, preprocess_image, read_bin_input)
 from .metric import evaluate_results, vision_metric_topk, write_result_json
-from alexnet_tvm.ascend_modelzoo import (BATCH_AXIS_NAME, DEFAULT_BATCHES, DEFAULT_SOC, INPUT_NAME, INPUT_SIZE, KNOWN_SOCS, OPSET,
+from .modelzoo import (BATCH_AXIS_NAME, DEFAULT_BATCHES, DEFAULT_SOC, INPUT_NAME, INPUT_SIZE, KNOWN_SOCS, OPSET,
                        OUTPUT_NAME, RESIZE_SIZE)
 from .names import natural_sort, write_label_file
 from .perf import summary_perf

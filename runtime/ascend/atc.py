@@ -10,7 +10,7 @@ from typing import Sequence
 from alexnet_tvm.errors import AscendError
 from alexnet_tvm.fsutil import atomic_path, refuse_existing
 
-from alexnet_tvm.ascend_modelzoo import DEFAULT_BATCHES, DEFAULT_SOC, INPUT_NAME, INPUT_SIZE, KNOWN_SOCS
+from .modelzoo import DEFAULT_BATCHES, DEFAULT_SOC, INPUT_NAME, INPUT_SIZE, KNOWN_SOCS
 
 _SOC = re.compile(r"Ascend[0-9A-Za-z]+")
 

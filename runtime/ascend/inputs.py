@@ -20,7 +20,7 @@ from alexnet_tvm.meta import IMAGENET_MEAN, IMAGENET_STD
 from alexnet_tvm.preprocess import IMAGE_SUFFIXES, eval_transform, list_images, load_image
 
 from ..counted import counted_warnings
-from alexnet_tvm.ascend_modelzoo import INPUT_SIZE, RESIZE_SIZE
+from .modelzoo import INPUT_SIZE, RESIZE_SIZE
 from .npy import load_npy
 from .names import natural_sort, scan_image_folder, unique_names
 

@@ -23,7 +23,7 @@ from alexnet_tvm.errors import AscendError
 from ..counted import counted_warnings
 from ..labels import sample_name
 from .inputs import check_finite
-from alexnet_tvm.ascend_modelzoo import OUTPUT_NAME
+from .modelzoo import OUTPUT_NAME
 from .names import first_duplicate, natural_key, natural_order, natural_sort
 from .perf import summary_perf
 from .resultfiles import FORMATS, filesinfo, parse_bin, parse_npy, parse_txt, read_summary, scan_results_dir

@@ -1,7 +1,9 @@
 """What the Ascend ModelZoo's AlexNet flow fixes: tensor names, opset, sizes, SoCs.
 
-pth2onnx, ATC, imagenet_torch_preprocess and ais_bench agree on these; the ONNX
-export, the atc script and the input/result readers take them from here.
+pth2onnx, ATC, imagenet_torch_preprocess and ais_bench agree on these; the atc script
+and the input/result readers take them from here, and the ONNX export
+(``model/ascend_export.py``, which may not import the runtime) is handed them by
+:mod:`alexnet_tvm.interface.ascend`.
 """
 
 from __future__ import annotations
