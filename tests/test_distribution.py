@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_artifact import MODEL, TARGET, build_tiny, registry_server, write_report  # noqa: F401 (fixture)
+
+from helpers.artifacts import MODEL, build_tiny, write_report
+from helpers.cli import free_port
+from helpers.models import TARGET
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -49,7 +52,7 @@ def _host() -> str:
 def _committed_records(dest: Path) -> Path:
     """The committed x86-avx512 database pair of its first record set, copied (a tuning run may be
     appending to the work tree's)."""
-    from conftest import committed_record_sets, copy_committed_records
+    from helpers.records import committed_record_sets, copy_committed_records
 
     return copy_committed_records("x86-avx512", dest, committed_record_sets("x86-avx512")[0])
 
@@ -126,12 +129,6 @@ def _predict_lines(run_cli, artifact: Path, images: list[Path]) -> list[str]:
     res = run_cli("predict", artifact, *images, "--top-k", "4")
     assert res.exit_code == 0, res.output
     return res.output.strip().splitlines()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -249,7 +246,7 @@ def test_registry_serve_cli_subprocess(dist, tmp_path, run_cli):
 
     reg = tmp_path / "reg"
     FolderRegistry(reg).publish(dist.pack)
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "alexnet-tvm"
     proc = subprocess.Popen([str(exe), "registry", "serve", str(reg), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -450,7 +447,7 @@ def test_damaged_archive_with_matching_digest_refused(dist, tmp_path, run_cli, o
 
 
 def test_unreachable_registry_refused_within_timeout(dist, tmp_path, run_cli, one_line_error):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     one_line_error(run_cli("pull", MODEL, "--from", f"http://127.0.0.1:{port}", "-o", tmp_path / "o"),
                    "unreachable")
     with socket.socket() as s:  # accepts connections, never answers

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_artifact import MODEL, ROOT, TARGET, TOKEN, packed_tiny, registry_server  # noqa: F401
+
+from helpers.artifacts import MODEL, TOKEN, packed_tiny
+from helpers.models import ROOT, TARGET, repo_targets
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
@@ -397,7 +399,6 @@ def test_read_only_database_leaves_no_temp_folder(tmp_path, monkeypatch):
 
 def test_interrupted_tune_leaves_no_logs_folder(tart, tmp_path, monkeypatch):
     import alexnet_tvm.compile.tune as tune_mod
-    from alexnet_tvm.compile.targets import load_targets
 
     def interrupted(cfg, spec, contexts, weights, database, total, per_task, cores, reports, result, cost_model="xgb"):
         (Path(result.db_dir) / "logs").mkdir(exist_ok=True)
@@ -408,7 +409,7 @@ def test_interrupted_tune_leaves_no_logs_folder(tart, tmp_path, monkeypatch):
     from tvm.s_tir import meta_schedule as ms
 
     monkeypatch.setattr(ms.relax_integration, "extracted_tasks_to_tune_contexts", lambda *a, **k: ([], []))
-    spec = load_targets(ROOT / "targets.yaml")[TARGET]
+    spec = repo_targets()[TARGET]
     with pytest.raises(KeyboardInterrupt):
         tune_mod.tune(tune_mod.TuneConfig(model=tart.ckpt, target=spec, logs_dir=tmp_path / "logs"))
     assert not list((tmp_path / "logs" / TARGET).glob("*/logs"))

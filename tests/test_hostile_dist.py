@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tiny_artifact import MODEL, TARGET, TOKEN, packed_tiny, registry_server  # noqa: F401
+
+from helpers.artifacts import MODEL, TOKEN, packed_tiny
+from helpers.models import TARGET
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
