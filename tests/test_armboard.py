@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import CLI, free_port
+from helpers.cli import CLI, free_port, kill_group
 from helpers.models import write_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,11 +79,7 @@ def armboard(tmp_path_factory):
         yield folder, _targets_file(folder, tport)
     finally:
         stop = subprocess.run(["bash", str(ARMBOARD), "stop"], capture_output=True, text=True, timeout=120)
-        try:
-            os.killpg(tracker.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        tracker.wait()
+        kill_group(tracker)
         assert stop.returncode == 0, stop.stdout + stop.stderr
 
 

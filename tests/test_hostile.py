@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from helpers.artifacts import MODEL, TOKEN, packed_tiny
-from helpers.cli import free_port
+from helpers.cli import free_port, kill_group
 from helpers.models import ROOT, TARGET, repo_targets
 from helpers.packs import index_entry, pack_members, registry_listing, repack
 
@@ -400,9 +400,4 @@ def test_sigterm_ends_rpc_children(tmp_path, service):
         _, alive = psutil.wait_procs(kids, timeout=60)
         assert not alive, [" ".join(p.cmdline()) for p in alive]
     finally:
-        import os
-
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)

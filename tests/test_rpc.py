@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import CLI, free_port
+from helpers.cli import CLI, free_port, kill_group
 from helpers.models import write_tiny_checkpoint
 from helpers.records import short_tune, wait_for_records
 
@@ -54,11 +54,7 @@ def rpc_env(tmp_path_factory):
     assert "free 1" in status, status
     yield folder, _targets_file(folder, tport), procs
     for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
+        kill_group(p)
 
 
 @pytest.mark.slow

@@ -4,16 +4,14 @@ mid-tune fails only its own candidates. Real tracker and two `rpc server` boards
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers.cli import CLI, free_port
+from helpers.cli import CLI, free_port, kill_group
 from helpers.models import write_tiny_checkpoint
 from helpers.records import short_tune, wait_for_records
 
@@ -81,14 +79,6 @@ def test_boards_option_is_checked(tmp_path, run_cli, one_line_error):
 # -- slow: two real boards on loopback --------------------------------------------------------------
 
 
-def _stop(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def _status(tport: int) -> str:
     return subprocess.run(CLI + ["rpc", "status", "--tracker", f"127.0.0.1:{tport}"], capture_output=True,
                           text=True, timeout=60).stdout
@@ -130,7 +120,7 @@ class _Boards:
 
     def stop(self) -> None:
         for p in self.procs:
-            _stop(p)
+            kill_group(p)
 
     def targets(self) -> Path:
         f = self.folder / "targets.yaml"
@@ -194,12 +184,12 @@ def test_a_board_killed_mid_tune_takes_only_its_candidates(two_boards, tmp_path)
     try:
         kept = wait_for_records(db, 2, tune)
         victim, survivor = two_boards.procs[1], two_boards.procs[2]  # boards 0 and 1 (0 is the tracker)
-        _stop(victim)
+        kill_group(victim)
         at_kill = two_boards.sessions()[1]
         out, err = tune.communicate(timeout=900)  # bounded: the run must end by itself
     finally:
         if tune.poll() is None:
-            _stop(tune)
+            kill_group(tune)
     assert survivor.poll() is None
     assert tune.returncode == 0, err[-3000:]
     assert two_boards.sessions()[1] > at_kill  # the other board went on measuring

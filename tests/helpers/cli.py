@@ -1,9 +1,13 @@
 """The CLI as a user runs it: its command line for a subprocess, a free port for the servers it
-starts, and the check that a refused run says one ``error:`` line and exits 2."""
+starts, the end of a service started in its own session, and the check that a refused run says
+one ``error:`` line and exits 2."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import sys
 
 #: the CLI as a subprocess, through this interpreter (no installed script needed)
@@ -15,6 +19,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` (started with ``start_new_session=True``: a service and
+    the workers it forked) and reap it; a group that is gone already is fine."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def assert_one_line_error(result, *fragments: str) -> str:
