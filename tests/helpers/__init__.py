@@ -8,6 +8,7 @@ A test imports from here (``from helpers.models import write_tiny_checkpoint``),
 - ``records``: committed record sets, and waiting on a tune's records;
 - ``data``: tiny generated image folders and CIFAR-10 files;
 - ``files``: digests and snapshots of a tree, to show that a refused command wrote nothing;
-- ``cli``: the CLI as a subprocess, a free port, the one-line refusal check;
+- ``packs``: tampered packs and a registry that lists them under their true digest;
+- ``cli``: the CLI as a subprocess, a free port, ending a service's process group, the one-line refusal check;
 - ``forms``: every file form a user may bring a network in.
 """
