@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from conftest import committed_record_sets, copy_committed_records, snapshot_tree
-from test_compile import _targets
-from test_recordsets import fake_host  # noqa: F401  (a fixture)
+from helpers.files import snapshot_tree
+from helpers.models import repo_targets
+from helpers.records import committed_record_sets, copy_committed_records
 
 
 def test_kernel_losses_pair_layers_by_kind_and_rank():
@@ -87,7 +87,7 @@ def test_adapt_makes_another_cpus_records_this_hosts(tmp_path, fake_host, run_cl
     assert f"re-timed" in res.output and f"{committed}'s records here" in res.output
     own = logs / "x86-avx2" / "znver2"
     assert json.loads((own / "cpu.json").read_text())["llvm_cpu"] == "znver2"
-    plan = make_plan(TuneConfig(model=model, target=_targets()["x86-avx2"], logs_dir=logs))
+    plan = make_plan(TuneConfig(model=model, target=repo_targets()["x86-avx2"], logs_dir=logs))
     assert plan.db_dir == own and plan.already_tuned == len(plan.tasks) > 0
     assert f"{len(plan.tasks)} of {len(plan.tasks)} tasks now have records timed on this CPU" in res.output
     assert snapshot_tree(logs / "x86-avx2" / committed) == before

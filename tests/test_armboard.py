@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,20 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from test_compile import _tiny_checkpoint
+from helpers.cli import CLI, free_port, kill_group
+from helpers.models import write_tiny_checkpoint
 
-CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
 ROOT = Path(__file__).resolve().parent.parent
 ARMBOARD = ROOT / "scripts" / "armboard"
 TARGET = "armboard-test"
 
 pytestmark = [pytest.mark.slow, pytest.mark.armboard]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _last_line(text: str) -> str:
@@ -66,7 +59,7 @@ def armboard(tmp_path_factory):
         pytest.skip("no aarch64 cross compiler (apt-get install g++-aarch64-linux-gnu)")
 
     folder = tmp_path_factory.mktemp("armboard")
-    tport = _free_port()
+    tport = free_port()
     tracker = subprocess.Popen(CLI + ["rpc", "tracker", "--port", str(tport)], start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -86,17 +79,13 @@ def armboard(tmp_path_factory):
         yield folder, _targets_file(folder, tport)
     finally:
         stop = subprocess.run(["bash", str(ARMBOARD), "stop"], capture_output=True, text=True, timeout=120)
-        try:
-            os.killpg(tracker.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        tracker.wait()
+        kill_group(tracker)
         assert stop.returncode == 0, stop.stdout + stop.stderr
 
 
 def test_tune_build_verify_on_the_emulated_arm64_board(armboard):
     folder, targets = armboard
-    model = _tiny_checkpoint(folder / "m", "cifar")
+    model = write_tiny_checkpoint(folder / "m", "cifar")
     logs = folder / "logs"
     common = ["--target", TARGET, "--targets-file", str(targets), "--logs-dir", str(logs)]
 

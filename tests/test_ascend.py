@@ -27,6 +27,8 @@ from alexnet_tvm.errors import AscendError, DatasetError, OutputExistsError
 from alexnet_tvm.meta import ModelMeta
 from alexnet_tvm.runtime import ascend as A
 
+from helpers.models import repo_targets
+
 N_CLASSES = 10
 BIN_BYTES = 3 * 224 * 224 * 4
 #: rank of the true class for image i (natural order), cycling: Top-k is then known exactly
@@ -631,23 +633,25 @@ def test_ties_break_as_vision_metric_does() -> None:
 # --------------------------------------------------------------------------- verify --against ascend:
 
 
+def test_verify_against_ascend_needs_inputs(env: Env, run_cli, tmp_path: Path, one_line_error) -> None:
+    """Refused before the artifact is opened, so no build is needed: the path need not even exist."""
+    results = ais_bench(env, tmp_path / "out", "run", fmt="txt", batch=4)
+    one_line_error(run_cli("verify", tmp_path / "never-built", "--against", f"ascend:{results}"), "--inputs")
+
+
 #: the artifact below is an untuned build (no records fit this width-1/8 model): ~50 s of LLVM on
-#: a Xeon, so the three tests that need it run in make test-all, not in the fast suite
-needs_artifact = pytest.mark.slow
-
-
+#: a Xeon, so the tests that need it are slow (make test-all), not in the fast suite
 @pytest.fixture(scope="module")
 def tvm_artifact(env: Env) -> Path:
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.targets import load_targets
 
-    spec = load_targets(Path(__file__).resolve().parent.parent / "targets.yaml")["x86-avx2"]
+    spec = repo_targets()["x86-avx2"]
     out = env.root / "tvm-artifact"
     build(BuildConfig(model=env.checkpoint, target=spec, out=out, logs_dir=env.root / "logs", batch=4))
     return out
 
 
-@needs_artifact
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt,layout", [("txt", "current"), ("bin", "old"), ("npy", "current")])
 def test_verify_against_ascend_passes_for_the_matching_artifact(env: Env, tvm_artifact: Path, run_cli,
                                                                tmp_path: Path, fmt: str, layout: str) -> None:
@@ -664,16 +668,10 @@ def test_verify_against_ascend_passes_for_the_matching_artifact(env: Env, tvm_ar
     assert 'failures="0"' in (tmp_path / "j.xml").read_text()
 
 
-@needs_artifact
+@pytest.mark.slow
 def test_verify_against_ascend_fails_for_another_model(env: Env, tvm_artifact: Path, run_cli, tmp_path: Path) -> None:
     results = ais_bench(env, tmp_path / "out", "run", fmt="txt", batch=4, perturb=0.5)
     res = run_cli("verify", tvm_artifact, "--against", f"ascend:{results}", "--inputs", env.inputs)
     assert res.exit_code == 1, res.output
     assert "max abs error" in res.output and "FAILED" in res.output
 
-
-@needs_artifact
-def test_verify_against_ascend_needs_inputs(env: Env, tvm_artifact: Path, run_cli, tmp_path: Path,
-                                            one_line_error) -> None:
-    results = ais_bench(env, tmp_path / "out", "run", fmt="txt", batch=4)
-    one_line_error(run_cli("verify", tvm_artifact, "--against", f"ascend:{results}"), "--inputs")

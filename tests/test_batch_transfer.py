@@ -9,9 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from conftest import committed_record_sets, copy_committed_records
-from test_compile import _targets
-from test_recordsets import fake_host  # noqa: F401  (a fixture)
+from helpers.models import repo_targets
+from helpers.records import committed_record_sets, copy_committed_records
 
 
 def _demo(folder):
@@ -49,7 +48,7 @@ def test_a_batch_one_schedule_runs_image_by_image_and_computes_the_same(tmp_path
     from alexnet_tvm.compile.tuning.batch_transfer import transferred_records
     from alexnet_tvm.compile.tuning.database import open_database
 
-    spec = _targets()["x86-avx2"]
+    spec = repo_targets()["x86-avx2"]
     target = spec.tvm_target()
     name = committed_record_sets("x86-avx2")[0]
     db = open_database(copy_committed_records("x86-avx2", tmp_path / "db", name), for_tuning=False)
@@ -78,7 +77,7 @@ def test_a_split_of_a_longer_loop_is_not_moved():
     from alexnet_tvm.compile.tuning.batch_transfer import batch_outer
     from alexnet_tvm.compile.tuning.database import open_database
 
-    from conftest import COMMITTED_LOGS
+    from helpers.records import COMMITTED_LOGS
 
     name = committed_record_sets("x86-avx2-winograd")[0]
     db = open_database(COMMITTED_LOGS / "x86-avx2-winograd" / name, for_tuning=False)

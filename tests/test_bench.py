@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import committed_databases, committed_record_sets, copy_committed_records, untuned_by_set
-from test_compile import _targets, _tiny_checkpoint
+from helpers.models import repo_targets, write_tiny_checkpoint
+from helpers.records import committed_databases, committed_record_sets, copy_committed_records, untuned_by_set
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_json_has_every_column(tmp_path, run_cli, monkeypatch):
     from alexnet_tvm.host import HOST_CPU_ENV
 
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
     logs = tmp_path / "logs"  # this host's set and another CPU's: the tvm-other column
     committed = committed_record_sets("x86-avx2")[0]
@@ -126,7 +126,7 @@ def test_committed_logs_cover_reference_workloads(tmp_path, name, arch, classes,
 
     model = tmp_path / "model.pt"
     init_checkpoint(arch, classes, model, input_size=size)
-    spec = _targets()[target]
+    spec = repo_targets()[target]
     tvm_target = spec.tvm_target()
     calib = Calibration("digits", 4) if precision == "int8" else None  # int8 records serve any calibration
     (tmp_path / "work").mkdir()
@@ -147,7 +147,7 @@ def test_bench_times_a_bare_onnx_file_against_onnx_runtime(tmp_path, run_cli):
     from alexnet_tvm.interface.bench import model_flops_and_weights
     from alexnet_tvm.model.checkpoint import load_checkpoint
 
-    ckpt = _tiny_checkpoint(tmp_path / "m", "cifar")
+    ckpt = write_tiny_checkpoint(tmp_path / "m", "cifar")
     module, _ = load_checkpoint(ckpt)
     onnx_path = tmp_path / "plain.onnx"  # written the way a user writes it: no sidecar
     torch.onnx.export(module, (torch.randn(1, 3, 32, 32),), str(onnx_path), input_names=["data"], dynamo=False,
@@ -181,7 +181,7 @@ def _has_openvino() -> bool:
 def test_bench_int8_columns_and_layers(tmp_path, run_cli):
     """--int8 adds TVM int8 and ORT int8 (the artifact's own QDQ model) to the same run, with
     their ratios, and pairs the int8 layers: a TVM conv (qconv) with an ORT QLinearConv."""
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
     res = run_cli("bench", model, "--target", "x86-avx512", "--batch", "2", "--runs", "3", "--int8", "--layers",
                   "-o", out)

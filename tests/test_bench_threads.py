@@ -10,14 +10,14 @@ import sys
 
 import pytest
 
-from test_compile import _tiny_checkpoint
+from helpers.models import write_tiny_checkpoint
 
 OTHERS = ("pytorch", "onnxruntime", "openvino")
 
 
 def test_bench_thread_list_runs_every_runtime_at_each_count(tmp_path, run_cli):
     pytest.importorskip("openvino")  # the dev extra installs it
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
     res = run_cli("bench", model, "--target", "x86-avx2", "--batch", "1,2", "--threads", "1,2", "--runs", "3",
                   "-o", out)
@@ -59,7 +59,7 @@ def test_bench_thread_list_runs_every_runtime_at_each_count(tmp_path, run_cli):
 def test_bench_without_openvino_warns_once_and_leaves_the_column_out(tmp_path, run_cli, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
     monkeypatch.setenv("TVM_NUM_THREADS", "7")  # the user's, for whatever runs after bench in this process
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
     with caplog.at_level(logging.WARNING):
         res = run_cli("bench", model, "--target", "x86-avx2", "--batch", "2", "--threads", "1", "--runs", "3",

@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 
-from tiny_artifact import registry_server  # noqa: F401 (fixture)
 
 
 def _trickle_server(stop: threading.Event) -> tuple[socket.socket, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import committed_databases, untuned_by_set
+from helpers.records import committed_databases, untuned_by_set
 
 TARGET = "x86-avx512"
 

@@ -13,39 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alexnet_tvm.meta import ModelMeta
-
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = "x86-avx2"  # runs on any AVX2 machine, CI included
-
-
-def _targets():
-    from alexnet_tvm.targets import load_targets
-
-    return load_targets(ROOT / "targets.yaml")
-
-
-def _tiny_checkpoint(folder: Path, arch: str) -> Path:
-    import torch
-
-    from alexnet_tvm.model.checkpoint import save_checkpoint
-    from alexnet_tvm.model.variants import build_model
-
-    torch.manual_seed(0)
-    size = {"cifar": 32, "caffe": 227}.get(arch, 224)  # 224-family: 6x6 features, so ONNX can export the pool
-    model = build_model(arch, 4, width=0.125).eval()
-    meta = ModelMeta(arch=arch, num_classes=4, input_size=size, resize_size=size, width=0.125,
-                     class_names=["w", "x", "y", "z"])
-    path = folder / "model.pt"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, meta, path)
-    return path
+from helpers.artifacts import build_tiny
+from helpers.models import TARGET, repo_targets, write_tiny_checkpoint
 
 
 def _build(model: Path, out: Path, logs: Path, batch: int = 1) -> None:
     from alexnet_tvm.compile.build import BuildConfig, build
 
-    build(BuildConfig(model=model, target=_targets()[TARGET], out=out, logs_dir=logs, batch=batch))
+    build(BuildConfig(model=model, target=repo_targets()[TARGET], out=out, logs_dir=logs, batch=batch))
 
 
 ARCHS = ["torchvision", "paper", "cifar", "half", "caffe"]
@@ -80,13 +55,13 @@ def _built_and_verified(model: Path, ckpt: Path, tmp_path: Path, fmt: str) -> No
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_variant_builds_a_verified_artifact(tmp_path, arch):
-    ckpt = _tiny_checkpoint(tmp_path / "m", arch)
+    ckpt = write_tiny_checkpoint(tmp_path / "m", arch)
     _built_and_verified(ckpt, ckpt, tmp_path, "checkpoint")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_builds_a_verified_artifact(tmp_path, fmt):
-    ckpt = _tiny_checkpoint(tmp_path / "m", "torchvision")
+    ckpt = write_tiny_checkpoint(tmp_path / "m", "torchvision")
     _built_and_verified(_export(ckpt, fmt, 2), ckpt, tmp_path, fmt)
 
 
@@ -100,8 +75,8 @@ def test_every_format_of_every_variant_imports_to_the_checkpoints_graph(tmp_path
     from alexnet_tvm.compile.frontend.importer import import_model
     from alexnet_tvm.compile.frontend.pipeline import prepare
 
-    spec = _targets()[TARGET]
-    ckpt = _tiny_checkpoint(tmp_path / "m", arch)
+    spec = repo_targets()[TARGET]
+    ckpt = write_tiny_checkpoint(tmp_path / "m", arch)
 
     def prepared(path: Path):
         imported = import_model(path, 2)
@@ -131,8 +106,8 @@ def test_nhwc_conv_layout_builds_a_verified_artifact(tmp_path, arch):
     from alexnet_tvm.compile.tuning.plan import tuning_tasks
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
 
-    ckpt = _tiny_checkpoint(tmp_path / "m", arch)
-    nchw = _targets()[TARGET]
+    ckpt = write_tiny_checkpoint(tmp_path / "m", arch)
+    nchw = repo_targets()[TARGET]
     nhwc = dataclasses.replace(nchw, conv_layout="NHWC")
     target = nhwc.tvm_target()
     mod = import_model(ckpt, 2).mod
@@ -165,8 +140,8 @@ def test_winograd_convs_build_a_verified_artifact(tmp_path, tile):
     from alexnet_tvm.compile.tuning.plan import tuning_tasks
     from alexnet_tvm.interface.verify import VerifyConfig, run_verify
 
-    ckpt = _tiny_checkpoint(tmp_path / "m", "torchvision")
-    spec = dataclasses.replace(_targets()[TARGET], conv_layout="NHWC", winograd_tile=tile)
+    ckpt = write_tiny_checkpoint(tmp_path / "m", "torchvision")
+    spec = dataclasses.replace(repo_targets()[TARGET], conv_layout="NHWC", winograd_tile=tile)
     target = spec.tvm_target()
     tasks = [t.task_name for t in tuning_tasks(prepare(import_model(ckpt, 2).mod, target, "NHWC", tile), target)]
     assert sum("winograd_bgemm" in n for n in tasks) == 4, tasks
@@ -182,11 +157,14 @@ def test_winograd_convs_build_a_verified_artifact(tmp_path, tile):
 
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tinyart")
-    ckpt = _tiny_checkpoint(folder / "m", "cifar")
-    art = folder / "art"
-    _build(ckpt, art, folder / "logs")
+    ckpt, art, _ = build_tiny(tmp_path_factory.mktemp("tinyart"))
     return ckpt, art
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """The tiny artifact's checkpoint, unbuilt: what a refused build is given (a refusal never waits on a build)."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tinyckpt") / "m", "cifar")
 
 
 def test_verify_cli_passes_and_writes_reports(tiny_artifact, tmp_path, run_cli):
@@ -295,7 +273,7 @@ def test_runtime_uses_the_cores_the_library_was_built_for(tiny_artifact):
         print(tvm.get_global_func("runtime.NumThreads")())
     """)
     env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
-    cores = _targets()[TARGET].target["num-cores"]
+    cores = repo_targets()[TARGET].target["num-cores"]
     for user, expected in ((None, min(cores, os.cpu_count())), ("1", 1)):
         run_env = dict(env, **({"TVM_NUM_THREADS": user} if user else {}))
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=run_env)
@@ -307,7 +285,7 @@ def test_auto_target_and_listing(run_cli):
     from alexnet_tvm.target_choice import pick_target
     from alexnet_tvm.host import host_cpu_flags
 
-    targets = _targets()
+    targets = repo_targets()
     picked = pick_target(targets, "auto")
     assert set(picked.host_features) <= host_cpu_flags()
     res = run_cli("targets")
@@ -318,9 +296,8 @@ def test_auto_target_and_listing(run_cli):
 # --------------------------------------------------------------------------- bad input
 
 
-def test_unknown_target_name(tiny_artifact, run_cli, one_line_error):
-    ckpt, _ = tiny_artifact
-    one_line_error(run_cli("build", ckpt, "--target", "pdp-11"), "unknown target", "pdp-11")
+def test_unknown_target_name(tiny_ckpt, run_cli, one_line_error):
+    one_line_error(run_cli("build", tiny_ckpt, "--target", "pdp-11"), "unknown target", "pdp-11")
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -337,11 +314,10 @@ def test_unknown_target_name(tiny_artifact, run_cli, one_line_error):
      "    conv_layout: NHWC\n", "b builds another graph"),
     ("targets:\n  a: [unclosed\n", "malformed YAML"),
 ])
-def test_malformed_targets_file_names_key_and_line(tmp_path, tiny_artifact, run_cli, one_line_error, text, fragment):
-    ckpt, _ = tiny_artifact
+def test_malformed_targets_file_names_key_and_line(tmp_path, tiny_ckpt, run_cli, one_line_error, text, fragment):
     f = tmp_path / "targets.yaml"
     f.write_text(text)
-    one_line_error(run_cli("build", ckpt, "--target", "a", "--targets-file", f), fragment)
+    one_line_error(run_cli("build", tiny_ckpt, "--target", "a", "--targets-file", f), fragment)
 
 
 def test_onnx_with_wrong_input_rank(tmp_path, run_cli, one_line_error):
@@ -368,10 +344,9 @@ def test_unknown_model_format(tmp_path, run_cli, one_line_error):
     (lambda recs: recs[:-4], "truncated"),
     (lambda recs: recs, "corrupt tuning database"),  # well-formed lines MetaSchedule cannot parse
 ])
-def test_corrupt_or_truncated_database_is_refused(tmp_path, tiny_artifact, run_cli, one_line_error, damage, fragment):
+def test_corrupt_or_truncated_database_is_refused(tmp_path, tiny_ckpt, run_cli, one_line_error, damage, fragment):
     from alexnet_tvm.recordsets import host_set_name
 
-    ckpt, _ = tiny_artifact
     logs = tmp_path / "logs" / TARGET / host_set_name()  # this host's record set
     logs.mkdir(parents=True)
     (logs / "database_workload.json").write_text('["0x1", {"a": 1}]\n')
@@ -379,16 +354,17 @@ def test_corrupt_or_truncated_database_is_refused(tmp_path, tiny_artifact, run_c
     recs = (logs / "database_tuning_record.json").read_text()
     (logs / "database_tuning_record.json").write_text(damage(recs))
     before = (logs / "database_tuning_record.json").read_bytes()
-    one_line_error(run_cli("build", ckpt, "--target", TARGET, "--logs-dir", tmp_path / "logs",
+    one_line_error(run_cli("build", tiny_ckpt, "--target", TARGET, "--logs-dir", tmp_path / "logs",
                            "-o", tmp_path / "o"), fragment)
     assert (logs / "database_tuning_record.json").read_bytes() == before
     assert not (tmp_path / "o").exists()
 
 
-def test_build_refuses_existing_output_and_keeps_it(tiny_artifact, tmp_path, run_cli, one_line_error, tree_snapshot):
-    ckpt, art = tiny_artifact
-    out = tmp_path / "existing"
-    shutil.copytree(art, out)
+def test_build_refuses_existing_output_and_keeps_it(tiny_ckpt, tmp_path, run_cli, one_line_error, tree_snapshot):
+    out = tmp_path / "existing"  # an earlier build's folder: the refusal reads no file of it
+    (out / "lib").mkdir(parents=True)
+    (out / "manifest.json").write_text('{"model": {"name": "earlier"}}')
+    (out / "lib" / "model.so").write_bytes(b"\x7fELF earlier build")
     snap = tree_snapshot(out)
-    one_line_error(run_cli("build", ckpt, "--target", TARGET, "-o", out), "already exists")
+    one_line_error(run_cli("build", tiny_ckpt, "--target", TARGET, "-o", out), "already exists")
     assert tree_snapshot(out) == snap

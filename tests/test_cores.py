@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_artifact import build_tiny
+
+from helpers.models import write_tiny_checkpoint
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
@@ -55,7 +56,7 @@ def test_threads_refused_for_a_gpu_target(run_cli, one_line_error, tmp_path):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    return build_tiny(tmp_path_factory.mktemp("cores"))[0]
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("cores") / "m", "cifar")
 
 
 def _build(ckpt: Path, out: Path, *extra: str, prefix: tuple[str, ...] = ()) -> dict:

@@ -139,12 +139,12 @@ def test_tune_times_schedules_rederived_for_other_cores(tmp_path):
     from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.recordsets import host_set_name
-    from alexnet_tvm.target_choice import with_cores
-    from test_compile import TARGET, _targets, _tiny_checkpoint
+    from alexnet_tvm.targets import with_cores
+    from helpers.models import TARGET, repo_targets, write_tiny_checkpoint
 
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
-    two = with_cores(_targets()[TARGET], 2)
+    two = with_cores(repo_targets()[TARGET], 2)
     tune(TuneConfig(model=model, target=two, logs_dir=logs, total_trials=8, trials_per_task=2, only=("conv2d",)))
     records = logs / TARGET / host_set_name() / "database_tuning_record.json"
     before = records.read_text().count("\n")

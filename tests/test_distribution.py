@@ -7,7 +7,6 @@ archives and JSON, so the module stays well under two minutes on 2 cores.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import socket
@@ -22,7 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_artifact import MODEL, TARGET, build_tiny, registry_server, write_report  # noqa: F401 (fixture)
+
+from helpers.artifacts import MODEL, build_tiny, write_report
+from helpers.cli import free_port
+from helpers.models import TARGET
+from helpers.packs import index_entry, pack_members, registry_listing, repack, write_tar
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -49,7 +52,7 @@ def _host() -> str:
 def _committed_records(dest: Path) -> Path:
     """The committed x86-avx512 database pair of its first record set, copied (a tuning run may be
     appending to the work tree's)."""
-    from conftest import committed_record_sets, copy_committed_records
+    from helpers.records import committed_record_sets, copy_committed_records
 
     return copy_committed_records("x86-avx512", dest, committed_record_sets("x86-avx512")[0])
 
@@ -76,62 +79,10 @@ def dist(tmp_path_factory) -> Dist:
     return Dist(root, ckpt, art, logs, report, pack, images)
 
 
-def _members(archive: Path) -> dict[str, bytes]:
-    with tarfile.open(archive, "r:gz") as t:
-        return {m.name: t.extractfile(m).read() for m in t if m.isreg()}
-
-
-def _write_tar(path: Path, files: dict[str, bytes], extra: list[tarfile.TarInfo] = ()) -> Path:
-    with tarfile.open(path, "w:gz") as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-        for info in extra:
-            t.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
-    return path
-
-
-def _resign(files: dict[str, bytes]) -> None:
-    from alexnet_tvm.distribution.archive import SUMS, format_sums
-
-    files[SUMS] = format_sums({n: hashlib.sha256(b).hexdigest() for n, b in files.items() if n != SUMS}).encode()
-
-
-def _registry_with(folder: Path, archive: Path, template: Path, **entry_changes) -> Path:
-    """A registry whose index lists ``archive`` with a correct digest/size (a compromised registry)."""
-    from alexnet_tvm.distribution.archive import sha256_digest
-
-    folder.mkdir(parents=True)
-    (folder / "packs").mkdir()
-    shutil.copyfile(archive, folder / "packs" / "p.tar.gz")
-    entry = dict(_entry_for(template), file="packs/p.tar.gz", digest=sha256_digest(archive),
-                 size=archive.stat().st_size)
-    entry.update(entry_changes)
-    (folder / "index.json").write_text(json.dumps({"format": 1, "packs": [entry]}))
-    return folder
-
-
-def _entry_for(pack: Path) -> dict:
-    """The index entry a publish of ``pack`` would write (via a scratch registry)."""
-    import tempfile
-
-    from alexnet_tvm.distribution.registry import FolderRegistry
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return FolderRegistry(Path(tmp) / "reg").publish(pack).to_dict()
-
-
 def _predict_lines(run_cli, artifact: Path, images: list[Path]) -> list[str]:
     res = run_cli("predict", artifact, *images, "--top-k", "4")
     assert res.exit_code == 0, res.output
     return res.output.strip().splitlines()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -152,7 +103,7 @@ def _index(reg: Path) -> dict:
 
 
 def test_pack_holds_artifact_records_report_and_sums(dist):
-    files = _members(dist.pack)
+    files = pack_members(dist.pack)
     assert set(files) == {"SHA256SUMS", "pack.json", "model.so", "params.bin", "manifest.json", "verify.json",
                           "tuning/database_workload.json", "tuning/database_tuning_record.json"}
     sums = dict(reversed(line.split("  ", 1)) for line in files["SHA256SUMS"].decode().splitlines())
@@ -249,7 +200,7 @@ def test_registry_serve_cli_subprocess(dist, tmp_path, run_cli):
 
     reg = tmp_path / "reg"
     FolderRegistry(reg).publish(dist.pack)
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "alexnet-tvm"
     proc = subprocess.Popen([str(exe), "registry", "serve", str(reg), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -355,11 +306,9 @@ def _tamper_manifest(files):
 ])
 def test_tampered_pack_refused_by_publish_and_pull(dist, tmp_path, run_cli, one_line_error, tree_snapshot,
                                                    http_registry, tamper, resign, fragment):
-    files = _members(dist.pack)
+    files = pack_members(dist.pack)
     tamper(files)
-    if resign:
-        _resign(files)
-    bad = _write_tar(tmp_path / "bad.tar.gz", files)
+    bad = (repack if resign else write_tar)(tmp_path / "bad.tar.gz", files)
     reg = tmp_path / "reg"
     one_line_error(run_cli("publish", bad, "--to", reg), fragment)
     assert not reg.exists()
@@ -367,7 +316,7 @@ def test_tampered_pack_refused_by_publish_and_pull(dist, tmp_path, run_cli, one_
     one_line_error(run_cli("publish", bad, "--to", http_registry(served)), "refused the pack", fragment)
     assert tree_snapshot(served) == {}
     # a registry that serves it anyway (index digest made to match): pull still refuses
-    evil = _registry_with(tmp_path / "evil", bad, dist.pack)
+    evil = registry_listing(tmp_path / "evil", bad, index_entry(dist.pack))
     snap = tree_snapshot(evil)
     out = tmp_path / "out"
     one_line_error(run_cli("pull", MODEL, "--from", evil, "-o", out), fragment)
@@ -410,11 +359,11 @@ def _reg_file(name: str, size: int = 5) -> tarfile.TarInfo:
     (lambda d: [_link("fifo", tarfile.FIFOTYPE, "")], "not a regular file"),
 ])
 def test_hostile_tar_entries_refused(dist, tmp_path, run_cli, one_line_error, tree_snapshot, make, fragment):
-    files = _members(dist.pack)
-    bad = _write_tar(tmp_path / "bad.tar.gz", files, extra=make(tmp_path))
+    files = pack_members(dist.pack)
+    bad = write_tar(tmp_path / "bad.tar.gz", files, extra=make(tmp_path))
     before = sorted(p.name for p in tmp_path.iterdir())
     one_line_error(run_cli("publish", bad, "--to", tmp_path / "reg"), fragment)
-    evil = _registry_with(tmp_path / "evil", bad, dist.pack)
+    evil = registry_listing(tmp_path / "evil", bad, index_entry(dist.pack))
     snap = tree_snapshot(evil)
     one_line_error(run_cli("pull", MODEL, "--from", evil, "-o", tmp_path / "out"), fragment)
     one_line_error(run_cli("logs", "import", bad, "--logs-dir", tmp_path / "logs"), fragment)
@@ -443,14 +392,14 @@ def test_truncated_download_refused(dist, tmp_path, run_cli, one_line_error, tre
 def test_damaged_archive_with_matching_digest_refused(dist, tmp_path, run_cli, one_line_error, damage):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(damage(dist.pack.read_bytes()))
-    evil = _registry_with(tmp_path / "evil", cut, dist.pack)
+    evil = registry_listing(tmp_path / "evil", cut, index_entry(dist.pack))
     one_line_error(run_cli("pull", MODEL, "--from", evil, "-o", tmp_path / "out"), "corrupt")
     one_line_error(run_cli("publish", cut, "--to", tmp_path / "reg"), "corrupt")
     assert not (tmp_path / "out").exists() and not (tmp_path / "reg").exists()
 
 
 def test_unreachable_registry_refused_within_timeout(dist, tmp_path, run_cli, one_line_error):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     one_line_error(run_cli("pull", MODEL, "--from", f"http://127.0.0.1:{port}", "-o", tmp_path / "o"),
                    "unreachable")
     with socket.socket() as s:  # accepts connections, never answers
@@ -473,18 +422,17 @@ def test_incompatible_tvm_or_target_refused(dist, tmp_path, run_cli, one_line_er
         (lambda m: m["target"].update(host_features=["avx2", "avx512_nonexistent"]), "lacks avx512_nonexistent",
          "lacks avx512_nonexistent"),
     ]):
-        files = _members(dist.pack)
+        files = pack_members(dist.pack)
         manifest = json.loads(files["manifest.json"])
         edit(manifest)
         files["manifest.json"] = json.dumps(manifest).encode()
         del files["verify.json"]  # it vouches for the unedited manifest only
-        _resign(files)
-        other = _write_tar(tmp_path / f"other{i}.tar.gz", files)
+        other = repack(tmp_path / f"other{i}.tar.gz", files)
         reg = tmp_path / f"reg{i}"
         FolderRegistry(reg).publish(other)  # a registry may hold packs for other machines
         one_line_error(run_cli("pull", MODEL, "--from", reg, "-o", tmp_path / "out"), "runs here", fragment)
         # and an index that hides it (claims this TVM / no features): the pack's own manifest decides
-        evil = _registry_with(tmp_path / f"evil{i}", other, dist.pack)
+        evil = registry_listing(tmp_path / f"evil{i}", other, index_entry(dist.pack))
         one_line_error(run_cli("pull", MODEL, "--from", evil, "-o", tmp_path / "out"), hidden_fragment)
     assert not (tmp_path / "out").exists()
 
@@ -507,7 +455,7 @@ def test_existing_output_and_corrupt_index_refused(dist, tmp_path, run_cli, one_
     one_line_error(run_cli("pull", MODEL, "--from", reg, "-o", tmp_path / "o2"), "corrupt index")
     one_line_error(run_cli("publish", dist.pack, "--to", reg), "corrupt index")
     assert tree_snapshot(reg) == snap
-    (reg / "index.json").write_text(json.dumps({"packs": [dict(_entry_for(dist.pack), file="../../etc/passwd")]}))
+    (reg / "index.json").write_text(json.dumps({"packs": [dict(index_entry(dist.pack), file="../../etc/passwd")]}))
     one_line_error(run_cli("pull", MODEL, "--from", reg, "-o", tmp_path / "o2"), "unsafe path")
 
 
@@ -670,12 +618,11 @@ def test_logs_export_import_roundtrip_with_real_records(dist, tmp_path, run_cli,
 
     # tampered or truncated archive, unsafe target: refused, the databases untouched
     snap = tree_snapshot(dst_logs)
-    files = _members(archive)
+    files = pack_members(archive)
     files["tuning/database_tuning_record.json"] = files["tuning/database_tuning_record.json"][:-10]
-    bad = _write_tar(tmp_path / "bad.tar.gz", files)
+    bad = write_tar(tmp_path / "bad.tar.gz", files)
     one_line_error(run_cli("logs", "import", bad, "--logs-dir", dst_logs), "does not match")
-    _resign(files)
-    _write_tar(bad, files)
+    repack(bad, files)
     one_line_error(run_cli("logs", "import", bad, "--logs-dir", dst_logs), "truncated")
     one_line_error(run_cli("logs", "import", archive, "--logs-dir", dst_logs, "--target", "../x"), "not a plain name")
     one_line_error(run_cli("logs", "export", "nope", "-o", tmp_path / "n.tar.gz", "--logs-dir", src_logs),

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import class_image
+from helpers.data import class_image
 
 CLASSES = 10
 N_IMAGES = 40

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -24,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_artifact import MODEL, ROOT, TARGET, TOKEN, packed_tiny, registry_server  # noqa: F401
+
+from helpers.artifacts import MODEL, TOKEN, packed_tiny
+from helpers.cli import free_port, kill_group
+from helpers.models import ROOT, TARGET, repo_targets
+from helpers.packs import index_entry, pack_members, registry_listing, repack
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
@@ -55,42 +57,6 @@ def _edit_manifest(folder: Path, edit) -> None:
     manifest = json.loads(path.read_text())
     edit(manifest)
     path.write_text(json.dumps(manifest))
-
-
-def _members(archive: Path) -> dict[str, bytes]:
-    with tarfile.open(archive, "r:gz") as t:
-        return {m.name: t.extractfile(m).read() for m in t if m.isreg()}
-
-
-def _repack(path: Path, files: dict[str, bytes]) -> Path:
-    """A tar.gz of ``files`` with a freshly made SHA256SUMS first (sums that match whatever changed)."""
-    from alexnet_tvm.distribution.archive import SUMS, format_sums
-
-    files = {n: b for n, b in files.items() if n != SUMS}
-    sums = format_sums({n: hashlib.sha256(b).hexdigest() for n, b in files.items()}).encode()
-    with tarfile.open(path, "w:gz") as t:
-        for name, data in [(SUMS, sums), *files.items()]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return path
-
-
-def _evil_registry(folder: Path, archive: Path, entry: dict) -> Path:
-    """A registry whose index lists ``archive`` with its true digest and size."""
-    from alexnet_tvm.distribution.archive import sha256_digest
-
-    (folder / "packs").mkdir(parents=True)
-    shutil.copyfile(archive, folder / "packs" / "p.tar.gz")
-    entry = dict(entry, file="packs/p.tar.gz", digest=sha256_digest(archive), size=archive.stat().st_size)
-    (folder / "index.json").write_text(json.dumps({"format": 1, "packs": [entry]}))
-    return folder
-
-
-def _entry(tart: Tart, tmp_path: Path) -> dict:
-    from alexnet_tvm.distribution.registry import FolderRegistry
-
-    return FolderRegistry(tmp_path / "scratch-reg").publish(tart.pack).to_dict()
 
 
 @pytest.fixture
@@ -189,15 +155,15 @@ def _created_list(files):
 ], ids=["no-input-shape", "target-string", "report-not-json", "report-list", "created-list"])
 def test_malformed_contents_refused_by_publish_http_and_pull(tart, tmp_path, run_cli, one_line_error, serve,
                                                              tree_snapshot, edit, fragment):
-    files = _members(tart.pack)
+    files = pack_members(tart.pack)
     edit(files)
-    bad = _repack(tmp_path / "bad.tar.gz", files)
+    bad = repack(tmp_path / "bad.tar.gz", files)
     one_line_error(run_cli("publish", bad, "--to", tmp_path / "reg"), fragment)
     assert not (tmp_path / "reg").exists()
     srv = serve(tmp_path / "served")
     line = one_line_error(run_cli("publish", bad, "--to", srv.url), "HTTP 400", fragment)
     assert "Traceback" not in line and tree_snapshot(tmp_path / "served") == {}
-    evil = _evil_registry(tmp_path / "evil", bad, _entry(tart, tmp_path))
+    evil = registry_listing(tmp_path / "evil", bad, index_entry(tart.pack, tmp_path / "scratch-reg"))
     out = tmp_path / "out"
     one_line_error(run_cli("pull", MODEL, "--from", evil, "-o", out), fragment)
     assert not out.exists()
@@ -207,11 +173,11 @@ def test_selection_uses_the_registry_clock_not_the_packs_claim(tart, tmp_path):
     from alexnet_tvm.distribution.registry import FolderRegistry
     from alexnet_tvm.distribution.pull import PullConfig, pull
 
-    files = _members(tart.pack)
+    files = pack_members(tart.pack)
     meta = json.loads(files["pack.json"])
     meta["created"] = "9999-12-31T23:59:59+00:00"  # a well-formed lie
     files["pack.json"] = json.dumps(meta).encode()
-    liar = _repack(tmp_path / "liar.tar.gz", files)
+    liar = repack(tmp_path / "liar.tar.gz", files)
     reg = FolderRegistry(tmp_path / "reg")
     reg.publish(liar)
     honest = reg.publish(tart.pack)  # published later
@@ -367,7 +333,7 @@ def test_plain_model_names_build_and_pack_agree():
 
 def test_member_size_checked_before_anything_is_written(tart, tmp_path, run_cli, one_line_error):
     """A tar header announcing 2 GiB of params.bin is refused at the header (the body is never read)."""
-    files = _members(tart.pack)
+    files = pack_members(tart.pack)
     body = b""
     for name in ("SHA256SUMS", "manifest.json"):
         info = tarfile.TarInfo(name)
@@ -397,7 +363,6 @@ def test_read_only_database_leaves_no_temp_folder(tmp_path, monkeypatch):
 
 def test_interrupted_tune_leaves_no_logs_folder(tart, tmp_path, monkeypatch):
     import alexnet_tvm.compile.tuning.tune as tune_mod
-    from alexnet_tvm.targets import load_targets
 
     def interrupted(cfg, spec, contexts, weights, database, total, per_task, cores, reports, result, cost_model="xgb"):
         (Path(result.db_dir) / "logs").mkdir(exist_ok=True)
@@ -408,7 +373,7 @@ def test_interrupted_tune_leaves_no_logs_folder(tart, tmp_path, monkeypatch):
     from tvm.s_tir import meta_schedule as ms
 
     monkeypatch.setattr(ms.relax_integration, "extracted_tasks_to_tune_contexts", lambda *a, **k: ([], []))
-    spec = load_targets(ROOT / "targets.yaml")[TARGET]
+    spec = repo_targets()[TARGET]
     with pytest.raises(KeyboardInterrupt):
         tune_mod.tune(tune_mod.TuneConfig(model=tart.ckpt, target=spec, logs_dir=tmp_path / "logs"))
     assert not list((tmp_path / "logs" / TARGET).glob("*/logs"))
@@ -419,11 +384,6 @@ def test_sigterm_ends_rpc_children(tmp_path, service):
     import signal
 
     import psutil
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
 
     args = ["rpc", "tracker", "--port", str(free_port())] if service == "tracker" else \
         ["rpc", "server", "--tracker", f"127.0.0.1:{free_port()}", "--key", "k", "--port", str(free_port())]
@@ -440,9 +400,4 @@ def test_sigterm_ends_rpc_children(tmp_path, service):
         _, alive = psutil.wait_procs(kids, timeout=60)
         assert not alive, [" ".join(p.cmdline()) for p in alive]
     finally:
-        import os
-
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)

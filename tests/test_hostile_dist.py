@@ -11,14 +11,12 @@ One tiny artifact is built per module; everything else is archives, JSON and soc
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.server
 import io
 import json
 import logging
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tiny_artifact import MODEL, TARGET, TOKEN, packed_tiny, registry_server  # noqa: F401
+
+from helpers.artifacts import MODEL, TOKEN, packed_tiny
+from helpers.models import TARGET
+from helpers.packs import index_entry, pack_members, registry_listing, repack
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
@@ -62,41 +63,6 @@ def private_tmp(tmp_path, monkeypatch) -> Path:
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     return folder
-
-
-def _entry(pack: Path, scratch: Path, **changes) -> dict:
-    """The index entry a registry makes of ``pack``, with ``changes`` (file, size, ...)."""
-    from alexnet_tvm.distribution.registry import FolderRegistry
-
-    return dict(FolderRegistry(scratch).publish(pack).to_dict(), **changes)
-
-
-def _folder_registry(folder: Path, archive: Path, entry_of: Path, scratch: Path) -> Path:
-    """A registry listing ``archive`` (true digest and size) under the entry the good pack ``entry_of`` has."""
-    from alexnet_tvm.distribution.archive import sha256_digest
-
-    (folder / "packs").mkdir(parents=True)
-    shutil.copyfile(archive, folder / "packs" / "p.tar.gz")
-    entry = _entry(entry_of, scratch, file="packs/p.tar.gz", digest=sha256_digest(archive),
-                   size=archive.stat().st_size)
-    (folder / "index.json").write_text(json.dumps({"format": 1, "packs": [entry]}))
-    return folder
-
-
-def _repack(path: Path, pack: Path, edit) -> Path:
-    """``pack``'s members, edited by ``edit(files)``, under a fresh SHA256SUMS that matches them."""
-    from alexnet_tvm.distribution.archive import SUMS, format_sums
-
-    with tarfile.open(pack, "r:gz") as t:
-        files = {m.name: t.extractfile(m).read() for m in t if m.isreg() and m.name != SUMS}
-    edit(files)
-    sums = format_sums({n: hashlib.sha256(b).hexdigest() for n, b in files.items()}).encode()
-    with tarfile.open(path, "w:gz") as t:
-        for name, data in [(SUMS, sums), *files.items()]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return path
 
 
 class _Event(logging.Handler):
@@ -317,7 +283,7 @@ def test_index_claiming_a_huge_pack_is_refused_before_downloading(dart, tmp_path
                                                                  private_tmp, registry_server):
     from alexnet_tvm.distribution.httpclient import deadline_for
 
-    reg = _folder_registry(tmp_path / "reg", dart.pack, dart.pack, tmp_path / "scratch")
+    reg = registry_listing(tmp_path / "reg", dart.pack, index_entry(dart.pack, tmp_path / "scratch"))
     index = json.loads((reg / "index.json").read_text())
     real_size = index["packs"][0]["size"]
     index["packs"][0]["size"] = 50 << 30
@@ -339,7 +305,7 @@ def test_index_claiming_a_huge_pack_is_refused_before_downloading(dart, tmp_path
 
 def test_download_stops_once_more_than_the_index_said_arrives(dart, tmp_path, run_cli, one_line_error,
                                                              private_tmp, pack_server):
-    entry = _entry(dart.pack, tmp_path / "scratch", size=1 << 20)
+    entry = index_entry(dart.pack, tmp_path / "scratch", size=1 << 20)
     flood = _Body(b"\0" * (1 << 20), length=False, repeat=256)  # 256 MiB with no Content-Length
     srv = pack_server(entry, flood)
     one_line_error(run_cli("pull", MODEL, "--target", TARGET, "--from", srv.url, "-o", tmp_path / "out"),
@@ -384,14 +350,14 @@ def test_signed_pack_with_data_past_its_end_is_refused(dart, tmp_path, run_cli, 
     bad.write_bytes(spoil(dart.signed.read_bytes()))
     one_line_error(run_cli("publish", bad, "--to", tmp_path / "reg"), fragment)
     assert not (tmp_path / "reg").exists()
-    evil = _folder_registry(tmp_path / "evil", bad, dart.signed, tmp_path / "scratch")
+    evil = registry_listing(tmp_path / "evil", bad, index_entry(dart.signed, tmp_path / "scratch"))
     one_line_error(run_cli("pull", MODEL, "--target", TARGET, "--from", evil, "-o", tmp_path / "out",
                            "--trust", dart.pub), fragment)
     assert not (tmp_path / "out").exists()
 
 
 def test_signed_pack_and_other_tar_writers_still_accepted(dart, tmp_path, run_cli):
-    good = _folder_registry(tmp_path / "good", dart.signed, dart.signed, tmp_path / "scratch")
+    good = registry_listing(tmp_path / "good", dart.signed, index_entry(dart.signed, tmp_path / "scratch"))
     res = run_cli("pull", MODEL, "--target", TARGET, "--from", good, "-o", tmp_path / "out", "--trust", dart.pub)
     assert res.exit_code == 0 and "signed by" in res.output, res.output
     # GNU tar's own layout (blocking factor 20) and a pack split over two gzip members
@@ -412,15 +378,9 @@ def test_signed_pack_and_other_tar_writers_still_accepted(dart, tmp_path, run_cl
 # --------------------------------------------------------------------------- 5. no server path in an answer
 
 
-def _not_json(name: str):
-    def edit(files):
-        files[name] = b"{not json"
-    return edit
-
-
 @pytest.mark.parametrize("member", ["pack.json", "verify.json"])
 def test_publish_refusal_shows_no_server_path(dart, tmp_path, run_cli, one_line_error, registry_server, member):
-    bad = _repack(tmp_path / "bad.tar.gz", dart.pack, _not_json(member))
+    bad = repack(tmp_path / "bad.tar.gz", {**pack_members(dart.pack), member: b"{not json"})
     srv = registry_server(tmp_path / "served")
     line = one_line_error(run_cli("publish", bad, "--to", srv.url), "HTTP 400", f"the uploaded pack: {member}")
     for server_path in (tempfile.gettempdir(), "alexnet-tvm-", str(tmp_path)):
@@ -536,7 +496,7 @@ def test_sigterm_stops_registry_serve_cleanly(tmp_path):
 def test_interrupted_pull_leaves_no_temp_folder(dart, tmp_path, private_tmp, monkeypatch):
     import alexnet_tvm.distribution.pull as pull_mod
 
-    reg = _folder_registry(tmp_path / "reg", dart.pack, dart.pack, tmp_path / "scratch")
+    reg = registry_listing(tmp_path / "reg", dart.pack, index_entry(dart.pack, tmp_path / "scratch"))
     calls = []
 
     def interrupted(stream, n, *a):
@@ -558,7 +518,7 @@ def test_sigterm_mid_download_leaves_no_temp_folder(dart, tmp_path, pack_server)
     ``finally`` blocks run as for Ctrl-C)."""
     from alexnet_tvm.distribution.archive import sha256_digest
 
-    entry = _entry(dart.pack, tmp_path / "scratch", digest=sha256_digest(dart.pack), size=dart.pack.stat().st_size)
+    entry = index_entry(dart.pack, tmp_path / "scratch", digest=sha256_digest(dart.pack), size=dart.pack.stat().st_size)
     slow = _Body(dart.pack.read_bytes(), chunk=8192, pause=0.05)  # ~160 KiB/s: ~9 s for the pack
     srv = pack_server(entry, slow)
     tmp = tmp_path / "tmp"

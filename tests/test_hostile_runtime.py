@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_artifact import ROOT, TARGET, build_tiny
+
+from helpers.artifacts import build_tiny
+from helpers.models import TARGET, repo_targets
 
 CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 
@@ -31,12 +33,11 @@ CLI = [str(Path(sys.executable).parent / "alexnet-tvm")]
 def tiny(tmp_path_factory) -> dict:
     """The tiny artifact (batch 1), the same model built for batch 2, and a 32x32 image."""
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.targets import load_targets
 
     root = tmp_path_factory.mktemp("hostile-runtime")
     ckpt, art, logs = build_tiny(root)
     other = root / "art-b2"
-    build(BuildConfig(model=ckpt, target=load_targets(ROOT / "targets.yaml")[TARGET], out=other, logs_dir=logs,
+    build(BuildConfig(model=ckpt, target=repo_targets()[TARGET], out=other, logs_dir=logs,
                       batch=2))
     img = root / "img.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(img)

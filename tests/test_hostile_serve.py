@@ -34,7 +34,8 @@ import tritonclient.http as tritonclient_http
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from tiny_artifact import MODEL, build_tiny
+
+from helpers.artifacts import MODEL, build_tiny
 
 CLI = str(Path(sys.executable).parent / "alexnet-tvm")
 DEADLINE = 60.0

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from alexnet_tvm.host import host_cpu_flags
-from test_compile import _tiny_checkpoint
+
+from helpers.models import write_tiny_checkpoint
 
 HAS_VNNI = "avx512_vnni" in host_cpu_flags()
 needs_vnni = pytest.mark.skipif(not HAS_VNNI, reason="int8 kernels run only on an AVX-512 VNNI host")
@@ -205,7 +206,7 @@ def test_int8_layers_pair_im2col_with_its_gemm():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    return _tiny_checkpoint(tmp_path_factory.mktemp("int8") / "m", "cifar")
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("int8") / "m", "cifar")
 
 
 def test_int8_refusals(run_cli, tiny_model, tmp_path, one_line_error):
@@ -323,7 +324,7 @@ def test_only_a_record_set_with_int8_records_registers_the_vnni_intrinsic(tmp_pa
     that import. In a fresh process, so nothing registered earlier in the session counts."""
     import sys
 
-    from conftest import copy_committed_records
+    from helpers.records import copy_committed_records
 
     fp32 = copy_committed_records("x86-avx512", tmp_path / "fp32", "znver4")
     int8 = copy_committed_records("x86-avx512", tmp_path / "int8", "znver4", "int8")

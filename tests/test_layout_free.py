@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_compile import _targets
+from helpers.models import repo_targets
 
 
 def _layout_free(func) -> list[int]:
@@ -21,7 +21,7 @@ def test_fc_kernels_may_repack_their_transposed_weights(tmp_path):
 
     model = tmp_path / "demo.pt"
     init_checkpoint("cifar", 10, model, input_size=32)
-    spec = _targets()["x86-avx2"]
+    spec = repo_targets()["x86-avx2"]
     _, mod = load_prepared(model, 2, None, "fp32", None, spec, spec.tvm_target(), tmp_path)
     funcs = {gv.name_hint: f for gv, f in mod.functions.items() if not isinstance(f, relax.Function)}
     fcs = {n: f for n, f in funcs.items() if "T.sblock(\"matmul\")" in f.script()}

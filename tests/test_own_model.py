@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import committed_databases, untuned_by_set
-from forms import WRITERS, write_form
+from helpers.forms import WRITERS, write_form
+from helpers.records import committed_databases, untuned_by_set
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = "x86-avx512"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from test_compile import _tiny_checkpoint
+from helpers.models import write_tiny_checkpoint
 
 
 def _fc_weight_elements(model) -> int:
@@ -22,7 +22,7 @@ def test_rewrite_casts_every_fc_weight_and_only_those(tmp_path):
     from alexnet_tvm.compile.frontend.importer import import_model
     from alexnet_tvm.compile.frontend.precision import with_precision
 
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     mod = import_model(model, 1).mod
     assert with_precision(mod, "fp32") is mod
     script = with_precision(mod, "bf16")["main"].script()
@@ -33,14 +33,14 @@ def test_rewrite_casts_every_fc_weight_and_only_those(tmp_path):
 
 
 def test_unknown_precision_is_refused(tmp_path, run_cli, one_line_error):
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     one_line_error(run_cli("build", model, "--target", "x86-avx2", "--precision", "int3", "-o", tmp_path / "a"),
                    "precision")
     assert not (tmp_path / "a").exists()
 
 
 def test_bf16_build_halves_fc_weights_and_passes_the_gates(tmp_path, run_cli):
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
     arts = {}
     for precision in ("fp32", "bf16"):

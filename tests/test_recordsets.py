@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import committed_record_sets, copy_committed_records
-from test_compile import _targets, _tiny_checkpoint
+from helpers.files import snapshot_tree
+from helpers.models import repo_targets, write_tiny_checkpoint
+from helpers.records import committed_record_sets, copy_committed_records
 
 FALLBACK = "timed on another CPU"
-
-
-@pytest.fixture
-def fake_host(monkeypatch: pytest.MonkeyPatch):
-    """``fake_host(name)``: this machine's CPU is ``name`` for the rest of the test."""
-    from alexnet_tvm.host import HOST_CPU_ENV
-
-    return lambda name: monkeypatch.setenv(HOST_CPU_ENV, name)
 
 
 def _set(logs: Path, target: str, name: str, model_name: str = "Test CPU") -> Path:
@@ -86,7 +79,7 @@ def test_a_target_without_sets_takes_its_records_from_targets_and_says_which(tmp
     x86-avx512 set, named with its target, as a fallback; any set of its own target comes first."""
     from alexnet_tvm.recordsets import record_choice, set_lines
 
-    logs, avx2 = tmp_path / "logs", _targets()["x86-avx2-winograd"]
+    logs, avx2 = tmp_path / "logs", repo_targets()["x86-avx2-winograd"]
     assert avx2.records_from == ["x86-avx512"]
     _set(logs, "x86-avx512", "znver4", "AMD EPYC 9654")
     _set(logs, "x86-avx512", "emeraldrapids", "Intel Xeon")
@@ -127,7 +120,7 @@ def test_auto_compiles_for_a_known_host_of_the_target_family():
     from alexnet_tvm.host import GENERATIONS
     from alexnet_tvm.target_choice import for_this_host, host_mcpu
 
-    targets = _targets()
+    targets = repo_targets()
     avx512, avx2, board = targets["x86-avx512"], targets["x86-avx2"], targets["rpi4-aarch64"]
     assert host_mcpu(avx512, "sapphirerapids") == "sapphirerapids"
     assert host_mcpu(avx512, "znver3") is None  # an AVX2 CPU is not of the AVX-512 family
@@ -152,7 +145,7 @@ def test_a_build_that_falls_back_says_so_once_and_records_it(tmp_path, fake_host
     znver4 = committed_record_sets("x86-avx2")[0]
     copy_committed_records("x86-avx2", logs / "x86-avx2" / znver4, znver4)
     (logs / "x86-avx2" / znver4 / "cpu.json").write_text(json.dumps({"model_name": "AMD EPYC 9R14"}))
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     fake_host("sapphirerapids")
     caplog.set_level(logging.WARNING)
     res = run_cli("build", model, "--target", "x86-avx2", "--logs-dir", logs, "-o", tmp_path / "art")
@@ -170,14 +163,13 @@ def test_tune_resumes_from_and_writes_to_the_hosts_own_set_only(tmp_path, fake_h
     everything to tune, into a set of its own, and the other CPU's set is left as it was."""
     from alexnet_tvm.compile.tuning.plan import TuneConfig, make_plan
     from alexnet_tvm.model.checkpoint import init_checkpoint
-    from conftest import snapshot_tree
 
     logs = tmp_path / "logs"
     committed = committed_record_sets("x86-avx2")[0]
     copy_committed_records("x86-avx2", logs / "x86-avx2" / committed, committed)
     model = tmp_path / "demo.pt"
     init_checkpoint("cifar", 10, model, input_size=32)
-    cfg = TuneConfig(model=model, target=_targets()["x86-avx2"], logs_dir=logs)
+    cfg = TuneConfig(model=model, target=repo_targets()["x86-avx2"], logs_dir=logs)
     before = snapshot_tree(logs / "x86-avx2" / committed)
 
     fake_host("znver2")
@@ -285,7 +277,7 @@ def test_bench_other_records_are_the_nearest_other_cpus_and_only_beside_the_host
     host's own; a view with that set alone makes a build take it (and say it is another CPU's)."""
     from alexnet_tvm.recordsets import choose_record_set, other_record_set, record_choice, single_set_view
 
-    logs, avx512, avx2 = tmp_path / "logs", _targets()["x86-avx512"], _targets()["x86-avx2-winograd"]
+    logs, avx512, avx2 = tmp_path / "logs", repo_targets()["x86-avx512"], repo_targets()["x86-avx2-winograd"]
     for name in ("znver4", "znver5", "sapphirerapids"):
         _set(logs, "x86-avx512", name, f"CPU {name}")
     assert other_record_set(logs, avx512, "znver5").name == "znver4"

@@ -7,25 +7,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import short_tune, wait_for_records
-from test_compile import _tiny_checkpoint
-
-CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers.cli import CLI, free_port, kill_group
+from helpers.models import write_tiny_checkpoint
+from helpers.records import short_tune, wait_for_records
 
 
 def _targets_file(folder: Path, tracker_port: int, key: str = "local") -> Path:
@@ -38,7 +28,7 @@ def _targets_file(folder: Path, tracker_port: int, key: str = "local") -> Path:
   nobody-home:
     target: {{"kind": "llvm", "num-cores": 2}}
     runner: rpc
-    rpc: {{tracker: "127.0.0.1:{_free_port()}", key: local}}
+    rpc: {{tracker: "127.0.0.1:{free_port()}", key: local}}
 """)
     return f
 
@@ -46,7 +36,7 @@ def _targets_file(folder: Path, tracker_port: int, key: str = "local") -> Path:
 @pytest.fixture(scope="module")
 def rpc_env(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rpc")
-    tport, sport = _free_port(), _free_port()
+    tport, sport = free_port(), free_port()
     procs = [subprocess.Popen(CLI + ["rpc", "tracker", "--port", str(tport)], start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     time.sleep(2)
@@ -64,17 +54,13 @@ def rpc_env(tmp_path_factory):
     assert "free 1" in status, status
     yield folder, _targets_file(folder, tport), procs
     for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
+        kill_group(p)
 
 
 @pytest.mark.slow
 def test_tune_build_verify_through_rpc(rpc_env):
     folder, targets, _ = rpc_env
-    model = _tiny_checkpoint(folder / "m", "cifar")
+    model = write_tiny_checkpoint(folder / "m", "cifar")
     logs = folder / "logs"
     common = ["--target", "x86-rpc", "--targets-file", str(targets), "--logs-dir", str(logs)]
     r = short_tune(CLI, model, "x86-rpc", targets, logs)
@@ -98,7 +84,7 @@ def test_tune_build_verify_through_rpc(rpc_env):
 @pytest.mark.slow  # builds and times two batch sizes over RPC (~70 s on the Xeon)
 def test_bench_times_the_library_on_the_board(rpc_env, tmp_path):
     _, targets, _ = rpc_env
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     out = tmp_path / "bench"
     r = subprocess.run(CLI + ["bench", str(model), "--target", "x86-rpc", "--targets-file", str(targets),
                               "--logs-dir", str(tmp_path / "logs"), "--batch", "1,2", "--runs", "5", "-o", str(out)],
@@ -116,7 +102,7 @@ def test_bench_times_the_library_on_the_board(rpc_env, tmp_path):
 
 def test_unreachable_tracker_and_unknown_key(rpc_env, tmp_path):
     folder, targets, _ = rpc_env
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     t0 = time.monotonic()
     r = subprocess.run(CLI + ["tune", str(model), "--target", "nobody-home", "--targets-file", str(targets),
                               "--logs-dir", str(tmp_path / "logs"), "--trials", "2"],
@@ -134,7 +120,7 @@ def test_unreachable_tracker_and_unknown_key(rpc_env, tmp_path):
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="no aarch64 cross compiler")
 def test_cross_compiled_aarch64_artifact(tmp_path, run_cli):
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     res = run_cli("build", model, "--target", "rpi4-aarch64", "-o", tmp_path / "arm", "--logs-dir", tmp_path / "l")
     assert res.exit_code == 0, res.output
     elf = (tmp_path / "arm" / "model.so").read_bytes()
@@ -145,7 +131,7 @@ def test_cross_compiled_aarch64_artifact(tmp_path, run_cli):
 
 
 def test_cuda_library_builds_without_a_gpu(tmp_path, run_cli):
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     res = run_cli("build", model, "--target", "cuda-sm90", "-o", tmp_path / "cu", "--logs-dir", tmp_path / "l")
     assert res.exit_code == 0, res.output
     lib = (tmp_path / "cu" / "model.so").read_bytes()
@@ -159,7 +145,7 @@ def test_cuda_tune_without_gpu_says_so(tmp_path, run_cli, one_line_error):
 
     if tvm.cuda(0).exist:
         pytest.skip("this machine has a GPU")
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     one_line_error(run_cli("tune", model, "--target", "cuda-sm90", "--logs-dir", tmp_path / "l"), "no", "GPU")
     one_line_error(run_cli("bench", model, "--target", "cuda-sm90", "--logs-dir", tmp_path / "l",
                            "-o", tmp_path / "b"), "GPU")
@@ -171,11 +157,11 @@ def test_board_killed_mid_tune_fails_clearly_and_keeps_records(rpc_env, tmp_path
     folder, targets, _ = rpc_env
     tport = int(targets.read_text().split('tracker: "127.0.0.1:')[1].split('"')[0])
     victim = subprocess.Popen(CLI + ["rpc", "server", "--tracker", f"127.0.0.1:{tport}", "--key", "victim",
-                                     "--port", str(_free_port())], start_new_session=True,
+                                     "--port", str(free_port())], start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     other = tmp_path / "targets.yaml"
     other.write_text(targets.read_text().replace("key: local, session_timeout: 60", "key: victim, session_timeout: 20"))
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
     db = logs / "x86-rpc" / "victim" / "database_tuning_record.json"  # record set: the RPC key
     deadline = time.monotonic() + 120

@@ -4,18 +4,16 @@ mid-tune fails only its own candidates. Real tracker and two `rpc server` boards
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import short_tune, wait_for_records
-from test_compile import _tiny_checkpoint
-from test_rpc import CLI, _free_port
+from helpers.cli import CLI, free_port, kill_group
+from helpers.models import write_tiny_checkpoint
+from helpers.records import short_tune, wait_for_records
 
 
 # -- cheap: the fleet's bookkeeping and the --boards option ---------------------------------------
@@ -58,35 +56,27 @@ def test_a_step_past_the_board_deadline_loses_the_board(monkeypatch):
     from alexnet_tvm.errors import RPCError
 
     monkeypatch.setattr(fleet, "HANG_GRACE_S", 0.0)
-    where = fleet._Where("127.0.0.1:9", "pair", "127.0.0.1", _free_port(), timeout=0.5)
+    where = fleet._Where("127.0.0.1:9", "pair", "127.0.0.1", free_port(), timeout=0.5)
     t0 = time.monotonic()
     with pytest.raises(RPCError) as e:
         where.run("run", lambda: time.sleep(30))
     assert time.monotonic() - t0 < 10 and where.lost
     assert fleet.lost_board(str(e.value)) == "127.0.0.1:9" and "hung" in str(e.value)
     # a failure while the tracker cannot be asked is the candidate's, not a lost board
-    where = fleet._Where("127.0.0.1:9", "pair", "127.0.0.1", _free_port(), timeout=30)
+    where = fleet._Where("127.0.0.1:9", "pair", "127.0.0.1", free_port(), timeout=30)
     with pytest.raises(RPCError) as e:
         where.run("run", lambda: 1 / 0)
     assert fleet.lost_board(str(e.value)) is None and "ZeroDivisionError" in str(e.value) and not where.lost
 
 
 def test_boards_option_is_checked(tmp_path, run_cli, one_line_error):
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     one_line_error(run_cli("tune", model, "--boards", "0", "--logs-dir", tmp_path / "l"), "--boards")
     one_line_error(run_cli("tune", model, "--target", "x86-avx2", "--boards", "2", "--logs-dir", tmp_path / "l"),
                    "--boards", "this machine")
 
 
 # -- slow: two real boards on loopback --------------------------------------------------------------
-
-
-def _stop(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def _status(tport: int) -> str:
@@ -99,7 +89,7 @@ class _Boards:
 
     def __init__(self, folder: Path, key: str):
         self.folder, self.key = folder, key
-        self.tport = _free_port()
+        self.tport = free_port()
         self.procs: list = []
         self.logs: list[Path] = []
         self.ports: list[int] = []
@@ -108,7 +98,7 @@ class _Boards:
         self.procs.append(subprocess.Popen(CLI + ["rpc", "tracker", "--port", str(self.tport)], start_new_session=True,
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for i in range(2):
-            log, port = self.folder / f"board{i}.log", _free_port()
+            log, port = self.folder / f"board{i}.log", free_port()
             with log.open("w") as out:
                 self.procs.append(subprocess.Popen(
                     CLI + ["rpc", "server", "--tracker", f"127.0.0.1:{self.tport}", "--key", self.key,
@@ -130,7 +120,7 @@ class _Boards:
 
     def stop(self) -> None:
         for p in self.procs:
-            _stop(p)
+            kill_group(p)
 
     def targets(self) -> Path:
         f = self.folder / "targets.yaml"
@@ -156,7 +146,7 @@ def two_boards(tmp_path):
 @pytest.mark.slow  # a short tune on two loopback boards, then build and verify (~4 min on 2 cores)
 def test_tune_measures_on_both_boards_and_its_records_build_and_verify(two_boards, tmp_path):
     targets = two_boards.targets()
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
     common = ["--target", "x86-pair", "--targets-file", str(targets), "--logs-dir", str(logs)]
     r = short_tune(CLI, model, "x86-pair", targets, logs)
@@ -184,7 +174,7 @@ def test_tune_measures_on_both_boards_and_its_records_build_and_verify(two_board
 @pytest.mark.slow  # kills one of two boards mid-tune (~4 min on 2 cores)
 def test_a_board_killed_mid_tune_takes_only_its_candidates(two_boards, tmp_path):
     targets = two_boards.targets()
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
     db = logs / "x86-pair" / "pair" / "database_tuning_record.json"
     tune = subprocess.Popen(CLI + ["tune", str(model), "--batch", "1", "--target", "x86-pair", "--targets-file",
@@ -194,12 +184,12 @@ def test_a_board_killed_mid_tune_takes_only_its_candidates(two_boards, tmp_path)
     try:
         kept = wait_for_records(db, 2, tune)
         victim, survivor = two_boards.procs[1], two_boards.procs[2]  # boards 0 and 1 (0 is the tracker)
-        _stop(victim)
+        kill_group(victim)
         at_kill = two_boards.sessions()[1]
         out, err = tune.communicate(timeout=900)  # bounded: the run must end by itself
     finally:
         if tune.poll() is None:
-            _stop(tune)
+            kill_group(tune)
     assert survivor.poll() is None
     assert tune.returncode == 0, err[-3000:]
     assert two_boards.sessions()[1] > at_kill  # the other board went on measuring

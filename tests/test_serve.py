@@ -20,7 +20,7 @@ import pytest
 import tritonclient.http as tritonclient_http  # the dev extra: a real OIP client
 from PIL import Image
 
-from conftest import class_image
+from helpers.data import class_image
 
 MODEL = "tiny"
 CLASSES = 10

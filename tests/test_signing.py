@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_artifact import TARGET, build_tiny, packed_tiny, registry_server, write_report  # noqa: F401 (fixture)
+
+from helpers.artifacts import packed_tiny
+from helpers.models import TARGET
 
 MODEL = "my_model"  # build's plain name for "my model.pt"
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from alexnet_tvm.recordsets import host_set_name
-from helpers import record_lines, wait_for_records
-from test_compile import TARGET, _targets, _tiny_checkpoint
 
-CLI = [sys.executable, "-m", "alexnet_tvm.cli.main"]
+from helpers.cli import CLI
+from helpers.models import TARGET, repo_targets, write_tiny_checkpoint
+from helpers.records import record_lines, wait_for_records
+
 
 
 _records = record_lines
@@ -42,7 +43,7 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
     from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.records import database_digest
 
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
     db = logs / TARGET / host_set_name()  # this host's record set
     cmd = _tune_cmd(model, logs, trials=6) + ["--only", "max_pool"]  # 3 small tasks: quick builds
@@ -64,17 +65,17 @@ def test_killed_tune_keeps_records_and_resumes(tmp_path):
     assert len(after) > len(kept_lines)
 
     # Every chosen task has a record now: a third run (in-process) has nothing to do, and build uses them.
-    again = tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=logs, total_trials=6,
+    again = tune(TuneConfig(model=model, target=repo_targets()[TARGET], logs_dir=logs, total_trials=6,
                             trials_per_task=2, only=("max_pool",)))
     assert (again.tuned_now, again.trials, again.already_tuned) == (0, 0, 3)
-    r = build(BuildConfig(model=model, target=_targets()[TARGET], out=tmp_path / "art", logs_dir=logs))
+    r = build(BuildConfig(model=model, target=repo_targets()[TARGET], out=tmp_path / "art", logs_dir=logs))
     manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
     assert manifest["tuning"]["tuned"] == 3 and not [t for t in r.untuned if t.startswith("max_pool")]
     assert manifest["tuning"]["digest"] == database_digest(_record_file(db).parent)
 
 
 def test_only_that_matches_no_task_is_refused_before_tuning(tmp_path, run_cli, one_line_error):
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     one_line_error(run_cli(*_tune_cmd(model, tmp_path / "logs")[3:], "--only", "winograd"),
                    "--only winograd: no task matches")
     assert not _records(tmp_path / "logs" / TARGET / host_set_name())
@@ -87,12 +88,12 @@ def test_extend_fresh_and_only_spend_trials_where_asked(tmp_path):
     from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.compile.tuning.tune import tune
 
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
     logs = tmp_path / "logs"
     db = logs / TARGET / host_set_name()  # this host's record set
 
     def run(**kw):
-        return tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=logs, trials_per_task=2,
+        return tune(TuneConfig(model=model, target=repo_targets()[TARGET], logs_dir=logs, trials_per_task=2,
                                trials_per_round=2, **{"total_trials": 30, **kw}))
 
     first = run()
@@ -180,8 +181,8 @@ def test_time_budget_stops_after_the_round_and_keeps_records(tmp_path):
     from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.compile.tuning.tune import tune
 
-    model = _tiny_checkpoint(tmp_path / "m", "cifar")
-    res = tune(TuneConfig(model=model, target=_targets()[TARGET], logs_dir=tmp_path / "logs", total_trials=40,
+    model = write_tiny_checkpoint(tmp_path / "m", "cifar")
+    res = tune(TuneConfig(model=model, target=repo_targets()[TARGET], logs_dir=tmp_path / "logs", total_trials=40,
                           trials_per_task=4, trials_per_round=2, time_budget=0.001))
     assert res.stopped_by_budget
     assert 0 < res.trials < 40
@@ -213,9 +214,9 @@ def test_runner_workers_measure_with_the_targets_cores(tmp_path, monkeypatch):
         raise _Stop()
 
     monkeypatch.setattr(tune_mod, "make_runner", spy)
-    spec = _targets()[TARGET]
+    spec = repo_targets()[TARGET]
     with pytest.raises(_Stop):
-        tune_mod.tune(tune_mod.TuneConfig(model=_tiny_checkpoint(tmp_path / "m", "cifar"), target=spec,
+        tune_mod.tune(tune_mod.TuneConfig(model=write_tiny_checkpoint(tmp_path / "m", "cifar"), target=spec,
                                           logs_dir=tmp_path / "logs", total_trials=4))
     assert seen["threads"] == min(spec.target["num-cores"], os.cpu_count())
     assert "TVM_NUM_THREADS" not in os.environ
@@ -227,7 +228,7 @@ def test_cpu_candidates_are_timed_with_cold_weights():
     keep warm repeats (the flush is an x86 CPU routine)."""
     from alexnet_tvm.compile.tuning.measure import evaluator_config
 
-    targets = _targets()
+    targets = repo_targets()
     cold = evaluator_config(targets[TARGET])
     assert cold.enable_cpu_cache_flush and cold.number == 1 and cold.repeat >= 3 and cold.min_repeat_ms == 0
     for name in ("armboard", "cuda-sm90"):

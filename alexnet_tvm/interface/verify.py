@@ -47,6 +47,8 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
         raise VerifyError(f"--random {cfg.random_count}: give a count of 0 or more")
     if not cfg.random_count and cfg.eval_set is None and not cfg.against.startswith("ascend:"):
         raise VerifyError("--random 0 without --eval-set compares nothing; give images to verify on")
+    if cfg.against.startswith("ascend:") and cfg.inputs is None:
+        raise VerifyError("--against ascend: needs --inputs PRE_DATASET (the .bin folder the OM model ran on)")
     refuse_outputs([cfg.report, cfg.junit], cfg.force)
     art = load_artifact(cfg.artifact, board=cfg.board)
     if cfg.against.startswith("ascend:"):

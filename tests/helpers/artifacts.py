@@ -1,39 +1,26 @@
 """One tiny built artifact (cifar, width 0.125, 4 classes, x86-avx2, batch 1) and its verify
 report, for the test modules that pack, publish, pull or attack it (each builds its own copy
-once per module, so they stay independent)."""
+once per module, so they stay independent). The registry server fixture is in conftest.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from helpers.models import TARGET, repo_targets, write_tiny_checkpoint
 
-from alexnet_tvm.meta import ModelMeta
-
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = "x86-avx2"  # runs on any AVX2 machine
 MODEL = "model"  # the manifest's model name: the checkpoint's stem
+#: the upload token of the test registry servers (``publish`` reads it from $ALEXNET_TVM_TOKEN)
+TOKEN = "test-upload-token"
 
 
 def build_tiny(root: Path, name: str = "model.pt") -> tuple[Path, Path, Path]:
-    """(checkpoint, artifact folder, logs dir) under ``root``."""
-    import torch
-
+    """(checkpoint, artifact folder, logs dir) under ``root``: ``root/m/<name>``, ``root/art``, ``root/logs``."""
     from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.targets import load_targets
-    from alexnet_tvm.model.checkpoint import save_checkpoint
-    from alexnet_tvm.model.variants import build_model
 
-    torch.manual_seed(0)
-    model = build_model("cifar", 4, width=0.125).eval()
-    meta = ModelMeta(arch="cifar", num_classes=4, input_size=32, resize_size=32, width=0.125,
-                     class_names=["w", "x", "y", "z"])
-    ckpt = root / "m" / name
-    ckpt.parent.mkdir(parents=True)
-    save_checkpoint(model, meta, ckpt)
+    ckpt = write_tiny_checkpoint(root / "m", "cifar", name)
     logs = root / "logs"
     art = root / "art"
-    build(BuildConfig(model=ckpt, target=load_targets(ROOT / "targets.yaml")[TARGET], out=art, logs_dir=logs))
+    build(BuildConfig(model=ckpt, target=repo_targets()[TARGET], out=art, logs_dir=logs))
     return ckpt, art, logs
 
 
@@ -63,30 +50,3 @@ def packed_tiny(root: Path, signers: dict[str, Path | None], name: str = "model.
         packs[pack] = root / f"{pack}.tar.gz"
         pack_artifact(art, packs[pack], report=report, sign_with=sign_with)
     return art, packs
-
-
-#: the upload token of the test registry servers (``publish`` reads it from $ALEXNET_TVM_TOKEN)
-TOKEN = "test-upload-token"
-
-
-@pytest.fixture
-def registry_server(monkeypatch):
-    """``start(folder, allow_publish=True, **make_server kw) -> RegistryServer``: a registry server in a
-    thread on 127.0.0.1 (uploads need TOKEN, which publish finds in the environment), stopped after."""
-    from alexnet_tvm.distribution.server import TOKEN_ENV, make_server
-
-    monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    servers = []
-
-    def start(folder: Path, allow_publish: bool = True, **kw):
-        folder.mkdir(parents=True, exist_ok=True)
-        srv = make_server(folder, "127.0.0.1", 0, allow_publish=allow_publish,
-                          token=TOKEN if allow_publish else None, **kw)
-        srv.start_background()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
