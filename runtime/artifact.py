@@ -193,14 +193,14 @@ def _load_params(folder: Path, manifest: dict, dev) -> list:
 
 def load_artifact(folder: Path, check_host: bool = True, board: RPCConfig | None = None) -> Artifact:
     """Schema and checksums first, then load the library here or on a remote board."""
-    from tvm import relax
+    from tvm.runtime.vm import VirtualMachine
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     check_files(folder, manifest)
     lib, dev = _load_library(folder, manifest, check_host, board)
     try:
-        vm = relax.VirtualMachine(lib, dev)
+        vm = VirtualMachine(lib, dev)
     except Exception as e:  # noqa: BLE001 - a TVM module, but not a Relax VM executable
         raise _tvm_failure(folder / LIB, e) from None
     art = Artifact(folder, manifest, vm, _load_params(folder, manifest, dev), dev)

@@ -207,10 +207,7 @@ TVM_COMPILER = ("relax", "tir", "tirx", "s_tir", "script", "te", "topi", "dlight
                 "meta_schedule")
 COMPILER_FREE = ("core", "runtime", "distribution", "serving")
 #: (module, compiler part) -> why it is still there; an entry that no longer matches must go
-COMPILER_EXEMPT = {
-    ("alexnet_tvm.runtime.artifact", "tvm.relax"):
-        "relax.VirtualMachine; TVM 0.27 has the same class as tvm.runtime.vm.VirtualMachine",
-}
+COMPILER_EXEMPT: dict[tuple[str, str], str] = {}
 
 
 def compiler_part(name: str) -> str | None:
