@@ -47,6 +47,10 @@ class BenchConfig:
     int8: bool = False
     calibrate: str = "digits"
     calib_images: int = 100
+    #: CUDA: also time TVM fp16 against PyTorch autocast fp16 (bench_gpu.py)
+    fp16: bool = False
+    #: CUDA: also time torch.compile
+    torch_compile: bool = False
     targets_file: Path | None = None
     logs_dir: Path | None = None
 
@@ -153,8 +157,12 @@ def run_bench(cfg: BenchConfig) -> dict:
     spec = resolve_target(cfg.target, cfg.targets_file, max(cfg.threads) if cfg.threads else None)
     if spec.runner == "rpc":
         return _bench_board(cfg, spec)
+    if (cfg.fp16 or cfg.torch_compile) and spec.kind != "cuda":
+        raise ToolkitError(f"--fp16 and --torch-compile are for CUDA targets, not {spec.name} (kind {spec.kind})")
     if spec.kind == "cuda":
-        return _bench_gpu(cfg, spec)
+        from .bench_gpu import bench_gpu
+
+        return bench_gpu(cfg, spec)
     if not spec.is_cpu:
         raise ToolkitError(f"bench runs CPU, CUDA and RPC-board targets; {spec.name} is {spec.kind}")
     from alexnet_tvm.host import usable_cores
@@ -407,37 +415,3 @@ def _bench_board(cfg: BenchConfig, spec) -> dict:
             + (" EMULATED board (qemu-user): these timings are not ARM timings." if emulated else ""))
     return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "board",
                                 "emulated": emulated, "note": note, "rows": rows})
-
-
-def _bench_gpu(cfg: BenchConfig, spec) -> dict:
-    """PyTorch eager on the GPU against the TVM CUDA library, both timed on the device."""
-    import torch
-    import tvm
-
-    from alexnet_tvm.model.reference import load_torch_module
-    from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.bench import time_callable
-
-    if not tvm.cuda(0).exist or not torch.cuda.is_available():
-        raise ToolkitError(f"bench on {spec.name} needs a CUDA GPU and this machine has none")
-    module, meta, _ = load_torch_module(cfg.model)
-    module = module.cuda().eval()
-    size = meta.input_size if meta else 224
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for b in cfg.batches:
-        x = torch.randn(b, 3, size, size, device="cuda")
-
-        def eager(_):
-            with torch.no_grad():
-                module(x)
-            torch.cuda.synchronize()
-
-        t_torch = time_callable("pytorch", eager, np.zeros((b,)), runs=cfg.runs, warmup=5)
-        art_dir, untuned = _build_tvm(cfg, spec, b)
-        t_tvm = load_artifact(art_dir).time_on_device(cfg.runs)
-        rows.append({"batch": b, "untuned_tasks": {"tvm": untuned}, "pytorch": t_torch.to_dict(),
-                     "tvm": t_tvm.to_dict(), "speedup_vs_pytorch": t_torch.median_ms / t_tvm.median_ms})
-    note = f"PyTorch eager (CUDA) and TVM on {torch.cuda.get_device_name(0)}."
-    return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "gpu",
-                                "note": note, "rows": rows})

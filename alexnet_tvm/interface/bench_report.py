@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import bench_int8
+from . import bench_gpu, bench_int8
 
 #: the runtimes TVM is compared with; the headline ratio is TVM over the fastest of them in the row
 OTHERS = ("pytorch", "onnxruntime", "openvino")
-RUNTIMES = OTHERS + ("tvm", "tvm-other", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES
+RUNTIMES = OTHERS + ("tvm", "tvm-other", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES + bench_gpu.RUNTIMES
 NAMES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 BEST = ("TVM vs best other", "speedup_vs_best_other")
 RATIOS = ((BEST, ("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime"),
            ("TVM vs OpenVINO", "speedup_vs_openvino"),
-           ("TVM (another CPU's records) vs ORT", "other_records_speedup_vs_onnxruntime")) + bench_int8.RATIOS)
+           ("TVM (another CPU's records) vs ORT", "other_records_speedup_vs_onnxruntime")) + bench_int8.RATIOS
+          + bench_gpu.RATIOS)
 
 
 def thread_counts(r: dict) -> list[int]:
