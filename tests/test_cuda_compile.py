@@ -120,3 +120,20 @@ def test_cuda_sm90_alexnet_builds_at_batch_1_and_64(alexnet1000, tmp_path, preci
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["precision"] == precision and manifest["target"]["name"] == TARGET
         assert b"_kernel" in (out / "model.so").read_bytes()
+
+
+def test_gpu_records_go_under_the_gpus_name(monkeypatch, tmp_path):
+    """tune files CUDA records under tuning_logs/cuda-sm90/<GPU name>/ where a GPU is present, under
+    the architecture without one; a build without a GPU takes a GPU's set (one warning line)."""
+    from alexnet_tvm import recordsets
+
+    spec = _spec()
+    monkeypatch.setattr(recordsets, "local_gpu_name", lambda: None)
+    assert recordsets.timed_on(spec) == "sm_90"
+    monkeypatch.setattr(recordsets, "local_gpu_name", lambda: "NVIDIA_H100_80GB_HBM3")
+    folder = recordsets.own_record_set(tmp_path, spec)
+    assert folder == tmp_path / TARGET / "NVIDIA_H100_80GB_HBM3"
+    (folder / recordsets.RECORDS).write_text("")
+    monkeypatch.setattr(recordsets, "local_gpu_name", lambda: None)
+    choice = recordsets.record_choice(tmp_path, spec, announce=False)
+    assert choice.folder == folder and choice.fallback
