@@ -105,6 +105,11 @@ def test_fp16_refused_on_cpu_targets(alexnet1000, target_name, run_cli, one_line
     one_line_error(res, "fp16", "CUDA")
 
 
+@pytest.mark.parametrize("flag", ["--fp16", "--torch-compile"])
+def test_bench_gpu_flags_refused_on_cpu_targets(alexnet1000, flag, run_cli, one_line_error, tmp_path):
+    one_line_error(run_cli("bench", alexnet1000, "--target", "x86-avx2", flag, "-o", tmp_path / "b"), flag, "CUDA")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cuda_sm90_alexnet_builds_at_batch_1_and_64(alexnet1000, tmp_path, precision):
