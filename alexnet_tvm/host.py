@@ -215,3 +215,21 @@ def use_threads(num_cores: int | None) -> None:
     n = runtime_threads(num_cores)
     if n is not None:
         os.environ[THREADS_ENV] = str(n)
+
+
+@functools.lru_cache(maxsize=1)
+def local_gpu_name() -> str | None:
+    """This machine's first CUDA GPU as a plain name (``NVIDIA H100 80GB HBM3`` ->
+    ``NVIDIA_H100_80GB_HBM3``), None without one: GPU records are kept per GPU model, since a
+    schedule timed on one card (clocks, memory, SM count) is not the best on another."""
+    try:
+        import tvm
+
+        dev = tvm.cuda(0)
+        if not dev.exist:
+            return None
+        from .schemas import plain_name
+
+        return plain_name(str(dev.device_name))
+    except Exception:  # noqa: BLE001 - a TVM without CUDA raises assorted errors: no GPU here
+        return None

@@ -15,7 +15,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Weight precisions a build can have. Here, not in compile/, because the CLI offers them
 # as choices and the CLI must import on a board that has no compile package.
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "int8", "fp16")
 
 
 def default_resize_size(input_size: int) -> int:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from .errors import DatabaseError, TargetError
 from .fsutil import read_json, write_json
-from .host import HOST_CPU_ENV, describe_cpu, host_cpu_name, microarch, usable_cores
+from .host import HOST_CPU_ENV, describe_cpu, host_cpu_name, local_gpu_name, microarch, usable_cores
 from .records import RECORDS, WORKLOADS
 from .schemas import PLAIN_NAME
 
@@ -127,10 +127,14 @@ def host_set_name(host: str | None = None) -> str:
 def timed_on(spec: TargetSpec, host: str | None = None) -> str:
     """The set a machine's timings for ``spec`` go under. A local CPU target is timed on this
     host's CPU; an RPC target on the board its tracker key names; a CUDA target on a GPU of
-    its architecture. Only the first depends on the host, so only it can fall back."""
+    its architecture, under the GPU's own name where one is here (``host``, else the first CUDA
+    GPU's), else the architecture's. A CPU's and a GPU's set can fall back to another."""
     if spec.runner == "rpc" and spec.rpc is not None:
         return check_set_name(spec.rpc.key, "RPC key")
     if not spec.is_cpu:
+        gpu = host or local_gpu_name()
+        if gpu:
+            return check_set_name(gpu, "GPU name")
         arch = spec.target.get("arch") if isinstance(spec.target, dict) else None
         return check_set_name(str(arch or spec.kind or "gpu"), "GPU architecture")
     return host_set_name(host)

@@ -38,7 +38,7 @@ class BuildConfig:
     logs_dir: Path
     batch: int = 1
     force: bool = False
-    #: "fp32" or "bf16" (FC weights stored as bf16, see precision.py)
+    #: "fp32", "bf16" (FC weights stored as bf16, see precision.py), "fp16" (CUDA, fp16.py) or "int8"
     precision: str = "fp32"
     #: the user's --input-size/--classes/--class-names/--mean/--std (model/describe.py)
     overrides: ModelOverrides | None = None

@@ -87,6 +87,8 @@ def _precision_problem(precision: str, dtypes: set[str]) -> str | None:
         return f"parameters of type {', '.join(sorted(dtypes - {'float32'}))} in an fp32 build"
     if precision == "bf16" and "bfloat16" not in dtypes:
         return "no bfloat16 parameters in a bf16 build"
+    if precision == "fp16" and "float16" not in dtypes:
+        return "no float16 parameters in an fp16 build"
     if precision == "int8" and not dtypes & {"int8", "uint8"}:
         return "no int8 parameters in an int8 build"
     return None

@@ -24,7 +24,7 @@ Reference = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class Gates:
-    """What a verify must meet. fp32/bf16 builds are held to the reference's logits; an int8
+    """What a verify must meet. fp32/bf16/fp16 builds are held to the reference's logits; an int8
     build computes other logits by design, so its gate is accuracy (:data:`INT8_GATES`)."""
 
     min_top1_agreement: float = 0.999

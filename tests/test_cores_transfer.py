@@ -139,7 +139,7 @@ def test_tune_times_schedules_rederived_for_other_cores(tmp_path):
     from alexnet_tvm.compile.tuning.plan import TuneConfig
     from alexnet_tvm.compile.tuning.tune import tune
     from alexnet_tvm.recordsets import host_set_name
-    from alexnet_tvm.targets import with_cores
+    from alexnet_tvm.target_choice import with_cores
     from helpers.models import TARGET, repo_targets, write_tiny_checkpoint
 
     model = write_tiny_checkpoint(tmp_path / "m", "cifar")

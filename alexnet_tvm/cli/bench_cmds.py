@@ -23,21 +23,24 @@ from .options import counts_option, logs_dir_option, out_option, target_option, 
               help="Also time TVM int8 and ONNX Runtime int8 on one QDQ model (build --precision int8).")
 @click.option("--calibrate", default="digits", show_default=True, metavar="DATA",
               help="--int8: calibration images (scales only; speed does not depend on them).")
+@click.option("--fp16", is_flag=True,
+              help="CUDA: also time TVM fp16 (build --precision fp16) against PyTorch under autocast fp16.")
+@click.option("--torch-compile", is_flag=True, help="CUDA: also time torch.compile (and with --fp16, under autocast).")
 @click.option("--layers", is_flag=True,
               help="Also time each layer inside the model, TVM against ONNX Runtime (layers.md).")
 @out_option(default=Path("runs/bench"), dest="out_dir")
 @targets_file_option()
 @logs_dir_option()
 def bench(model: Path, target_name: str, batches: list[int], runs: int, threads: list[int] | None, untuned: bool,
-          bf16: bool, int8: bool, calibrate: str, layers: bool, out_dir: Path, targets_file: Path | None,
-          logs_dir: Path | None) -> None:
+          bf16: bool, int8: bool, calibrate: str, fp16: bool, torch_compile: bool, layers: bool, out_dir: Path,
+          targets_file: Path | None, logs_dir: Path | None) -> None:
     """Time PyTorch, ONNX Runtime, OpenVINO and TVM side by side; write bench.json, bench.md, bench.png."""
     from alexnet_tvm.interface.bench import BenchConfig, bench as run_bench
 
     click.echo(run_bench(BenchConfig(model=model, target=target_name, batches=batches,
                                      out_dir=out_dir, runs=runs, threads=threads, untuned=untuned, bf16=bf16,
-                                     layers=layers, int8=int8, calibrate=calibrate,
-                                     targets_file=targets_file, logs_dir=logs_dir)))
+                                     layers=layers, int8=int8, calibrate=calibrate, fp16=fp16,
+                                     torch_compile=torch_compile, targets_file=targets_file, logs_dir=logs_dir)))
 
 
 COMMANDS = [bench]

@@ -109,7 +109,8 @@ def logs_dir_option(help: str = "Tuning databases: LOGS_DIR/<target>/<cpu>/, one
 
 def precision_option() -> Decorator:
     return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-                        help="bf16: store the FC weights as bf16 (half the weight traffic; fp32 math).")
+                        help="bf16: store the FC weights as bf16 (half the weight traffic; fp32 math). "
+                             "fp16 (CUDA only): fp16 weights and activations on tensor cores, fp32 accumulation.")
 
 
 def force_option(help: str | None = None) -> Decorator:

@@ -36,9 +36,9 @@ def predict(artifact: Path, images: tuple[Path, ...], top_k: int) -> None:
               help="Seeded random inputs (0: only --eval-set images).")
 @seed_option()
 @click.option("--min-top1-agreement", type=float, default=None,
-              help="Default: 0.999 (fp32, bf16), 0.99 (int8).")
+              help="Default: 0.999 (fp32, bf16, fp16), 0.99 (int8).")
 @click.option("--max-abs-error", type=float, default=None,
-              help="Relative to the reference logits' range. Default: 1e-3 (fp32, bf16), 0.1 (int8).")
+              help="Relative to the reference logits' range. Default: 1e-3 (fp32, bf16, fp16), 0.1 (int8).")
 @click.option("--max-accuracy-drop", type=float, default=None,
               help="Labelled set: most accuracy (fraction) below the reference's. Default: none (fp32), 0.005 (int8).")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report.")

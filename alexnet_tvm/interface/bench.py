@@ -14,41 +14,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from alexnet_tvm.errors import ToolkitError
-from alexnet_tvm.fsutil import write_json, write_text
 
 from . import bench_int8
+from .bench_config import BenchConfig, build_tvm, write_results  # noqa: F401  (BenchConfig: also from here)
 from .bench_refs import Sources, best_other, reference_runtimes, threads_used
 from .bench_report import OTHERS, markdown_table, plot, summary_lines  # noqa: F401  (the report, also from here)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BenchConfig:
-    model: Path
-    target: str = "auto"
-    batches: list[int] = field(default_factory=lambda: [1])
-    out_dir: Path = Path("runs/bench")
-    runs: int = 20
-    #: every runtime at each of these thread counts, one row each (None: the cores this process may use)
-    threads: list[int] | None = None
-    untuned: bool = False
-    #: also time a build with bf16 FC weights (see compile/frontend/precision.py)
-    bf16: bool = False
-    #: also break the fp32 TVM and ONNX Runtime times down per layer, inside the model (layers.md)
-    layers: bool = False
-    #: also time TVM int8 and ONNX Runtime int8 on one QDQ model (bench_int8.py)
-    int8: bool = False
-    calibrate: str = "digits"
-    calib_images: int = 100
-    targets_file: Path | None = None
-    logs_dir: Path | None = None
 
 
 def check_config(cfg: BenchConfig) -> None:
@@ -142,8 +119,12 @@ def run_bench(cfg: BenchConfig) -> dict:
     spec = resolve_target(cfg.target, cfg.targets_file, max(cfg.threads) if cfg.threads else None)
     if spec.runner == "rpc":
         return _bench_board(cfg, spec)
+    if (cfg.fp16 or cfg.torch_compile) and spec.kind != "cuda":
+        raise ToolkitError(f"--fp16 and --torch-compile are for CUDA targets, not {spec.name} (kind {spec.kind})")
     if spec.kind == "cuda":
-        return _bench_gpu(cfg, spec)
+        from .bench_gpu import bench_gpu
+
+        return bench_gpu(cfg, spec)
     if not spec.is_cpu:
         raise ToolkitError(f"bench runs CPU, CUDA and RPC-board targets; {spec.name} is {spec.kind}")
     from alexnet_tvm.host import usable_cores
@@ -192,7 +173,7 @@ def _bench_cpu(cfg: BenchConfig, spec, counts: list[int]) -> dict:
         "record_set_fallback": records.fallback,
         **({"other_record_set": other.label_for(spec.name), "other_record_set_cpu": other.cpu_model} if other else {}),
     }
-    return _write_results(cfg, result)
+    return write_results(cfg, result)
 
 
 def _references(cfg: BenchConfig, threads: int) -> Sources:
@@ -271,7 +252,7 @@ def _build_variants(cfg: BenchConfig, spec, b: int, logs: Path, other_logs: Path
         builds["tvm-int8"] = (logs, "int8")
     untuned_tasks, artifacts = {}, {}
     for name, (ldir, precision) in builds.items():
-        art_dir, untuned_tasks[name] = _build_tvm(cfg, spec, b, name, ldir, precision)
+        art_dir, untuned_tasks[name] = build_tvm(cfg, spec, b, name, ldir, precision)
         artifacts[name] = (load_artifact(art_dir), art_dir)
     return artifacts, untuned_tasks
 
@@ -345,37 +326,6 @@ def _layer_times(artifact, onnx_path: Path, x: np.ndarray, threads: int, runs: i
     return [r.to_dict() for r in rows]
 
 
-def _write_results(cfg: BenchConfig, result: dict) -> dict:
-    from alexnet_tvm.runtime.layers import layers_markdown
-
-    write_json(cfg.out_dir / "bench.json", result)
-    layer_rows = [row for row in result["rows"] if "layers" in row]
-    if layer_rows:
-        write_text(cfg.out_dir / "layers.md", "# Time per layer inside the model (median ms)\n\n"
-                   + "\n".join(layers_markdown(row["batch"], row["layers"]) for row in layer_rows)
-                   + "".join("\n## int8: TVM int8 against ONNX Runtime int8\n\n"
-                             + layers_markdown(row["batch"], row["layers_int8"])
-                             for row in layer_rows if "layers_int8" in row))
-    write_text(cfg.out_dir / "bench.md", markdown_table(result))
-    plot(result, cfg.out_dir / "bench.png")
-    return result
-
-
-def _build_tvm(cfg: BenchConfig, spec, batch: int, name: str = "tvm", logs_dir: Path | None = None,
-               precision: str = "fp32") -> tuple[Path, list[str]]:
-    """The artifact to time (rebuilt each run, so it matches the records now) and its untuned tasks."""
-    from alexnet_tvm.compile.build import BuildConfig, build
-    from alexnet_tvm.settings import logs_dir_for_reading
-
-    art_dir = cfg.out_dir / f"artifact-{name}-b{batch}"
-    from alexnet_tvm.compile.frontend.load import Calibration
-
-    calib = Calibration(cfg.calibrate, cfg.calib_images) if precision == "int8" else None
-    res = build(BuildConfig(model=cfg.model, target=spec, out=art_dir, batch=batch, force=True, precision=precision,
-                            logs_dir=logs_dir or logs_dir_for_reading(cfg.logs_dir, spec.name), calibration=calib))
-    return art_dir, res.untuned
-
-
 def _bench_board(cfg: BenchConfig, spec) -> dict:
     """TVM on the board, timed there (network excluded). PyTorch and ONNX Runtime do not run
     on the board, so there is no ratio: comparing with the host would compare machines."""
@@ -388,48 +338,14 @@ def _bench_board(cfg: BenchConfig, spec) -> dict:
     emulated = "emulated" in spec.description.lower()
     rows = []
     for b in cfg.batches:
-        art_dir, untuned = _build_tvm(cfg, spec, b)
+        art_dir, untuned = build_tvm(cfg, spec, b)
         t = load_artifact(art_dir, board=board).time_on_device(cfg.runs)
         rows.append({"batch": b, "untuned_tasks": {"tvm": untuned}, "tvm": t.to_dict()})
         log.info("batch %d tvm on board %s: median %.2f ms", b, spec.rpc.key, t.median_ms)
     note = (f"TVM timed on the board {spec.rpc.key!r} (tracker {spec.rpc.tracker}), network excluded."
             + (" EMULATED board (qemu-user): these timings are not ARM timings." if emulated else ""))
-    return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "board",
+    return write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "board",
                                 "emulated": emulated, "note": note, "rows": rows})
-
-
-def _bench_gpu(cfg: BenchConfig, spec) -> dict:
-    """PyTorch eager on the GPU against the TVM CUDA library, both timed on the device."""
-    import torch
-    import tvm
-
-    from alexnet_tvm.model.reference import load_torch_module
-    from alexnet_tvm.runtime.artifact import load_artifact
-    from alexnet_tvm.runtime.bench import time_callable
-
-    if not tvm.cuda(0).exist or not torch.cuda.is_available():
-        raise ToolkitError(f"bench on {spec.name} needs a CUDA GPU and this machine has none")
-    module, meta, _ = load_torch_module(cfg.model)
-    module = module.cuda().eval()
-    size = meta.input_size if meta else 224
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for b in cfg.batches:
-        x = torch.randn(b, 3, size, size, device="cuda")
-
-        def eager(_):
-            with torch.no_grad():
-                module(x)
-            torch.cuda.synchronize()
-
-        t_torch = time_callable("pytorch", eager, np.zeros((b,)), runs=cfg.runs, warmup=5)
-        art_dir, untuned = _build_tvm(cfg, spec, b)
-        t_tvm = load_artifact(art_dir).time_on_device(cfg.runs)
-        rows.append({"batch": b, "untuned_tasks": {"tvm": untuned}, "pytorch": t_torch.to_dict(),
-                     "tvm": t_tvm.to_dict(), "speedup_vs_pytorch": t_torch.median_ms / t_tvm.median_ms})
-    note = f"PyTorch eager (CUDA) and TVM on {torch.cuda.get_device_name(0)}."
-    return _write_results(cfg, {"model": str(cfg.model), "target": spec.name, "runs": cfg.runs, "where": "gpu",
-                                "note": note, "rows": rows})
 
 
 def bench(cfg: BenchConfig) -> str:

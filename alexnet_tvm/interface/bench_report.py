@@ -12,15 +12,22 @@ from pathlib import Path
 
 from . import bench_int8
 
+#: the runtimes of a GPU row (bench_gpu.py)
+GPU_RUNTIMES = ("pytorch-fp16", "pytorch-compile", "pytorch-compile-fp16", "tvm-fp16")
+#: (title, key) of the GPU ratios (> 1: TVM faster)
+GPU_RATIOS = (("TVM fp16 vs PyTorch autocast fp16", "fp16_speedup_vs_pytorch_fp16"),
+              ("TVM vs torch.compile", "speedup_vs_pytorch_compile"),
+              ("TVM fp16 vs torch.compile fp16", "fp16_speedup_vs_pytorch_compile_fp16"))
 #: the runtimes TVM is compared with; the headline ratio is TVM over the fastest of them in the row
 OTHERS = ("pytorch", "onnxruntime", "openvino")
-RUNTIMES = OTHERS + ("tvm", "tvm-other", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES
+RUNTIMES = OTHERS + ("tvm", "tvm-other", "tvm-bf16", "tvm-untuned") + bench_int8.RUNTIMES + GPU_RUNTIMES
 NAMES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 BEST = ("TVM vs best other", "speedup_vs_best_other")
 RATIOS = ((BEST, ("TVM vs PyTorch", "speedup_vs_pytorch"), ("TVM vs ORT", "speedup_vs_onnxruntime"),
            ("TVM vs OpenVINO", "speedup_vs_openvino"),
-           ("TVM (another CPU's records) vs ORT", "other_records_speedup_vs_onnxruntime")) + bench_int8.RATIOS)
+           ("TVM (another CPU's records) vs ORT", "other_records_speedup_vs_onnxruntime")) + bench_int8.RATIOS
+          + GPU_RATIOS)
 
 
 def thread_counts(r: dict) -> list[int]:

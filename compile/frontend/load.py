@@ -1,6 +1,6 @@
 """The one road from a model file to the prepared Relax module, shared by ``tune`` and ``build``.
 
-fp32 and bf16 go through importer.import_model and pipeline.prepare. int8 goes through a
+fp32, bf16 and fp16 (fp16.py: CUDA only) go through importer.import_model and pipeline.prepare. int8 goes through a
 QDQ ONNX model: the user's own (a file ORT's quantizer wrote builds as int8 whatever
 ``--precision`` says), or one made here from the fp32 model and ``--calibrate DATA``
 (model/quantize.py), lowered to int8 kernels by qdq_import.py. Tune and build must reach
@@ -19,6 +19,7 @@ from alexnet_tvm.model.describe import ModelOverrides, describe_onnx, onnx_io, s
 from alexnet_tvm.model.formats import detect_format
 from alexnet_tvm.model.quantize import DEFAULT_CALIB_IMAGES, METHOD
 
+from .fp16 import check_fp16_target, fp16_model
 from .importer import ImportedModel, import_model, load_onnx
 from .pipeline import prepare
 from .precision import check_precision, with_precision
@@ -107,18 +108,23 @@ def load_prepared(model: Path, batch: int, overrides: ModelOverrides | None, pre
     from ..int8.module import prepare_int8
 
     check_precision(precision)
+    if precision == "fp16":
+        check_fp16_target(spec)
     overrides = overrides or ModelOverrides()
     if precision != "int8" and calib and calib.data:
         raise ToolkitError("--calibrate is for --precision int8")
     qdq = qdq_model(model)
     if precision == "int8" or qdq is not None:
-        if precision == "bf16":
-            raise ToolkitError(f"{model}: a QDQ (int8) ONNX model cannot be built as bf16")
+        if precision in ("bf16", "fp16"):
+            raise ToolkitError(f"{model}: a QDQ (int8) ONNX model cannot be built as {precision}")
         check_int8_target(spec)
         imported = import_int8(Path(model), batch, overrides, calib or Calibration(), Path(workdir), qdq)
         log.info("int8: %d kernels from the QDQ graph", len(imported.params))
         return imported, prepare_int8(imported.mod, target)
     imported = import_model(model, batch, overrides)
+    if precision == "fp16":  # the parameters change too (fp16.py)
+        imported = fp16_model(imported)
+        return imported, prepare(imported.mod, target, spec.conv_layout, spec.winograd_tile)
     return imported, prepare(with_precision(imported.mod, precision), target, spec.conv_layout, spec.winograd_tile)
 
 

@@ -1,9 +1,10 @@
 """The Relax passes around tuning, shared by `tune` and `build` so database keys match.
 
 prepare():  bring every exporter's graph to one canonical form (canonical.py), optionally
-            convert the convs to NHWC, then decompose, legalize, fuse (the
-            `zero` pipeline) and, on CPU, mark weight buffers layout-free so MetaSchedule
-            may choose a packed weight layout.
+            convert the convs to NHWC, on a GPU make the FC layers dense kernels
+            (cuda_gemm.py), then decompose, legalize, fuse (the `zero` pipeline) and,
+            on CPU, mark weight buffers layout-free so MetaSchedule may choose a packed
+            weight layout.
 lower():    apply the tuning records, split the weight repacking out of `main` into
             `main_transform_params` (run once at build time), then compile.
 """
@@ -39,6 +40,10 @@ def prepare(mod, target, conv_layout: str = "NCHW", winograd_tile: int = 0):
     if winograd_tile:
         passes.append(tvm.transform.module_pass(lambda m, _ctx: winograd_convs(m, winograd_tile), opt_level=0,
                                                 name="WinogradConvs"))
+    if is_gpu(target):
+        from .cuda_gemm import dense_fcs
+
+        passes.append(tvm.transform.module_pass(lambda m, _ctx: dense_fcs(m), opt_level=0, name="DenseFCs"))
     passes += [T.DecomposeOpsForInference(), T.CanonicalizeBindings(), relax.get_pipeline("zero")]
     if not is_gpu(target):
         from .layout_free import mark_computed_weights
@@ -58,10 +63,12 @@ def apply_records(prepared, target, database):
     with target, database, tvm.transform.PassContext(opt_level=3):
         mod = T.MetaScheduleApplyDatabase(enable_warning=False)(prepared)
         if is_gpu(target):
-            from tvm.s_tir import dlight as dl
+            from .gpu_rules import heavy_fallbacks, schedule_defaults
 
-            mod = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                          dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+            mod, taken = schedule_defaults(mod, target)
+            if heavy_fallbacks(taken):
+                log.warning("conv/FC kernels left to DLight's generic Fallback schedule (slow): %s",
+                            ", ".join(heavy_fallbacks(taken)))
         else:
             mod = tvm.transform.Sequential([T.SplitLayoutRewritePreproc(), T.LiftTransformParams(),
                                             T.FoldConstant()])(mod)

@@ -26,8 +26,8 @@ def check_precision(precision: str) -> str:
 def with_precision(mod, precision: str):
     """``mod`` with the FC weights stored as bf16 when ``precision`` is "bf16"."""
     check_precision(precision)
-    if precision == "int8":  # a different graph altogether, made from a QDQ model (frontend.py)
-        raise ValueError("int8 modules come from frontend.load_prepared, not with_precision")
+    if precision in ("int8", "fp16"):  # QDQ graphs, and fp16 parameters (fp16.py), come from frontend.py
+        raise ValueError(f"{precision} modules come from frontend.load_prepared, not with_precision")
     if precision == "fp32":
         return mod
     return _bf16_fc_weights(mod)

@@ -40,7 +40,7 @@ def copy_committed_records(target: str, dest: Path, record_set: str | None = Non
 
 def committed_databases(target: str, dest: Path, precision: str = "fp32") -> dict:
     """Every committed record set of ``target``, copied under ``dest`` and opened read-only, by name."""
-    from alexnet_tvm.records import open_database
+    from alexnet_tvm.compile.tuning.database import open_database
 
     return {name: open_database(copy_committed_records(target, Path(dest) / name, name, precision), for_tuning=False)
             for name in committed_record_sets(target)}
