@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from .options import (
-    batch_option, calibrate_options, force_option, logs_dir_option, model_options, out_option, precision_option,
-    seed_option, target_option, targets_file_option, threads_option,
+    batch_option, compile_options, force_option, logs_dir_option, out_option, seed_option, target_option,
+    targets_file_option,
 )
 
 
@@ -47,12 +47,7 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
                    "shows TVM losing to ONNX Runtime here; --time-budget (default 20) is the whole run's wall time.")
 @click.option("--boards", type=click.IntRange(min=1), default=None,
               help="rpc targets: measure on at most N boards at once (default: every board free under the key).")
-@precision_option()
-@calibrate_options
-@threads_option()
-@targets_file_option()
-@logs_dir_option()
-@model_options
+@compile_options
 def tune(model: Path, target_name: str, batch: int | None, trials: int | None, trials_per_task: int | None,
          time_budget: float | None, trials_per_round: int, seed: int, extend: bool, fresh: bool, only: tuple[str, ...],
          from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, threads: int | None,
@@ -79,12 +74,7 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
 @batch_option(default=1)
 @out_option(help="Artifact folder. Default: artifacts/<model>-<target>-b<batch>.")
 @force_option()
-@precision_option()
-@calibrate_options
-@threads_option()
-@targets_file_option()
-@logs_dir_option()
-@model_options
+@compile_options
 def build(model: Path, target_name: str, batch: int, out: Path | None, force: bool, precision: str,
           calibrate: str | None, calib_images: int, threads: int | None, targets_file: Path | None,
           logs_dir: Path | None, **model_flags) -> None:

@@ -168,3 +168,12 @@ def calibrate_options(f: Callable) -> Callable:
     ]):
         f = option(f)
     return f
+
+
+def compile_options(f: Callable) -> Callable:
+    """What ``tune`` and ``build`` both take after their own options, in this order: precision,
+    calibration, cores, where targets and records are, and the model's own facts."""
+    for option in reversed([precision_option(), calibrate_options, threads_option(), targets_file_option(),
+                            logs_dir_option(), model_options]):
+        f = option(f)
+    return f
