@@ -22,27 +22,37 @@ from .errors import RPCError
 ConnectStep = Callable[[str, Callable[[], Any]], Any]
 
 
-def within(timeout: float, fn: Callable[[], Any], late: str, failed: str) -> Any:
-    """``fn()`` on a daemon thread, or an RPCError after ``timeout`` s (``late``), or when ``fn``
-    raises (``failed``, with the FFI's last line)."""
+def call_within(timeout: float, fn: Callable[[], Any]) -> tuple[bool, Any, BaseException | None]:
+    """(finished, value, exception) of ``fn()`` on a daemon thread given ``timeout`` s: TVM's RPC
+    calls block without a deadline of their own, so every step runs this way."""
     out: list = []
-    err: list = []
 
     def call() -> None:
         try:
-            out.append(fn())
-        except Exception as e:  # noqa: BLE001 - the FFI raises assorted types; reported below
-            err.append(e)
+            out.append((True, fn(), None))
+        except Exception as e:  # noqa: BLE001 - the FFI raises assorted types; the caller sorts them
+            out.append((True, None, e))
 
     t = threading.Thread(target=call, daemon=True)
     t.start()
     t.join(timeout)
-    if t.is_alive():
+    return out[0] if out else (False, None, None)
+
+
+def last_line(err: BaseException) -> str:
+    """``Type: last line`` of an FFI error (TVM's messages end with the one that says what failed)."""
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[-1]}"
+
+
+def within(timeout: float, fn: Callable[[], Any], late: str, failed: str) -> Any:
+    """``fn()`` within ``timeout`` s, or an RPCError (``late`` when it hung, ``failed`` and the FFI's
+    last line when it raised)."""
+    done, value, err = call_within(timeout, fn)
+    if not done:
         raise RPCError(late)
-    if err:
-        last = (str(err[0]).strip().splitlines() or [""])[-1]
-        raise RPCError(f"{failed}: {type(err[0]).__name__}: {last}")
-    return out[0]
+    if err is not None:
+        raise RPCError(f"{failed}: {last_line(err)}")
+    return value
 
 
 def tracker_summary(host: str, port: int, timeout: float = 10.0) -> dict:

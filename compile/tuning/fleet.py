@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 
 from alexnet_tvm.errors import RPCError
-from alexnet_tvm.rpc_session import free_boards, open_session, tracker_summary
+from alexnet_tvm.rpc_session import call_within, free_boards, last_line, open_session, tracker_summary
 from alexnet_tvm.targets import TargetSpec
 
 from .rpc import check_board
@@ -116,23 +115,6 @@ def plan_fleet(spec: TargetSpec, cap: int | None = None, timeout: float = 10.0) 
 # -- the runner worker's steps (run in MetaSchedule's worker processes) -------------------------
 
 
-def _call(seconds: float, fn):
-    """(finished, value, exception) of ``fn()`` on a daemon thread given ``seconds``: the TVM RPC
-    calls block without a deadline of their own."""
-    out: list = []
-
-    def run():
-        try:
-            out.append((True, fn(), None))
-        except Exception as e:  # noqa: BLE001 - the FFI raises assorted types; the caller sorts them
-            out.append((True, None, e))
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    return out[0] if out else (False, None, None)
-
-
 def board_session(rpc_config):
     """Create-session step: a board from the tracker, bounded (:func:`alexnet_tvm.rpc_session.open_session`);
     the session remembers which board it is on and when that board must have answered."""
@@ -165,15 +147,14 @@ class _Where:
         return RPCError(f"board {self.board} under key {self.key!r} lost: {why}")
 
     def run(self, step: str, fn):
-        done, value, err = _call(max(self.deadline - time.monotonic(), 1.0), fn)
+        done, value, err = call_within(max(self.deadline - time.monotonic(), 1.0), fn)
         if not done:
             raise self._lost(f"no answer to {step} within its {self.timeout:.0f} s session timeout (hung)")
         if err is None:
             return value
         if self._left_tracker():
             raise self._lost(f"left tracker {self.host}:{self.port} during {step} (killed or disconnected)")
-        last = (str(err).strip().splitlines() or [""])[-1]
-        raise RPCError(f"board {self.board}: {step} failed: {type(err).__name__}: {last}")
+        raise RPCError(f"board {self.board}: {step} failed: {last_line(err)}")
 
     def _left_tracker(self) -> bool:
         """The tracker no longer lists this board (it sees a board's death within moments)."""
