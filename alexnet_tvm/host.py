@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 #: a test (or a user checking what another CPU would get) names the host CPU instead of LLVM
 HOST_CPU_ENV = "ALEXNET_TVM_HOST_CPU"
@@ -215,6 +217,23 @@ def use_threads(num_cores: int | None) -> None:
     n = runtime_threads(num_cores)
     if n is not None:
         os.environ[THREADS_ENV] = str(n)
+
+
+@contextmanager
+def tvm_threads_env(threads: int | None) -> Iterator[None]:
+    """TVM_NUM_THREADS set to ``threads`` inside (left as it is for None), as it was after: TVM
+    reads it when a thread's pool starts, at each parallel launch and in worker processes, and a
+    later job in this process must not inherit it."""
+    before = os.environ.get(THREADS_ENV)
+    if threads is not None:
+        os.environ[THREADS_ENV] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = before
 
 
 @functools.lru_cache(maxsize=1)

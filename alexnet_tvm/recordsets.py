@@ -143,7 +143,7 @@ def timed_on(spec: TargetSpec, host: str | None = None) -> str:
 def describe_timer(spec: TargetSpec, name: str) -> dict:
     """A new set's cpu.json: this machine's CPU, or the board or GPU that times ``spec``."""
     if spec.runner == "local" and spec.is_cpu:
-        cores = spec.target.get("num-cores") if isinstance(spec.target, dict) else None
+        cores = spec.cores
         return {**describe_cpu(name), **({"cores": cores} if cores else {})}
     where = f"RPC board {name!r} (tracker {spec.rpc.tracker})" if spec.rpc else f"GPU ({name})"
     return {"llvm_cpu": name, "timed_on": where, "date": _dt.date.today().isoformat()}

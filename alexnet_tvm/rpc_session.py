@@ -5,7 +5,7 @@ without a deadline of their own, so a tracker or board that stops answering woul
 command. Here each one runs against a clock and fails with one :class:`RPCError` line.
 
 Core because both sides open sessions and neither may import the other: compile's tuner
-(``compile.fleet``: one session per measured candidate) and the runtime (an artifact loaded
+(``compile.tuning.fleet``: one session per measured candidate) and the runtime (an artifact loaded
 on a board, ``verify --target``). Only TVM's runtime (``tvm.rpc``) is imported, lazily.
 """
 
@@ -77,10 +77,17 @@ def free_boards(summary: dict, key: str) -> int:
     return int(q.get("free", 0)) if q else 0
 
 
+def registered_boards(summary: dict, key: str) -> list[str]:
+    """``host:port`` of every board the tracker lists under ``key``, busy ones included: a live board
+    keeps a connection to the tracker (listed under ``server:<key>``) even while it serves a session;
+    a dead one drops out, while the tracker's queue may still count it."""
+    return [f"{s['addr'][0]}:{s['addr'][1]}" for s in summary.get("server_info", [])
+            if s.get("key") == f"server:{key}" and s.get("addr")]
+
+
 def board_registered(summary: dict, key: str) -> bool:
-    """A live board keeps a connection to the tracker (listed under ``server:<key>``) even while
-    it serves a session; a dead one drops out, while the tracker's queue may still count it."""
-    return any(s.get("key") == f"server:{key}" for s in summary.get("server_info", []))
+    """The tracker still lists a board under ``key`` (:func:`registered_boards`)."""
+    return bool(registered_boards(summary, key))
 
 
 def request_board(host: str, port: int, key: str, priority: int, wait: float) -> tuple[str, int, str]:

@@ -27,8 +27,16 @@ CONV_LAYOUTS = ("NCHW", "NHWC")
 WINOGRAD_TILES = (0, 2, 4)
 
 
+def split_host_port(text: str) -> tuple[str, int] | None:
+    """``host:port`` split at its last colon; None unless there is one and the port is digits.
+    The one reading of a tracker address: the parser checks it, :class:`RPCConfig` splits it."""
+    host, sep, port = text.rpartition(":")
+    return (host, int(port)) if sep and port.isdigit() else None
+
+
 @dataclass
 class RPCConfig:
+    #: ``host:port``, checked by the parser (:func:`split_host_port`)
     tracker: str
     key: str
     session_timeout: int = 120
@@ -36,11 +44,17 @@ class RPCConfig:
 
     @property
     def tracker_host(self) -> str:
-        return self.tracker.rsplit(":", 1)[0]
+        return self._tracker_address()[0]
 
     @property
     def tracker_port(self) -> int:
-        return int(self.tracker.rsplit(":", 1)[1])
+        return self._tracker_address()[1]
+
+    def _tracker_address(self) -> tuple[str, int]:
+        address = split_host_port(self.tracker)
+        if address is None:
+            raise TargetError(f"rpc tracker {self.tracker!r}: must be host:port")
+        return address
 
 
 @dataclass
@@ -95,6 +109,18 @@ class TargetSpec:
     @property
     def is_cpu(self) -> bool:
         return self.kind == "llvm"
+
+    @property
+    def cores(self) -> int | None:
+        """The CPU cores the library is compiled for and runs on at most (the target's
+        ``num-cores``); None for a GPU or a CPU target that names none. A tag is asked of TVM."""
+        if not self.is_cpu:
+            return None
+        if isinstance(self.target, dict):
+            n = self.target.get("num-cores")
+        else:
+            n = self.tvm_target().attrs.get("num-cores", 0)
+        return int(n) if n else None
 
     def as_json(self) -> dict:
         return {"name": self.name, "target": self.target, "host": self.host}
@@ -203,7 +229,7 @@ def _parse_entry(name: str, d: Any, where: _Where) -> TargetSpec:
         if not isinstance(r, dict) or "tracker" not in r or "key" not in r:
             raise where.err(p + ("rpc",), "an rpc runner needs rpc: {tracker: host:port, key: NAME}")
         tracker = str(r["tracker"])
-        if ":" not in tracker or not tracker.rsplit(":", 1)[1].isdigit():
+        if split_host_port(tracker) is None:
             raise where.err(p + ("rpc", "tracker"), "must be host:port")
         spec.rpc = RPCConfig(tracker=tracker, key=str(r["key"]),
                              session_timeout=_pos_int(r.get("session_timeout", 120), p + ("rpc", "session_timeout"), where),

@@ -128,9 +128,8 @@ def _build(cfg: BuildConfig, work: Path) -> BuildResult:
         shipped = [LIB, PARAMS] + ([INT8_REFERENCE] if ship_qdq(imported, tmp / INT8_REFERENCE) else [])
         manifest["files"] = {name: sha256_file(tmp / name) for name in shipped}
         write_json(tmp / MANIFEST, manifest)
-    cores = spec.target.get("num-cores") if spec.is_cpu and isinstance(spec.target, dict) else None
     return BuildResult(cfg.out, len(tasks), len(tasks) - len(untuned), untuned, time.perf_counter() - t0, records,
-                       cores)
+                       spec.cores)
 
 
 def _manifest(cfg: BuildConfig, imported, tvm_target: str, tuning: dict, prepacked: bool, num_params: int) -> dict:

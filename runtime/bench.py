@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -88,23 +86,6 @@ def time_in_rounds(fns: dict[str, Callable[[np.ndarray], object]], x: np.ndarray
 T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def tvm_threads_env(threads: int) -> Iterator[None]:
-    """TVM_NUM_THREADS set to ``threads`` inside, as it was after (TVM reads it when a thread's
-    pool starts and at each parallel launch; a later job in this process must not inherit it)."""
-    from alexnet_tvm.host import THREADS_ENV
-
-    before = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = str(threads)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(THREADS_ENV, None)
-        else:
-            os.environ[THREADS_ENV] = before
-
-
 def with_tvm_threads(threads: int, fn: Callable[[], T]) -> T:
     """``fn()`` on a fresh thread whose TVM thread pool runs ``threads`` threads.
 
@@ -113,6 +94,8 @@ def with_tvm_threads(threads: int, fn: Callable[[], T]) -> T:
     and it re-pins the calling thread, which the other runtimes' threads would inherit). A new
     thread with the variable set gets a new pool of exactly ``threads``, whatever this process
     ran before."""
+    from alexnet_tvm.host import tvm_threads_env
+
     box: dict = {}
 
     def run() -> None:

@@ -21,11 +21,14 @@ from helpers.records import short_tune, wait_for_records
 
 def _fleet(registered: int = 2):
     from alexnet_tvm.compile.tuning.fleet import Fleet
+    from alexnet_tvm.targets import RPCConfig
 
-    return Fleet("127.0.0.1:9190", "pair", boards=registered, free=registered, registered=registered)
+    return Fleet(RPCConfig("127.0.0.1:9190", "pair"), boards=registered, free=registered, registered=registered)
 
 
 def test_a_round_lost_to_one_board_goes_on_while_another_is_left():
+    from alexnet_tvm.interface.tune_report import lost_line
+
     fleet = _fleet(2)
     lost = "RPCRunner: An exception occurred\nRPCError: board 10.0.0.7:9091 under key 'pair' lost: left tracker x"
     assert fleet.note_round([]) is False  # a round without failures is not "lost only"
@@ -34,21 +37,24 @@ def test_a_round_lost_to_one_board_goes_on_while_another_is_left():
     assert fleet.lost == {"10.0.0.7:9091": 2}
     other = lost.replace("10.0.0.7", "10.0.0.8")
     assert fleet.note_round([other]) is False  # both boards gone: nothing left to measure on
-    assert fleet.lost_line() == ("boards lost: 2 of 2 under key 'pair': 10.0.0.7:9091 (2 candidates failed), "
+    assert lost_line(fleet) == ("boards lost: 2 of 2 under key 'pair': 10.0.0.7:9091 (2 candidates failed), "
                                  "10.0.0.8:9091 (1 candidate failed)")
-    assert _fleet(1).lost_line() is None
+    assert lost_line(_fleet(1)) is None
 
 
 def test_first_line_counts_the_boards_and_the_cap():
-    from alexnet_tvm.compile.tuning.fleet import Fleet, registered_boards
+    from alexnet_tvm.compile.tuning.fleet import Fleet
+    from alexnet_tvm.rpc_session import board_registered, registered_boards
+    from alexnet_tvm.targets import RPCConfig
 
-    assert Fleet("h:1", "k", 2, 2, 2).first_line() == \
+    assert Fleet(RPCConfig("h:1", "k"), 2, 2, 2).first_line() == \
         "measuring on 2 boards under key 'k' at tracker h:1 (2 free of 2 registered)"
-    assert Fleet("h:1", "k", 1, 3, 4, cap=1).first_line() == \
+    assert Fleet(RPCConfig("h:1", "k"), 1, 3, 4, cap=1).first_line() == \
         "measuring on 1 board under key 'k' at tracker h:1 (3 free of 4 registered, capped by --boards 1)"
     summary = {"server_info": [{"key": "server:k", "addr": ["127.0.0.1", 9091]}, {"key": "server:j", "addr": ["a", 1]},
                                {"key": "server:k", "addr": ["127.0.0.1", 9092]}]}
     assert registered_boards(summary, "k") == ["127.0.0.1:9091", "127.0.0.1:9092"]
+    assert board_registered(summary, "j") and not board_registered(summary, "x")
 
 
 def test_a_step_past_the_board_deadline_loses_the_board(monkeypatch):

@@ -166,7 +166,7 @@ def losing_kernels(cfg) -> tuple[dict[str, float], float, float]:
     from alexnet_tvm.runtime.artifact import load_artifact
     from alexnet_tvm.runtime.layers import kernel_losses, layer_calls, ort_node_times
 
-    threads = int(cfg.target.tvm_target().attrs.get("num-cores", 0) or 1)
+    threads = cfg.target.cores or 1
     use_threads(threads)
     with tempfile.TemporaryDirectory(prefix="alexnet-tvm-adapt-") as tmp:
         art_dir = Path(tmp) / "artifact"

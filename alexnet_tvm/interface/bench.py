@@ -128,7 +128,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     if not spec.is_cpu:
         raise ToolkitError(f"bench runs CPU, CUDA and RPC-board targets; {spec.name} is {spec.kind}")
     from alexnet_tvm.host import usable_cores
-    from alexnet_tvm.runtime.bench import tvm_threads_env
+    from alexnet_tvm.host import tvm_threads_env
 
     counts = cfg.threads or [usable_cores()]
     with tvm_threads_env(max(counts)):  # while the libraries are built; each row sets its own

@@ -145,7 +145,7 @@ def tune(model: Path, target: str = AUTO, *, adapt: bool = False, batch: int | N
 def tune_lines(name: str, batch: int, res: TuneResult) -> list[str]:
     """What ``tune`` prints for one batch: the batch-1 transfer, the counts, the task report, lost boards."""
     from alexnet_tvm.compile.tuning.batch_transfer import transfer_line
-    from alexnet_tvm.compile.tuning.tune import format_report
+    from alexnet_tvm.interface.tune_report import format_report, lost_line
 
     lines = [transfer_line(name, res.transfer)] if res.transfer is not None else []
     lines.append(f"{name} batch {batch}: {res.tasks} tasks, {res.already_tuned} already tuned, "
@@ -154,7 +154,7 @@ def tune_lines(name: str, batch: int, res: TuneResult) -> list[str]:
     if res.reports:
         lines.append("\n".join(format_report(res)))
     if res.fleet is not None and res.fleet.lost:
-        lines.append(res.fleet.lost_line())
+        lines.append(lost_line(res.fleet))
     return lines
 
 

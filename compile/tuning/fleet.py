@@ -11,7 +11,8 @@ or hangs (no reply by its session timeout plus :data:`HANG_GRACE_S`; the server 
 session at its timeout, so a live board has answered by then) fails the one candidate it held
 with a "board HOST:PORT under key K lost: ..." message; the tune's progress callback hands each
 round's failures to :meth:`Fleet.note_round`, which counts them per board and lets the tune go on
-while a board is left. The others keep measuring; the tune ends with :meth:`Fleet.lost_line`.
+while a board is left. The others keep measuring; the tune's report names the boards lost
+(:func:`alexnet_tvm.interface.tune_report.lost_line`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import time
 from dataclasses import dataclass, field
 
 from alexnet_tvm.errors import RPCError
-from alexnet_tvm.rpc_session import call_within, free_boards, last_line, open_session, tracker_summary
-from alexnet_tvm.targets import TargetSpec
+from alexnet_tvm.rpc_session import (call_within, free_boards, last_line, open_session, registered_boards,
+                                     tracker_summary)
+from alexnet_tvm.targets import RPCConfig, TargetSpec
 
 from .rpc import check_board
 
@@ -37,12 +39,6 @@ DROP_WAIT_S = 3.0
 _LOST = re.compile(r"board (\S+) under key '[^']*' lost: ")
 
 
-def registered_boards(summary: dict, key: str) -> list[str]:
-    """``host:port`` of every board the tracker lists under ``key`` (busy ones included)."""
-    return [f"{s['addr'][0]}:{s['addr'][1]}" for s in summary.get("server_info", [])
-            if s.get("key") == f"server:{key}" and s.get("addr")]
-
-
 def lost_board(error: str) -> str | None:
     """The board a failed measurement names as lost (died or hung), else None."""
     m = _LOST.search(str(error))
@@ -53,8 +49,8 @@ def lost_board(error: str) -> str | None:
 class Fleet:
     """The boards a tune measures on, and those it lost."""
 
-    tracker: str
-    key: str
+    #: the target's tracker and key
+    rpc: RPCConfig
     #: boards measured on at once: one runner worker each
     boards: int
     free: int
@@ -66,9 +62,10 @@ class Fleet:
     lost: dict[str, int] = field(default_factory=dict)
 
     def first_line(self) -> str:
+        """The tune's first line, logged when the fleet is planned (:func:`plan_fleet`)."""
         capped = f", capped by --boards {self.cap}" if self.cap is not None and self.cap < self.free else ""
-        return (f"measuring on {self.boards} board{'s' if self.boards != 1 else ''} under key {self.key!r} at "
-                f"tracker {self.tracker} ({self.free} free of {self.registered} registered{capped})")
+        return (f"measuring on {self.boards} board{'s' if self.boards != 1 else ''} under key {self.rpc.key!r} at "
+                f"tracker {self.rpc.tracker} ({self.free} free of {self.registered} registered{capped})")
 
     def note_round(self, errors: list[str]) -> bool:
         """Count a round's candidates that failed with their board. True when every failure of the
@@ -82,21 +79,15 @@ class Fleet:
     def settle(self) -> None:
         """At the end of the tune: a board that left the tracker without holding a candidate is lost
         too (0 candidates failed). A tracker that cannot be asked leaves the count as it is."""
-        host, _, port = self.tracker.rpartition(":")
         try:
-            left = set(registered_boards(tracker_summary(host, int(port), timeout=5.0), self.key))
+            summary = tracker_summary(self.rpc.tracker_host, self.rpc.tracker_port, timeout=5.0)
+            left = set(registered_boards(summary, self.rpc.key))
         except RPCError as e:
             log.warning("cannot count the boards left at the end of the tune: %s", e)
             return
         for board in self.at_start:
             if board not in left:
                 self.lost.setdefault(board, 0)
-
-    def lost_line(self) -> str | None:
-        if not self.lost:
-            return None
-        each = ", ".join(f"{b} ({n} candidate{'s' if n != 1 else ''} failed)" for b, n in sorted(self.lost.items()))
-        return f"boards lost: {len(self.lost)} of {self.registered} under key {self.key!r}: {each}"
 
 
 def plan_fleet(spec: TargetSpec, cap: int | None = None, timeout: float = 10.0) -> Fleet:
@@ -107,7 +98,7 @@ def plan_fleet(spec: TargetSpec, cap: int | None = None, timeout: float = 10.0) 
     summary = check_board(spec, timeout)
     free = free_boards(summary, spec.rpc.key)
     boards = registered_boards(summary, spec.rpc.key)
-    fleet = Fleet(spec.rpc.tracker, spec.rpc.key, min(free, cap) if cap else free, free, len(boards), cap, boards)
+    fleet = Fleet(spec.rpc, min(free, cap) if cap else free, free, len(boards), cap, boards)
     log.info("%s: %s", spec.name, fleet.first_line())
     return fleet
 

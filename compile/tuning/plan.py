@@ -9,14 +9,13 @@ imports the other's internals.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet_tvm.errors import TuningError
-from alexnet_tvm.host import THREADS_ENV, use_threads
+from alexnet_tvm.host import runtime_threads, tvm_threads_env, usable_cores
 from alexnet_tvm.model.describe import ModelOverrides
 from alexnet_tvm.targets import TargetSpec
 
@@ -139,7 +138,7 @@ def _check_settings(cfg: TuneConfig) -> tuple[object, int, int, int]:
     spec = cfg.target
     check_precision(cfg.precision)
     target = spec.tvm_target()
-    cores = int(target.attrs.get("num-cores", 0) or 0) if spec.is_cpu else 0
+    cores = (spec.cores or 0) if spec.is_cpu else 0
     if spec.is_cpu and cores < 1:
         raise TuningError(f"target {spec.name}: an LLVM target needs \"num-cores\" for tuning")
     total = cfg.total_trials if cfg.total_trials is not None else spec.total_trials
@@ -199,27 +198,15 @@ def make_plan(cfg: TuneConfig) -> Plan:
 def measuring_threads(spec: TargetSpec, cores: int):
     """The runner's workers measure with the cores the library will use (a local CPU target);
     the variable is restored on every exit."""
-    before = os.environ.get(THREADS_ENV)
-    if spec.runner == "local" and spec.is_cpu:
-        use_threads(cores)
-    try:
+    with tvm_threads_env(runtime_threads(cores) if spec.runner == "local" and spec.is_cpu else None):
         yield
-    finally:
-        _restore_env(THREADS_ENV, before)
 
 
 def host_workers(spec: TargetSpec, cores: int) -> int:
     """Search threads and build processes beside the measurements. A CPU target measured here
     gets only its own cores, so builds never steal time from a measurement; a GPU (or a board)
-    measures elsewhere, so every core of this machine searches and compiles candidates (a CUDA
+    measures elsewhere, so every core this process may use searches and compiles candidates (a CUDA
     compile takes seconds; on an H200 machine, one search thread spent 50 s on one task's first round)."""
     if spec.runner == "local" and spec.is_cpu:
         return max(cores, 1)
-    return max(os.cpu_count() or 1, 1)
-
-
-def _restore_env(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+    return usable_cores()

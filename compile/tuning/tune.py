@@ -9,7 +9,6 @@ record committed so far.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,13 +276,3 @@ def _cleanup_logs(db_dir: Path) -> None:
     import shutil
 
     shutil.rmtree(db_dir / "logs", ignore_errors=True)
-
-
-def format_report(res: TuneResult) -> list[str]:
-    lines = [f"{'task':40s} {'weight':>6s} {'trials':>6s} {'first ms':>9s} {'best ms':>9s} {'speedup':>8s}"]
-    for r in res.reports:
-        f = "-" if r.first_ms is None else f"{r.first_ms:.3f}"
-        b = "-" if r.best_ms is None else f"{r.best_ms:.3f}"
-        s = "-" if r.speedup is None or math.isnan(r.speedup) else f"{r.speedup:.1f}x"
-        lines.append(f"{r.name[:40]:40s} {r.weight:6d} {r.trials:6d} {f:>9s} {b:>9s} {s:>8s}")
-    return lines
