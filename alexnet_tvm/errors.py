@@ -63,3 +63,8 @@ class ServeError(ToolkitError):
 
 class ImageSizeError(ToolkitError):
     """An image, decoded or once resized, would hold more pixels than the limit (HTTP 413 when served)."""
+
+
+class FlagClashError(ToolkitError):
+    """Flags that cannot go together. The CLI edge prints it as click's own usage errors, after the
+    command's path (``error: alexnet-tvm tune: ...``): the rule is the job's, the wording the edge's."""

@@ -8,7 +8,7 @@ import click
 
 from alexnet_tvm.runtime.ascend import DEFAULT_BATCHES, DEFAULT_SOC, INPUT_SIZE, KNOWN_SOCS, RESIZE_SIZE
 
-from .options import counts_option, force_option, out_option
+from .options import ascend_results_options, counts_option, force_option, out_option
 
 
 def _echo(lines: list[str]) -> None:
@@ -52,8 +52,9 @@ def atc_cmd(batches: list[int], soc: str, model: str, output_prefix: str, input_
     """Print the atc command line for each batch size and write them to a script."""
     from alexnet_tvm.interface.ascend import atc_cmd as run
 
-    _echo(run(batches, soc, model, output_prefix, input_size, out, force=force))
-    click.echo(f"wrote {out}", err=True)
+    lines, wrote = run(batches, soc, model, output_prefix, input_size, out, force=force)
+    _echo(lines)
+    click.echo(wrote, err=True)
 
 
 @ascend.command("preprocess")
@@ -82,9 +83,7 @@ def labels_cmd(image_folder: Path, out: Path, force: bool) -> None:
 
 @ascend.command("read")
 @click.argument("results_dir", type=click.Path(path_type=Path))
-@click.option("--classes", type=int, default=None, help="Output size to expect (default: from the first file).")
-@click.option("--inputs", type=click.Path(path_type=Path), default=None,
-              help="The preprocessed input folder: every input must have a result (and names old-layout ones).")
+@ascend_results_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead.")
 def read_cmd(results_dir: Path, classes: int | None, inputs: Path | None, as_json: bool) -> None:
     """Load an ais_bench results folder (TXT/BIN/NPY, either layout) and report it."""
@@ -98,18 +97,17 @@ def read_cmd(results_dir: Path, classes: int | None, inputs: Path | None, as_jso
 @click.option("--labels", "label_file", type=click.Path(path_type=Path), required=True,
               help="val_label.txt: 'name label' lines.")
 @out_option(help="Write result.json here.")
-@click.option("--classes", type=int, default=None, help="Output size to expect (default: from the first file).")
-@click.option("--inputs", type=click.Path(path_type=Path), default=None,
-              help="The preprocessed input folder: every input must have a result (and names old-layout ones).")
+@ascend_results_options
 @force_option(help="Replace an existing result.json.")
 def metric_cmd(results_dir: Path, label_file: Path, out: Path | None, classes: int | None, inputs: Path | None,
                force: bool) -> None:
     """Top-1..Top-5 as vision_metric computes them; -o writes its result.json byte for byte."""
     from alexnet_tvm.interface.ascend import metric
 
-    _echo(metric(results_dir, label_file, out, classes, inputs, force=force))
-    if out is not None:
-        click.echo(f"wrote {out}", err=True)
+    lines, wrote = metric(results_dir, label_file, out, classes, inputs, force=force)
+    _echo(lines)
+    if wrote is not None:
+        click.echo(wrote, err=True)
 
 
 COMMANDS = [ascend]

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from .options import counts_option, logs_dir_option, out_option, target_option, targets_file_option
+from .options import (
+    calibrate_option, counts_option, logs_dir_option, out_option, target_option, targets_file_option,
+)
 
 
 @click.command()
@@ -21,8 +23,7 @@ from .options import counts_option, logs_dir_option, out_option, target_option, 
 @click.option("--bf16", is_flag=True, help="Also time TVM with bf16 FC weights (build --precision bf16).")
 @click.option("--int8", is_flag=True,
               help="Also time TVM int8 and ONNX Runtime int8 on one QDQ model (build --precision int8).")
-@click.option("--calibrate", default="digits", show_default=True, metavar="DATA",
-              help="--int8: calibration images (scales only; speed does not depend on them).")
+@calibrate_option(default="digits", help="--int8: calibration images (scales only; speed does not depend on them).")
 @click.option("--fp16", is_flag=True,
               help="CUDA: also time TVM fp16 (build --precision fp16) against PyTorch under autocast fp16.")
 @click.option("--torch-compile", is_flag=True, help="CUDA: also time torch.compile (and with --fp16, under autocast).")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from alexnet_tvm.interface.adapt import BUDGET_MINUTES
+
 from .options import (
     batch_option, compile_options, force_option, logs_dir_option, out_option, seed_option, target_option,
     targets_file_option,
@@ -44,7 +46,8 @@ def targets_cmd(targets_file: Path | None, logs_dir: Path | None) -> None:
                    "outermost (one image at a time) and keep them where they are the fastest (--adapt does this).")
 @click.option("--adapt", is_flag=True,
               help="Make the nearest CPU's records this CPU's (re-timed here), then tune where the layer profile "
-                   "shows TVM losing to ONNX Runtime here; --time-budget (default 20) is the whole run's wall time.")
+                   f"shows TVM losing to ONNX Runtime here; --time-budget (default {BUDGET_MINUTES:g}) is the whole "
+                   "run's wall time.")
 @click.option("--boards", type=click.IntRange(min=1), default=None,
               help="rpc targets: measure on at most N boards at once (default: every board free under the key).")
 @compile_options
@@ -53,13 +56,8 @@ def tune(model: Path, target_name: str, batch: int | None, trials: int | None, t
          from_batch_one: bool, adapt: bool, precision: str, calibrate: str | None, calib_images: int, threads: int | None,
          targets_file: Path | None, logs_dir: Path | None, boards: int | None, **model_flags) -> None:
     """Tune MODEL with MetaSchedule; re-running resumes where records are missing."""
-    from alexnet_tvm.interface.compile_jobs import adapt_clash, tune as run_tune
+    from alexnet_tvm.interface.compile_jobs import tune as run_tune
 
-    clash = adapt_clash(**{"--fresh": fresh, "--extend": extend, "--only": only, "--trials": trials,
-                           "--trials-per-task": trials_per_task, "--calibrate": calibrate,
-                           "--from-batch-1": from_batch_one, "--boards": boards}) if adapt else None
-    if clash:
-        raise click.UsageError(clash)
     for line in run_tune(model, target_name, adapt=adapt, batch=batch, time_budget=time_budget, seed=seed,
                          precision=precision, targets_file=targets_file, logs_dir=logs_dir, model_flags=model_flags,
                          threads=threads, total_trials=trials, trials_per_task=trials_per_task,

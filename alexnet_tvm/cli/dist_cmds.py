@@ -10,9 +10,13 @@ from pathlib import Path
 
 import click
 
+from alexnet_tvm.distribution.pull import DEFAULT_MAX_PACK_MB
+from alexnet_tvm.distribution.registry import DEFAULT_LOCK_TIMEOUT
+from alexnet_tvm.interface.dist import REGISTRY_PORT
+
 from .options import (
-    PORT, batch_option, force_option, logs_dir_option, out_option, registry_from_option, target_option,
-    targets_file_option, timeout_option, token_file_option, trust_option,
+    batch_option, force_option, host_option, logs_dir_option, out_option, port_option, registry_from_option,
+    target_option, targets_file_option, timeout_option, token_file_option, trust_option,
 )
 
 
@@ -37,7 +41,7 @@ def pack(artifact: Path, out: Path, report: Path | None, logs_dir: Path | None, 
 @click.command()
 @click.argument("pack_file", metavar="PACK", type=click.Path(path_type=Path))
 @click.option("--to", "to", required=True, help="Registry: a folder or an http(s):// base URL.")
-@click.option("--lock-timeout", type=float, default=30.0, show_default=True,
+@click.option("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, show_default=True,
               help="Seconds to wait for another publisher to finish (folder registries).")
 @timeout_option()
 @token_file_option()
@@ -58,7 +62,7 @@ def publish(pack_file: Path, to: str, lock_timeout: float, timeout: float | None
 @targets_file_option(help="For --target auto. Default: targets.yaml of the project.")
 @timeout_option()
 @trust_option()
-@click.option("--max-pack-mb", type=click.IntRange(min=1), default=2048, show_default=True,
+@click.option("--max-pack-mb", type=click.IntRange(min=1), default=DEFAULT_MAX_PACK_MB, show_default=True,
               help="Refuse, before downloading, a pack the index says is larger than this many MiB.")
 def pull(model: str, target_name: str, registry: str, out: Path | None, batch: int | None, force: bool,
          targets_file: Path | None, timeout: float | None, trust: tuple[Path, ...], max_pack_mb: int) -> None:
@@ -76,8 +80,8 @@ def registry() -> None:
 
 @registry.command("serve")
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--port", type=PORT, default=8000, show_default=True, help="0 picks a free port.")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@port_option(REGISTRY_PORT, help="0 picks a free port.")
+@host_option()
 @click.option("--allow-publish", is_flag=True,
               help="Accept `publish --to http://...` uploads (PUT /publish) that carry the bearer token.")
 @token_file_option()
@@ -127,7 +131,7 @@ def logs_export(target: str, out: Path, logs_dir: Path | None, record_set: str |
 
 @logs.command("import")
 @click.argument("archive", type=click.Path(path_type=Path))
-@click.option("--target", default=None, help="Default: the target the archive names.")
+@target_option(default=None, help="Default: the target the archive names.", dest="target")
 @logs_dir_option()
 @click.option("--keep", type=int, default=8, show_default=True, help="Records kept per workload (fastest first).")
 @click.option("--set", "record_set", default=None, metavar="CPU",

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from alexnet_tvm.errors import ToolkitError
+from alexnet_tvm.errors import FlagClashError, ToolkitError
 
 
 class Terminated(KeyboardInterrupt):
@@ -29,6 +29,11 @@ class ToolkitGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except FlagClashError as e:  # worded as click's usage errors, after the command given (a top-level
+            # one: a command of a nested group would be named by its group; none of those raises it)
+            where = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+            click.echo(f"error: {where}: {e}", err=True)
+            sys.exit(2)
         except ToolkitError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)

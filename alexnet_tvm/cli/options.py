@@ -15,8 +15,10 @@ from typing import Any, Callable
 
 import click
 
+from alexnet_tvm.distribution.registry import DEFAULT_PUBLISH_TIMEOUT, DEFAULT_TIMEOUT
 from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.meta import PRECISIONS
+from alexnet_tvm.model.quantize import DEFAULT_CALIB_IMAGES
 from alexnet_tvm.target_choice import AUTO
 
 Decorator = Callable[[Callable], Callable]
@@ -40,6 +42,27 @@ PORT = click.IntRange(0, 65535)
 POSITIVE = FiniteFloat(min=0, min_open=True)
 NON_NEGATIVE = FiniteFloat(min=0)
 AT_LEAST_1 = click.IntRange(min=1)
+#: a tracker uses PORT and PORT+1, an RPC server the first free one of PORT..PORT+100 (TVM's port range)
+TRACKER_PORT = click.IntRange(1, 65534)
+SERVER_PORT = click.IntRange(1, 65535)
+#: a registry or tracker request's deadline (no finiteness check: an infinite one is taken as given)
+SECONDS = click.FloatRange(min=0, min_open=True)
+#: what a server binds to unless told otherwise
+LOOPBACK = "127.0.0.1"
+
+
+class HostPort(click.ParamType):
+    """``host:port`` with a port of 1..65535, parsed once for every rpc command."""
+
+    name = "host:port"
+
+    def convert(self, value, param, ctx) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        host, sep, port = str(value).rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            self.fail(f"{value!r}: give host:port with a port of 1..65535", param, ctx)
+        return host, int(port)
 
 
 def parse_counts(text: str, flag: str) -> list[int]:
@@ -81,11 +104,32 @@ def trust_option(help: str = "Accept only packs signed by a key in this .pub or 
     return click.option("--trust", type=_path(), multiple=True, metavar="PUBKEY", help=help)
 
 
-def timeout_option() -> Decorator:
-    """``--timeout S``: a registry request's deadline (each command's default is the distribution's)."""
-    return click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-                        help="Seconds a request may take in all (default 10, publish 60; "
-                             "a download gets more per MiB, up to an hour).")
+#: the registry commands' ``--timeout`` help, with distribution's defaults
+REGISTRY_TIMEOUT_HELP = (f"Seconds a request may take in all (default {DEFAULT_TIMEOUT:g}, publish "
+                         f"{DEFAULT_PUBLISH_TIMEOUT:g}; a download gets more per MiB, up to an hour).")
+
+
+def timeout_option(default: float | None = None, help: str | None = REGISTRY_TIMEOUT_HELP, dest: str = "timeout",
+                   type: click.ParamType = SECONDS) -> Decorator:
+    """``--timeout S``: a request's deadline (default None: the registry's, which the help names);
+    ``serve`` takes it per request, with its finite type."""
+    return click.option("--timeout", dest, type=type, default=default, show_default=default is not None, help=help)
+
+
+def host_option(help: str | None = None) -> Decorator:
+    """``--host ADDR``: the address a server binds to (loopback unless told otherwise)."""
+    return click.option("--host", default=LOOPBACK, show_default=True, help=help)
+
+
+def port_option(default: int, type: click.IntRange = PORT, help: str | None = None) -> Decorator:
+    """``--port N``: the port a server binds to (``type``: the range a command can use)."""
+    return click.option("--port", type=type, default=default, show_default=True, help=help)
+
+
+def tracker_option(default: str | None = None, required: bool = False, help: str | None = None) -> Decorator:
+    """``--tracker host:port``: the RPC tracker, as a (host, port) pair."""
+    return click.option("--tracker", "tracker_addr", type=HostPort(), default=default, required=required,
+                        show_default=default is not None, help=help)
 
 
 def token_file_option() -> Decorator:
@@ -93,9 +137,9 @@ def token_file_option() -> Decorator:
                         help="File holding the upload bearer token. Default: $ALEXNET_TVM_TOKEN.")
 
 
-def target_option(default: str | None = AUTO, help: str | None = None) -> Decorator:
+def target_option(default: str | None = AUTO, help: str | None = None, dest: str = "target_name") -> Decorator:
     """``--target NAME`` of targets.yaml (``auto``: the first local CPU entry this host runs)."""
-    return click.option("--target", "target_name", default=default, show_default=default is not None, help=help)
+    return click.option("--target", dest, default=default, show_default=default is not None, help=help)
 
 
 def targets_file_option(help: str = "Default: targets.yaml of the project.") -> Decorator:
@@ -157,14 +201,32 @@ def model_options(f: Callable) -> Callable:
     return f
 
 
+def calibrate_option(default: str | None = None,
+                     help: str = "--precision int8: calibration images (an ImageFolder or flat folder; 'digits' for "
+                                 "the embedded set).") -> Decorator:
+    """``--calibrate DATA``: the int8 calibration images."""
+    return click.option("--calibrate", "calibrate", default=default, show_default=default is not None, metavar="DATA",
+                        help=help)
+
+
 def calibrate_options(f: Callable) -> Callable:
     """int8 calibration (docs/int8.md): where the activation ranges come from."""
     for option in reversed([
-        click.option("--calibrate", "calibrate", default=None, metavar="DATA",
-                     help="--precision int8: calibration images (an ImageFolder or flat folder; 'digits' for the "
-                          "embedded set)."),
-        click.option("--calib-images", type=click.IntRange(min=1), default=100, show_default=True,
+        calibrate_option(),
+        click.option("--calib-images", type=click.IntRange(min=1), default=DEFAULT_CALIB_IMAGES, show_default=True,
                      help="How many calibration images (spread evenly over DATA)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def ascend_results_options(f: Callable) -> Callable:
+    """What reading an ais_bench results folder may be told: the output size and the inputs it ran on."""
+    for option in reversed([
+        click.option("--classes", type=int, default=None, help="Output size to expect (default: from the first file)."),
+        click.option("--inputs", type=_path(), default=None,
+                     help="The preprocessed input folder: every input must have a result (and names old-layout "
+                          "ones)."),
     ]):
         f = option(f)
     return f

@@ -6,30 +6,33 @@ from pathlib import Path
 
 import click
 
+from alexnet_tvm.interface.serve import ServeOptions as Defaults  # a dataclass's defaults are its class's
 from alexnet_tvm.target_choice import AUTO
 
 from .options import (
-    AT_LEAST_1, NON_NEGATIVE, PORT, POSITIVE, counts_option, out_option, registry_from_option, trust_option,
+    AT_LEAST_1, NON_NEGATIVE, POSITIVE, counts_option, host_option, out_option, port_option, registry_from_option,
+    timeout_option, trust_option,
 )
 
 
 @click.command()
 @click.argument("artifacts", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Bind address; anything but loopback needs --token.")
-@click.option("--port", type=PORT, default=8000, show_default=True, help="0 picks a free port.")
+@host_option(help="Bind address; anything but loopback needs --token.")
+@port_option(Defaults.port, help="0 picks a free port.")
 @click.option("--token", envvar="ALEXNET_TVM_SERVE_TOKEN", default=None,
               help="Bearer token clients must send (env ALEXNET_TVM_SERVE_TOKEN).")
 @click.option("--name", default=None, help="Serve every artifact under this model name (default: the manifests').")
-@click.option("--max-delay-ms", type=NON_NEGATIVE, default=0.0, show_default=True,
+@click.option("--max-delay-ms", type=NON_NEGATIVE, default=Defaults.max_delay_ms, show_default=True,
               help="How long a batch waits to fill (0: take what is queued, as Triton's default).")
-@click.option("--max-queue", type=AT_LEAST_1, default=64, show_default=True,
+@click.option("--max-queue", type=AT_LEAST_1, default=Defaults.max_queue, show_default=True,
               help="Requests waiting per model; one more is answered 503 at once.")
-@click.option("--timeout", "timeout_s", type=POSITIVE, default=30.0, show_default=True,
-              help="Seconds per request; past it the answer is 504.")
-@click.option("--max-body-mb", type=POSITIVE, default=64.0, show_default=True, help="Largest request body (413).")
-@click.option("--max-image-mb", type=POSITIVE, default=16.0, show_default=True, help="Largest classify image file.")
-@click.option("--max-image-pixels", type=AT_LEAST_1, default=36_000_000, show_default=True,
+@timeout_option(default=Defaults.timeout_s, help="Seconds per request; past it the answer is 504.", dest="timeout_s",
+                type=POSITIVE)
+@click.option("--max-body-mb", type=POSITIVE, default=Defaults.max_body_mb, show_default=True,
+              help="Largest request body (413).")
+@click.option("--max-image-mb", type=POSITIVE, default=Defaults.max_image_mb, show_default=True,
+              help="Largest classify image file.")
+@click.option("--max-image-pixels", type=AT_LEAST_1, default=Defaults.max_image_pixels, show_default=True,
               help="Largest classify image, width x height (413).")
 @click.option("--pull", "pull_models", multiple=True, metavar="NAME",
               help="Pull this model's pack from --from (digests checked) and serve it.")
@@ -47,10 +50,6 @@ def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, 
     """Serve ARTIFACTS over the Open Inference Protocol (KServe v2) until SIGTERM."""
     from alexnet_tvm.interface.serve import ServeOptions, serve as run_serve
 
-    if pull_models and not registry:
-        raise click.UsageError("--pull needs --from URL")
-    if trust and not pull_models:
-        raise click.UsageError("--trust is for --pull")
     run_serve(ServeOptions(list(artifacts), host=host, port=port, token=token, name=name, max_delay_ms=max_delay_ms,
                            max_queue=max_queue, timeout_s=timeout_s, max_body_mb=max_body_mb,
                            max_image_mb=max_image_mb, max_image_pixels=max_image_pixels,
@@ -66,7 +65,8 @@ def serve(artifacts: tuple[Path, ...], host: str, port: int, token: str | None, 
               help="Timed requests at each concurrency, per served round.")
 @click.option("--warmup", type=click.IntRange(min=0), default=8, show_default=True,
               help="Untimed requests before each concurrency's timed ones, per served round.")
-@click.option("--max-delay-ms", type=NON_NEGATIVE, default=0.0, show_default=True, help="The server's --max-delay-ms.")
+@click.option("--max-delay-ms", type=NON_NEGATIVE, default=Defaults.max_delay_ms, show_default=True,
+              help="The server's --max-delay-ms.")
 @click.option("--bare-runs", type=AT_LEAST_1, default=10, show_default=True,
               help="Timed calls of each bare artifact, per bare round.")
 @click.option("--runs", type=AT_LEAST_1, default=3, show_default=True,

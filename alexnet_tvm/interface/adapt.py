@@ -38,6 +38,8 @@ from alexnet_tvm.target_choice import AUTO
 
 log = logging.getLogger(__name__)
 
+#: the whole run's wall time in minutes when ``tune --time-budget`` is not given
+BUDGET_MINUTES = 20.0
 #: whole-model runs behind the layer profile (a median per kernel)
 PROFILE_RUNS = 10
 #: below this many minutes left, a batch's share is not worth starting a search for
@@ -75,9 +77,10 @@ def _check(spec, precision: str) -> None:
                            "use tune --precision int8")
 
 
-def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None, time_budget: float = 20.0,
-                     targets_file: Path | None = None, logs_dir: Path | None = None, precision: str = "fp32",
-                     seed: int = 0, overrides=None, threads: int | None = None) -> Iterator[tuple[str, AdaptReport]]:
+def adapt_each_batch(model: Path, target: str = AUTO, *, batch: int | None = None,
+                     time_budget: float = BUDGET_MINUTES, targets_file: Path | None = None,
+                     logs_dir: Path | None = None, precision: str = "fp32", seed: int = 0, overrides=None,
+                     threads: int | None = None) -> Iterator[tuple[str, AdaptReport]]:
     """Adapt ``model``'s records for ``target`` to this CPU in ``time_budget`` minutes of wall
     time for all batch sizes: every batch re-timed and profiled, then searched in its share of
     what is left; yields (target name, report) per batch as its search ends."""

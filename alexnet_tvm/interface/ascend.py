@@ -27,6 +27,20 @@ if TYPE_CHECKING:
     from alexnet_tvm.runtime.artifact import Artifact
 
 
+#: ``verify --against ascend:RESULTS_DIR``: the OM's recorded outputs are the reference
+AGAINST_PREFIX = "ascend:"
+
+
+def verify_results_dir(against: str, inputs: Path | None) -> Path | None:
+    """The results folder of ``verify --against ascend:DIR`` (None for another reference), refused
+    without ``--inputs``: checked before the artifact is loaded."""
+    if not against.startswith(AGAINST_PREFIX):
+        return None
+    if inputs is None:
+        raise VerifyError("--against ascend: needs --inputs PRE_DATASET (the .bin folder the OM model ran on)")
+    return Path(against[len(AGAINST_PREFIX):])
+
+
 def modelzoo_contract() -> OnnxContract:
     """The ModelZoo's ONNX names, batch axis and opset, as the export checks them."""
     from alexnet_tvm.model.ascend_export import OnnxContract
@@ -51,9 +65,10 @@ def export(checkpoint: Path, out: Path, force: bool = False) -> str:
 
 
 def atc_cmd(batches: Sequence[int], soc: str, model: str, output_prefix: str, input_size: int | None,
-            out: Path, force: bool = False) -> list[str]:
-    """``ascend atc-cmd``: write the atc script; its atc lines (``input_size`` default: the ONNX
-    sidecar's when the file is here, else the ModelZoo's)."""
+            out: Path, force: bool = False) -> tuple[list[str], str]:
+    """``ascend atc-cmd``: write the atc script; its atc lines (for stdout, to paste on the board)
+    and the line saying where the script went (``input_size`` default: the ONNX sidecar's when the
+    file is here, else the ModelZoo's)."""
     if input_size is None:
         from alexnet_tvm.meta import read_sidecar, sidecar_path
 
@@ -63,7 +78,7 @@ def atc_cmd(batches: Sequence[int], soc: str, model: str, output_prefix: str, in
         raise AscendError("--input-size must be positive")
     text = ascend.atc_script(ascend.check_batches(batches), ascend.check_soc(soc), model, output_prefix, input_size)
     ascend.write_atc_script(out, text, force=force)
-    return [line for line in text.splitlines() if line.startswith("atc ")]
+    return [line for line in text.splitlines() if line.startswith("atc ")], f"wrote {out}"
 
 
 def preprocess(images_dir: Path, out_dir: Path, resize_size: int, input_size: int, force: bool = False) -> str:
@@ -101,8 +116,9 @@ def read(results_dir: Path, classes: int | None, inputs: Path | None, as_json: b
 
 
 def metric(results_dir: Path, label_file: Path, out: Path | None, classes: int | None, inputs: Path | None,
-           force: bool = False) -> list[str]:
-    """``ascend metric``: Top-1..Top-5 lines, as vision_metric computes them (``out``: its result.json)."""
+           force: bool = False) -> tuple[list[str], str | None]:
+    """``ascend metric``: Top-1..Top-5 lines, as vision_metric computes them, and with ``out`` (its
+    result.json written there) the line saying so (else None)."""
     if out is not None:
         from alexnet_tvm.fsutil import refuse_existing
 
@@ -110,7 +126,7 @@ def metric(results_dir: Path, label_file: Path, out: Path | None, classes: int |
     _, _, top = ascend.evaluate_results(results_dir, label_file, classes, input_names=_input_names(inputs))
     if out is not None:
         ascend.write_result_json(out, top, force=force)
-    return [f"{row['key']}: {row['value']}" for row in top.table()["value"]]
+    return [f"{row['key']}: {row['value']}" for row in top.table()["value"]], f"wrote {out}" if out else None
 
 
 def _stat_line(label: str, stat: dict | None) -> str | None:
@@ -149,7 +165,7 @@ def perf_lines(perf: dict | None) -> list[str]:
 def verify_against_ascend(art: Artifact, results_dir: Path, cfg) -> VerifyReport:
     import time
 
-    t0 = time.perf_counter()  # run_verify has refused a missing --inputs before loading the artifact
+    t0 = time.perf_counter()  # verify_results_dir has refused a missing --inputs before the artifact was loaded
     names, x = ascend.load_bin_inputs(cfg.inputs, art.input_shape[1:])
     om = ascend.load_results(results_dir, art.meta.num_classes, input_names=names).align(names)
     labels = ascend.read_labels(cfg.labels).labels if cfg.labels else None
@@ -164,7 +180,7 @@ def verify_against_ascend(art: Artifact, results_dir: Path, cfg) -> VerifyReport
         if missing:
             raise VerifyError(f"{cfg.labels}: no label for {missing[0]} (and {len(missing) - 1} more)")
         label_arr = np.asarray([labels[n] for n in names])
-    rep = VerifyReport(artifact=str(cfg.artifact), against=f"ascend:{results_dir}", gates=gates)
+    rep = VerifyReport(artifact=str(cfg.artifact), against=f"{AGAINST_PREFIX}{results_dir}", gates=gates)
     rep.labelled = compare(tvm_logits, om.logits, gates, labels=label_arr)
     rep.failures += gate(rep.labelled, gates, "ascend outputs")
     detail = ascend.compare_to_om(tvm_logits, om, labels, names=names)

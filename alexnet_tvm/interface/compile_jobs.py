@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from alexnet_tvm.errors import FlagClashError
 from alexnet_tvm.target_choice import AUTO
 
 if TYPE_CHECKING:
@@ -112,10 +113,16 @@ def targets(targets_file: Path | None = None, logs_dir: Path | None = None) -> l
     return target_lines(targets_file, logs_dir)
 
 
-def adapt_clash(**flags: Any) -> str | None:
-    """``tune --adapt`` chooses its own tasks and budget: the usage error for the flags given
-    beside it (``flags``: the flag's name -> its value, e.g. ``{"--fresh": True}``), None when none."""
-    clash = [flag for flag, value in flags.items() if value]
+#: what ``tune --adapt`` chooses itself: the :func:`tune` arguments that cannot go beside it, by flag
+ADAPT_CLASHES = {"fresh": "--fresh", "extend": "--extend", "only": "--only", "total_trials": "--trials",
+                 "trials_per_task": "--trials-per-task", "calibrate": "--calibrate",
+                 "from_batch_one": "--from-batch-1", "boards": "--boards"}
+
+
+def adapt_clash(**options: Any) -> str | None:
+    """``tune --adapt`` chooses its own tasks and budget: the usage error for the :func:`tune`
+    ``options`` given beside it (:data:`ADAPT_CLASHES`), None when none."""
+    clash = [flag for key, flag in ADAPT_CLASHES.items() if options.get(key)]
     return f"--adapt chooses its own tasks and budget; drop {', '.join(clash)}" if clash else None
 
 
@@ -124,13 +131,27 @@ def tune(model: Path, target: str = AUTO, *, adapt: bool = False, batch: int | N
          targets_file: Path | None = None, logs_dir: Path | None = None, model_flags: dict | None = None,
          threads: int | None = None, **options: Any) -> Iterator[str]:
     """``tune``: the lines it prints, each batch's as it finishes. ``adapt``: the nearest CPU's records
-    made this CPU's, then tuning where ONNX Runtime wins (``time_budget`` default 20 minutes), which
-    chooses its own tasks and budget: ``options`` (:func:`tune_each_batch`'s) are left out, so check
-    :func:`adapt_clash` first."""
+    made this CPU's, then tuning where ONNX Runtime wins (``time_budget`` default
+    :data:`.adapt.BUDGET_MINUTES`), which chooses its own tasks and budget: ``options``
+    (:func:`tune_each_batch`'s) given beside it raise :class:`FlagClashError` here, before anything runs."""
     if adapt:
-        from .adapt import adapt_each_batch, report_lines
+        clash = adapt_clash(**options)
+        if clash:
+            raise FlagClashError(clash)
+    return _tune_lines(model, target, adapt=adapt, batch=batch, time_budget=time_budget, seed=seed,
+                       precision=precision, targets_file=targets_file, logs_dir=logs_dir, model_flags=model_flags,
+                       threads=threads, **options)
 
-        for name, report in adapt_each_batch(model, target, batch=batch, time_budget=time_budget or 20.0,
+
+def _tune_lines(model: Path, target: str, *, adapt: bool, batch: int | None, time_budget: float | None, seed: int,
+                precision: str, targets_file: Path | None, logs_dir: Path | None, model_flags: dict | None,
+                threads: int | None, **options: Any) -> Iterator[str]:
+    """:func:`tune`'s lines, once its flags are checked (a generator runs nothing until asked)."""
+    if adapt:
+        from .adapt import BUDGET_MINUTES, adapt_each_batch, report_lines
+
+        for name, report in adapt_each_batch(model, target, batch=batch,
+                                             time_budget=time_budget or BUDGET_MINUTES,
                                              targets_file=targets_file, logs_dir=logs_dir, precision=precision,
                                              seed=seed, overrides=model_overrides(**(model_flags or {})),
                                              threads=threads):

@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+#: the port ``registry serve`` binds unless told otherwise
+REGISTRY_PORT = 8000
+
 
 def pack(artifact: Path, out: Path, report: Path | None = None, logs_dir: Path | None = None,
          sign_with: Path | None = None, force: bool = False) -> str:
@@ -24,14 +27,14 @@ def pack(artifact: Path, out: Path, report: Path | None = None, logs_dir: Path |
             + (f"verified against {v['against']}" if v else "no verify report"))
 
 
-def publish(pack_file: Path, to: str, lock_timeout: float = 30.0, timeout: float | None = None,
+def publish(pack_file: Path, to: str, lock_timeout: float | None = None, timeout: float | None = None,
             token_file: Path | None = None) -> str:
-    """Check ``pack_file`` and add it to a registry's index (``timeout`` default: 60 s)."""
+    """Check ``pack_file`` and add it to a registry's index (the timeouts' defaults: the registry's)."""
     from alexnet_tvm.distribution.registry import publish as run_publish
     from alexnet_tvm.distribution.server import read_token
 
-    entry = run_publish(pack_file, to, lock_timeout=lock_timeout, timeout=timeout or 60.0,
-                        token=read_token(token_file))
+    given = {k: v for k, v in (("lock_timeout", lock_timeout), ("timeout", timeout)) if v is not None}
+    entry = run_publish(pack_file, to, token=read_token(token_file), **given)
     return f"published {entry.label()} to {to} as {entry.file}"
 
 

@@ -6,6 +6,13 @@ with them); the tracker query is core's (:mod:`alexnet_tvm.rpc_session`, within 
 
 from __future__ import annotations
 
+#: the ports a tracker and a board listen on unless told otherwise (TVM's)
+TRACKER_PORT = 9190
+SERVER_PORT = 9090
+#: seconds ``rpc status`` waits for the tracker's answer (rpc_session.tracker_summary's own default is
+#: the same 10 s; that module is core's and keeps its own)
+STATUS_TIMEOUT = 10.0
+
 
 def tracker(host: str, port: int) -> int:
     """Run a tracker on ``host:port`` (and PORT+1) until stopped; its exit status."""
@@ -24,7 +31,7 @@ def server(tracker_host: str, tracker_port: int, key: str, host: str, port: int)
         "--port-end", str(min(port + 100, 65536))])
 
 
-def status(host: str, port: int, timeout: float = 10.0) -> list[str]:
+def status(host: str, port: int, timeout: float = STATUS_TIMEOUT) -> list[str]:
     """The boards registered with the tracker, per key: free and pending."""
     from alexnet_tvm.rpc_session import tracker_summary
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from alexnet_tvm.errors import FlagClashError
+from alexnet_tvm.serving.limits import MIB, Limits
 from alexnet_tvm.target_choice import AUTO
+
+#: the server's limits when a flag is not given (serving's), which the flags' defaults show
+DEFAULT_LIMITS = Limits()
+#: the port ``serve`` binds unless told otherwise
+DEFAULT_PORT = 8000
 
 
 @dataclass
@@ -19,15 +26,15 @@ class ServeOptions:
 
     artifacts: list[Path]
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = DEFAULT_PORT
     token: str | None = None
     name: str | None = None
-    max_delay_ms: float = 0.0
-    max_queue: int = 64
-    timeout_s: float = 30.0
-    max_body_mb: float = 64.0
-    max_image_mb: float = 16.0
-    max_image_pixels: int = 36_000_000
+    max_delay_ms: float = DEFAULT_LIMITS.max_delay_ms
+    max_queue: int = DEFAULT_LIMITS.max_queue
+    timeout_s: float = DEFAULT_LIMITS.timeout_s
+    max_body_mb: float = DEFAULT_LIMITS.max_body_bytes / MIB
+    max_image_mb: float = DEFAULT_LIMITS.max_image_bytes / MIB
+    max_image_pixels: int = DEFAULT_LIMITS.max_image_pixels
     #: ``--pull NAME``: packs pulled from ``registry`` and served besides ``artifacts``
     pull_models: list[str] = field(default_factory=list)
     registry: str | None = None
@@ -37,10 +44,14 @@ class ServeOptions:
 
 
 def serve(opts: ServeOptions, on_ready: Callable[[str], None]) -> None:
-    """Serve until SIGTERM; ``on_ready`` gets the line saying what is served where."""
+    """Serve until SIGTERM; ``on_ready`` gets the line saying what is served where. ``--pull``
+    without a registry, or ``--trust`` without ``--pull``, is refused before anything is read."""
+    if opts.pull_models and not opts.registry:
+        raise FlagClashError("--pull needs --from URL")
+    if opts.trust and not opts.pull_models:
+        raise FlagClashError("--trust is for --pull")
     from alexnet_tvm.distribution.signing import Trust
     from alexnet_tvm.serving.app import ServeConfig, serve as run_serve
-    from alexnet_tvm.serving.limits import MIB, Limits
     from alexnet_tvm.serving.pulled import PullRequest
     from alexnet_tvm.target_choice import preferred_pack_target
 

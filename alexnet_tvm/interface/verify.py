@@ -45,16 +45,15 @@ def run_verify(cfg: VerifyConfig) -> VerifyReport:
     """Load, compare, write the reports; the report names the artifact's digest and its image count."""
     if cfg.random_count < 0:
         raise VerifyError(f"--random {cfg.random_count}: give a count of 0 or more")
-    if not cfg.random_count and cfg.eval_set is None and not cfg.against.startswith("ascend:"):
+    from .ascend import verify_against_ascend, verify_results_dir
+
+    ascend_dir = verify_results_dir(cfg.against, cfg.inputs)  # None: not an ascend: reference
+    if not cfg.random_count and cfg.eval_set is None and ascend_dir is None:
         raise VerifyError("--random 0 without --eval-set compares nothing; give images to verify on")
-    if cfg.against.startswith("ascend:") and cfg.inputs is None:
-        raise VerifyError("--against ascend: needs --inputs PRE_DATASET (the .bin folder the OM model ran on)")
     refuse_outputs([cfg.report, cfg.junit], cfg.force)
     art = load_artifact(cfg.artifact, board=cfg.board)
-    if cfg.against.startswith("ascend:"):
-        from .ascend import verify_against_ascend
-
-        rep = verify_against_ascend(art, Path(cfg.against.split(":", 1)[1]), cfg)
+    if ascend_dir is not None:
+        rep = verify_against_ascend(art, ascend_dir, cfg)
     else:
         src = source_model(cfg.model, art.manifest)
         labelled = None
