@@ -1,6 +1,6 @@
 """rpc tracker | server | status: TVM's RPC services as supervised children, and the tracker's boards.
 
-The services are compile's (``compile.rpc``: TVM's own entry points, with their workers ended
+The services are compile's (``compile.tuning.rpc``: TVM's own entry points, with their workers ended
 with them); the tracker query is core's (:mod:`alexnet_tvm.rpc_session`, within a deadline).
 """
 
