@@ -20,6 +20,7 @@ from alexnet_tvm.errors import ToolkitError
 from alexnet_tvm.meta import PRECISIONS
 from alexnet_tvm.model.quantize import DEFAULT_CALIB_IMAGES
 from alexnet_tvm.target_choice import AUTO
+from alexnet_tvm.targets import split_host_port
 
 Decorator = Callable[[Callable], Callable]
 
@@ -59,10 +60,10 @@ class HostPort(click.ParamType):
     def convert(self, value, param, ctx) -> tuple[str, int]:
         if isinstance(value, tuple):
             return value
-        host, sep, port = str(value).rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        address = split_host_port(str(value))  # the one reading of host:port; the CLI is stricter on top
+        if address is None or not address[0] or not 1 <= address[1] <= 65535:
             self.fail(f"{value!r}: give host:port with a port of 1..65535", param, ctx)
-        return host, int(port)
+        return address
 
 
 def parse_counts(text: str, flag: str) -> list[int]:
