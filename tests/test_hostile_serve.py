@@ -130,19 +130,38 @@ def test_serve_bench_alternates_bare_and_served_rounds_and_reports_medians(art, 
 
 
 def test_serve_bench_counts_failures_by_status_code(server):
-    from alexnet_tvm.serving.bench import LoadRun, ServeBenchResult, client_load, markdown_table
+    from alexnet_tvm.serving.bench import LoadRun, ServeBenchResult, markdown_table
+    from alexnet_tvm.serving.load import client_load
     from alexnet_tvm.serving.protocol import encode_binary_request
 
     body, headers = encode_binary_request(one_row(0), "x")
-    lat, errors, _ = asyncio.run(client_load(f"{server.url}/v2/models/nope/infer", body, headers, 2, 6, DEADLINE))
-    assert lat == [] and dict(errors) == {"404": 6}
-    lat, errors, _ = asyncio.run(client_load(f"{server.url}/v2/models/{MODEL}/infer", body, headers, 2, 4, DEADLINE))
-    assert len(lat) == 4 and dict(errors) == {}
+    load = client_load(f"{server.url}/v2/models/nope/infer", body, headers, 2, 6, DEADLINE)
+    assert load.latencies == [] and dict(load.errors) == {"404": 6}
+    load = client_load(f"{server.url}/v2/models/{MODEL}/infer", body, headers, 2, 4, DEADLINE)
+    assert len(load.latencies) == 4 and dict(load.errors) == {} and load.seconds > 0
     run = LoadRun(concurrency=8, requests=20, rounds=3, errors=3, errors_by_status={"503": 2, "timeout": 1},
                   seconds=1.0, images_per_s=50.0, p50_ms=2.0, p99_ms=3.0, bare_batch=1, bare_images_per_s=60.0,
                   bare_ms=1.5, ratio=0.8, p50_over_bare_ms=0.5)
     table = markdown_table(ServeBenchResult(MODEL, "x86-avx2", "cpu", 0.0, [], [run]))
     assert "\n| 8 | 20 | 3 (503: 2, timeout: 1) | 50.0 |" in table
+
+
+def test_load_generator_counts_timeouts_and_refused_connections():
+    """A listener that never answers costs each request its timeout, counted as such; a closed port
+    fails every request as a connection error, without a traceback."""
+    from alexnet_tvm.serving.load import client_load
+    from alexnet_tvm.serving.protocol import encode_binary_request
+
+    body, headers = encode_binary_request(one_row(0), "x")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v2/models/m/infer"
+        t = time.monotonic()
+        load = client_load(url, body, headers, 2, 4, 0.3)
+        assert dict(load.errors) == {"timeout": 4} and load.latencies == [] and time.monotonic() - t < 10
+    load = client_load(url, body, headers, 2, 3, 0.3)  # the port is closed now
+    assert dict(load.errors) == {"connection": 3}
 
 
 def test_serve_bench_refuses_bad_counts_in_one_line(art, run_cli, one_line_error):

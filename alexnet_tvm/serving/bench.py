@@ -12,14 +12,13 @@ a burst lands on one side only and the ratio moves by 10-20 % (one run read 115.
 Alternating, each served round has a bare round just before it; the ratio reported is the
 median over rounds of served / bare of the same round, the throughputs the medians over rounds
 (as ``bench --runs`` takes turns between runtimes, alexnet_tvm.runtime.bench.time_in_rounds).
-Failed requests are counted by HTTP status code (or ``connection``, ``timeout``, ``bad answer``).
+Failed requests are counted by HTTP status code (or ``connection``, ``timeout``, ``bad answer``);
+the clients are serving.load's (one thread and keep-alive connection each).
 Nothing here asserts a target; it records.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 import time
 from collections import Counter
@@ -36,7 +35,8 @@ from alexnet_tvm.runtime.bench import Timing
 
 from .models import quiet_thread_pool, ServedModel, group_models
 from .process import server_process
-from .protocol import HEADER_LENGTH, decode_binary_response, encode_binary_request
+from .load import client_load
+from .protocol import encode_binary_request
 
 log = logging.getLogger(__name__)
 
@@ -157,48 +157,6 @@ def bare_round(served: ServedModel, runs: int, warmup: int = 3) -> dict[int, lis
     return samples
 
 
-def _failure(status: int | None, exc: BaseException | None) -> str:
-    """The error-count key of a failed request: its HTTP status code, or what went wrong instead."""
-    if status is not None:
-        return str(status)
-    return "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
-
-
-async def client_load(url: str, body: bytes, headers: dict, concurrency: int, requests: int,
-                      timeout: float) -> tuple[list[float], Counter, float]:
-    """Latencies (ms) of the answered requests, the failures by status code, and the run's wall time."""
-    import aiohttp
-
-    latencies: list[float] = []
-    errors: Counter = Counter()
-    issued = itertools.count()
-    conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async def client() -> None:
-            while next(issued) < requests:
-                t = time.perf_counter()
-                try:
-                    async with session.post(url, data=body, headers=headers) as resp:
-                        data = await resp.read()
-                        if resp.status != 200:
-                            errors[_failure(resp.status, None)] += 1
-                            continue
-                        ok = decode_binary_response(data, resp.headers[HEADER_LENGTH]).size > 0
-                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                    errors[_failure(None, e)] += 1
-                    continue
-                except (KeyError, ValueError):
-                    ok = False
-                if ok:
-                    latencies.append(1e3 * (time.perf_counter() - t))
-                else:
-                    errors["bad answer"] += 1
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return latencies, errors, time.perf_counter() - t0
-
-
 @dataclass
 class _Served:
     """One concurrency's numbers across the served rounds."""
@@ -221,9 +179,9 @@ def served_round(url: str, served: ServedModel, cfg: ServeBenchConfig, bare_ms: 
     errors: Counter = Counter()
     for c in cfg.concurrency:
         if cfg.warmup:
-            asyncio.run(client_load(infer_url, body, headers, c, cfg.warmup, cfg.request_timeout))
-        lat, errs, seconds = asyncio.run(client_load(infer_url, body, headers, c, cfg.requests,
-                                                     cfg.request_timeout))
+            client_load(infer_url, body, headers, c, cfg.warmup, cfg.request_timeout)
+        load = client_load(infer_url, body, headers, c, cfg.requests, cfg.request_timeout)
+        lat, errs, seconds = load.latencies, load.errors, load.seconds
         ips = len(lat) / seconds if seconds > 0 else 0.0
         batch = served.pick(c).batch
         a = acc.setdefault(c, _Served())
