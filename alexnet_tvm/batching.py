@@ -22,6 +22,15 @@ def aligned_like(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(tuple(shape))
 
 
+def aligned_bytes(nbytes: int, aligned_at: int = 0) -> np.ndarray:
+    """A writable uint8 buffer of ``nbytes`` whose byte ``aligned_at`` sits on an :data:`ALIGN`
+    boundary: a request body read into it with its tensor at that offset can be lent to the
+    library as it is."""
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = -(raw.__array_interface__["data"][0] + aligned_at) % ALIGN
+    return raw[start:start + nbytes]
+
+
 def stack_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
     """The rows of ``parts`` in one aligned float32 array: one copy, which the library then
     borrows as it is (a plain ``np.concatenate`` lands misaligned and is copied a second time)."""

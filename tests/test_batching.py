@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alexnet_tvm.batching import ALIGN, aligned_like, run_in_batches, stack_rows
+from alexnet_tvm.batching import ALIGN, aligned_bytes, aligned_like, run_in_batches, stack_rows
 from alexnet_tvm.runtime.artifact import zero_copy_ok
 
 
@@ -25,6 +25,18 @@ def test_stack_rows_is_one_aligned_copy_the_library_can_borrow() -> None:
     assert all(not np.shares_memory(x, p) for p in parts)
     one = np.zeros((1, 3, 4, 4), np.float32)
     assert stack_rows([one]) is one  # a lone request's rows are not copied here
+
+
+@pytest.mark.parametrize("offset", [0, 1, 63, 64, 97, 200])
+def test_a_body_read_into_aligned_bytes_has_its_tensor_lent_to_the_library(offset: int) -> None:
+    """The server reads a body into ``aligned_bytes(size, header_length)``: the tensor after the
+    JSON header is then an array the library borrows without a copy; one read from ``bytes``
+    (read-only) or from a numpy allocation at that offset would not be."""
+    buf = aligned_bytes(offset + 48, offset)
+    assert len(buf) == offset + 48 and buf.flags.writeable and (buf.ctypes.data + offset) % ALIGN == 0
+    x = np.frombuffer(memoryview(buf)[offset:], "<f4").reshape(1, 3, 2, 2)
+    assert zero_copy_ok(x) and np.shares_memory(x, buf)
+    assert not zero_copy_ok(np.frombuffer(bytes(buf)[offset:], "<f4"))
 
 
 def test_run_in_batches_pads_the_last_chunk_and_drops_its_outputs() -> None:

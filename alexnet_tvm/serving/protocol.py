@@ -49,7 +49,7 @@ def model_metadata(model: ServedModel) -> dict:
     }
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:
+def _split_body(body: bytes | memoryview, header_length: str | None) -> tuple[dict, memoryview]:
     """The JSON part and the binary tail (empty without the extension header)."""
     size = len(body)
     if header_length is not None:
@@ -101,7 +101,9 @@ def _tensor_data(tensor: dict, shape: tuple[int, ...], tail: memoryview) -> np.n
         if size != 4 * count or len(tail) != size:
             raise BadRequest(f"input {tensor.get('name')!r}: binary_data_size {size} and {len(tail)} bytes after "
                              f"the header; shape {list(shape)} of FP32 needs {4 * count}")
-        return np.frombuffer(tail, dtype="<f4").reshape(shape)  # read-only, no copy: the batcher copies it once
+        # no copy: the server's body buffer is writable and aligned here (routes.read_body), so a lone
+        # request is lent to the library as it is; bytes give a read-only array, copied once later
+        return np.frombuffer(tail, dtype="<f4").reshape(shape)
     if "data" not in tensor:
         raise BadRequest(f"input {tensor.get('name')!r}: neither data nor binary_data_size")
     try:
@@ -131,7 +133,7 @@ def _requested_outputs(head: dict) -> tuple[list[str], bool]:
     return names, binary
 
 
-def parse_infer(body: bytes, header_length: str | None, model: ServedModel) -> InferRequest:
+def parse_infer(body: bytes | memoryview, header_length: str | None, model: ServedModel) -> InferRequest:
     """Decode and check an infer body against ``model`` (one FP32 input of [N, *row_shape])."""
     head, tail = _split_body(body, header_length)
     inputs = head.get("inputs")

@@ -13,6 +13,8 @@ from typing import Callable, TypeVar
 
 from aiohttp import web
 
+from alexnet_tvm.batching import aligned_bytes
+
 from .batcher import Batcher
 from .classify import image_rows, top_k
 from .errors import BadRequest, ClientClosed, NotFound, TooLarge
@@ -83,12 +85,32 @@ async def model_ready(request: web.Request) -> web.Response:
     return web.json_response({"name": model.name, "ready": ok}, status=200 if ok else 503)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refusing one that says (or turns out) to be larger than ``limit`` with 413."""
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
+async def read_body(request: web.Request, limit: int, aligned_at: int = 0) -> memoryview:
+    """The body, refusing one that says (or turns out) to be larger than ``limit`` with 413.
+
+    With a Content-Length (what every client here sends), the chunks are copied once, as they
+    come, into a buffer whose byte ``aligned_at`` is 64-byte aligned; a binary tensor starting
+    there is then lent to the library without another copy. (``request.read()`` joins the chunks
+    into a bytearray and copies that into bytes: on a Zen 4 under 32 clients, copying was 30 % of
+    the event loop's CPU time, and every core-millisecond the loop spends is taken from the
+    library on 2 vCPUs.)"""
+    size = request.content_length
+    if size is not None and size > limit:
+        raise TooLarge(f"body of {size} bytes is over the limit of {limit}")
     try:
-        body = await request.read()
+        if size is None:  # chunked: no size to allocate for
+            body = memoryview(await request.read())
+        else:
+            body = memoryview(aligned_bytes(size, aligned_at if 0 <= aligned_at < size else 0))
+            got = 0
+            while chunk := await request.content.readany():
+                end = got + len(chunk)
+                if end > size:  # the parser stops at Content-Length; a guard, not a path
+                    raise BadRequest(f"body longer than its Content-Length {size}")
+                body[got:end] = chunk
+                got = end
+            if got < size:
+                raise ConnectionResetError
     except ConnectionResetError:  # aiohttp's "Connection lost": the client hung up mid-body
         raise ClientClosed(f"the client closed the connection before sending its {request.content_length} "
                            "bytes") from None
@@ -108,9 +130,10 @@ async def off_loop(work_bytes: int, fn: Callable[..., T], *args) -> T:
 async def infer(request: web.Request) -> web.Response:
     state = _state(request)
     model = _model(request)
-    body = await read_body(request, state.limits.max_body_bytes)
     header = request.headers.get(HEADER_LENGTH)
-    json_bytes = len(body) if header is None or not header.isdigit() else int(header)
+    json_bytes = None if header is None or not header.isdigit() else int(header)
+    body = await read_body(request, state.limits.max_body_bytes, json_bytes or 0)
+    json_bytes = len(body) if json_bytes is None else json_bytes
     req = await off_loop(json_bytes, parse_infer, body, header, model)
     logits = await state.batchers[model.name].infer(req.x)
     payload, headers = await off_loop(0 if req.binary_output else 16 * logits.size, encode_infer, req, model, logits)
