@@ -384,14 +384,17 @@ def test_no_request_of_the_module_got_a_5xx(server):
     assert ok >= SENT["requests"]
 
 
-def test_served_thread_pool_does_not_spin_unless_the_user_says(art, monkeypatch):
-    """TVM's workers spinning after each inference take a core from the event loop (measured in
-    docs/performance.md): the server and serve-bench's bare rounds run with spin 0, a user's value wins."""
-    from alexnet_tvm.serving.models import SPIN_ENV, load_models
+def test_served_thread_pool_neither_spins_nor_pins_unless_the_user_says(art, monkeypatch):
+    """TVM's workers spinning after each inference, or pinned to a core, take a core from the event
+    loop (measured in docs/performance.md): the server and serve-bench's bare rounds run with spin 0
+    and unpinned workers; a user's value wins."""
+    from alexnet_tvm.serving.models import BIND_ENV, SPIN_ENV, load_models
 
     monkeypatch.delenv(SPIN_ENV, raising=False)
+    monkeypatch.delenv(BIND_ENV, raising=False)
     load_models([art])
-    assert os.environ[SPIN_ENV] == "0"
+    assert os.environ[SPIN_ENV] == "0" and os.environ[BIND_ENV] == "0"
     monkeypatch.setenv(SPIN_ENV, "300000")
+    monkeypatch.setenv(BIND_ENV, "1")
     load_models([art])
-    assert os.environ[SPIN_ENV] == "300000"
+    assert os.environ[SPIN_ENV] == "300000" and os.environ[BIND_ENV] == "1"

@@ -118,12 +118,20 @@ def group_models(arts: list[Artifact], name: str | None = None) -> dict[str, Ser
 #: serve-bench runs each way (docs/performance.md) gave p50 - bare +2.45 ms and 84.0 % of bare
 #: throughput at 32 clients with TVM's default spin, +1.90 ms and 88.6 % with none.
 SPIN_ENV = "TVM_THREAD_POOL_SPIN_COUNT"
+#: TVM pins its pool workers to cores. In a server the event loop then lands on a pinned worker's
+#: core and the worker waits for it, while the other core may sit idle at a barrier; unpinned,
+#: the scheduler moves it. On the 2-vCPU Zen 4, ten paired rounds (docs/performance.md) gave a
+#: median 85.9 % of bare at 32 clients unpinned against 81.2 % pinned, the bare speed unchanged.
+BIND_ENV = "TVM_BIND_THREADS"
+#: what a served library's thread pool runs with unless the user set these variables
+SERVED_POOL = {SPIN_ENV: "0", BIND_ENV: "0"}
 
 
 def quiet_thread_pool() -> None:
-    """No spinning in TVM's thread pool unless the user set it (before the pool starts: the first
-    load of an artifact runs it)."""
-    os.environ.setdefault(SPIN_ENV, "0")
+    """No spinning and no pinning in TVM's thread pool unless the user set them (before the pool
+    starts: the first load of an artifact runs it)."""
+    for name, value in SERVED_POOL.items():
+        os.environ.setdefault(name, value)
 
 
 def load_models(folders: list[Path], name: str | None = None) -> dict[str, ServedModel]:

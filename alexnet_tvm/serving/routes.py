@@ -102,6 +102,7 @@ async def read_body(request: web.Request, limit: int, aligned_at: int = 0) -> me
             body = memoryview(await request.read())
         else:
             body = memoryview(aligned_bytes(size, aligned_at if 0 <= aligned_at < size else 0))
+            request.content.set_read_chunk_size(size)  # as request.read() does: no pausing mid-body
             got = 0
             while chunk := await request.content.readany():
                 end = got + len(chunk)
