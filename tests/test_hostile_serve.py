@@ -124,6 +124,14 @@ def test_serve_bench_alternates_bare_and_served_rounds_and_reports_medians(art, 
         assert run["images_per_s"] == pytest.approx(float(np.median(per_round)))
         assert run["rounds"] == 3 and run["requests"] == 6 and run["errors"] == 0 and run["errors_by_status"] == {}
         assert run["ratio"] > 0 and 0 < run["p50_ms"] <= run["p99_ms"]
+        ratios = [r["results"][str(run["concurrency"])] / (1e3 / b["results"]["1"])
+                  for b, r in zip(rounds[::2], rounds[1::2])]  # each served round over the bare one before
+        assert run["ratio"] == pytest.approx(float(np.median(ratios)))
+    # throughput like with like: bare images/s are the calls over their total time (the mean of the
+    # equally long rounds' mean calls), the p50 is compared with the median call
+    bare_means = [r["results"]["1"] for r in rounds if r["kind"] == "bare"]
+    assert rep["bare"][0]["images_per_s"] == pytest.approx(1e3 / float(np.mean(bare_means)))
+    assert rep["runs"][0]["bare_ms"] == rep["bare"][0]["median_ms"] > 0
     table = (out / "serve-bench.md").read_text()
     assert table.count("\n| 1 | 6 | 0 |") == 1 and table.count("\n| 2 | 6 | 0 |") == 1
     assert table.count("| bare |") == 3 and table.count("| served |") == 3 and "3 bare and 3 served rounds" in table

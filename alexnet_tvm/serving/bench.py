@@ -12,6 +12,11 @@ a burst lands on one side only and the ratio moves by 10-20 % (one run read 115.
 Alternating, each served round has a bare round just before it; the ratio reported is the
 median over rounds of served / bare of the same round, the throughputs the medians over rounds
 (as ``bench --runs`` takes turns between runtimes, alexnet_tvm.runtime.bench.time_in_rounds).
+
+Like with like: a served round's images/s is its requests over its wall time, so a burst of noise
+counts in full; the bare images/s it is divided by is likewise the round's calls over their total
+time (the mean), not over the median call, which a burst that slows 3 of 10 calls does not move.
+The 1-client latency is compared median to median (served p50 against the median bare call).
 Failed requests are counted by HTTP status code (or ``connection``, ``timeout``, ``bad answer``);
 the clients are serving.load's (one thread and keep-alive connection each).
 Nothing here asserts a target; it records.
@@ -31,7 +36,6 @@ from alexnet_tvm.errors import ServeError
 from alexnet_tvm.fsutil import write_json, write_text
 from alexnet_tvm.host import cpu_model
 from alexnet_tvm.runtime.artifact import load_artifact
-from alexnet_tvm.runtime.bench import Timing
 
 from .models import quiet_thread_pool, ServedModel, group_models
 from .process import server_process
@@ -64,10 +68,12 @@ class ServeBenchConfig:
 
 @dataclass
 class BareTiming:
-    """One artifact's bare latency, the samples of every bare round pooled."""
+    """One artifact's bare numbers, the samples of every bare round pooled."""
 
     batch: int
+    #: the median call: what the 1-client p50 is compared with
     median_ms: float
+    #: images over the total time of the calls (the mean): what served throughput is compared with
     images_per_s: float
 
 
@@ -80,7 +86,7 @@ class Round:
     #: seconds from the first round's start to this one's, and how long it took
     start_s: float
     seconds: float
-    #: bare: batch -> median ms in this round; served: clients -> images/s in this round
+    #: bare: batch -> mean ms of a call in this round; served: clients -> images/s in this round
     results: dict[str, float]
     #: served: failed requests by HTTP status code (or connection / timeout / bad answer)
     errors: dict[str, int] = field(default_factory=dict)
@@ -214,7 +220,7 @@ def take_turns(url: str, served: ServedModel, cfg: ServeBenchConfig) -> tuple[li
     for r in range(cfg.runs):
         start = time.perf_counter()
         samples = bare_round(served, cfg.bare_runs)
-        bare_ms = {b: float(np.median(s)) for b, s in samples.items()}
+        bare_ms = {b: float(np.mean(s)) for b, s in samples.items()}
         for b, s in samples.items():
             bare_samples[b] += s
         rounds.append(Round(2 * r, BARE, start - t0, time.perf_counter() - start,
@@ -236,8 +242,7 @@ def run_serve_bench(cfg: ServeBenchConfig) -> ServeBenchResult:
         rounds, bare_samples, acc = take_turns(server.url, served, cfg)
     bare = {}
     for b, s in bare_samples.items():
-        t = Timing.from_samples("tvm", b, s)
-        bare[b] = BareTiming(b, t.median_ms, t.images_per_s)
+        bare[b] = BareTiming(b, float(np.median(s)), 1e3 * b * len(s) / sum(s))
     runs = [_load_run(c, acc[c], cfg, bare[served.pick(c).batch]) for c in cfg.concurrency]
     for x in runs:
         log.info("concurrency %d: %.1f images/s (median of %d rounds: %.0f%% of bare batch %d), p50 %.2f ms, "
@@ -260,7 +265,8 @@ def markdown_table(r: ServeBenchResult) -> str:
     n = max((x.rounds for x in r.runs), default=1)
     head = (f"serve-bench: model {r.model}, target {r.target}, CPU {r.cpu}, batches "
             f"{', '.join(str(b.batch) for b in r.bare)}, max delay {r.max_delay_ms:g} ms; {n} bare and {n} "
-            "served rounds taking turns, images/s and served / bare are medians over rounds\n\n"
+            "served rounds taking turns, images/s and served / bare are medians over rounds (bare images/s: "
+            "calls over their total time; bare ms: the median call)\n\n"
             "| clients | requests | errors | images/s | p50 ms | p99 ms | bare batch | bare images/s | "
             "served / bare | bare ms | p50 - bare ms |\n|" + "---|" * 11 + "\n")
     rows = [f"| {x.concurrency} | {x.requests} | {_errors_cell(x)} | {x.images_per_s:.1f} | {x.p50_ms:.2f} | "
