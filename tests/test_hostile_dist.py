@@ -276,6 +276,38 @@ def test_slow_headers_lose_their_slot_at_the_read_timeout(dart, tmp_path, regist
             s.close()
 
 
+def test_a_trickled_upload_loses_its_slot_at_its_deadline(dart, tmp_path, registry_server):
+    """Authorized uploads announcing 1,000 bytes, then sending one byte every 0.2 s: each is cut at its
+    deadline (``deadline_for(read_timeout, 1000)``), nothing is published, and the slots are free again."""
+    from alexnet_tvm.distribution.httpclient import deadline_for
+    from alexnet_tvm.distribution.pull import PullConfig, pull
+    from alexnet_tvm.distribution.registry import FolderRegistry
+    from alexnet_tvm.distribution.server import ServeLimits
+
+    FolderRegistry(tmp_path / "reg").publish(dart.pack)
+    index = (tmp_path / "reg" / "index.json").read_bytes()
+    srv = registry_server(tmp_path / "reg", limits=ServeLimits(read_timeout=1.0, max_connections=2))
+    socks = [socket.create_connection(srv.server_address[:2], timeout=5) for _ in range(2)]
+    state: dict = {"closed": {}, "answers": {}}
+    stop, done = threading.Event(), threading.Event()
+    try:
+        for s in socks:
+            s.sendall(b"PUT /publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                      + b"\r\nContent-Length: 1000\r\n\r\n")
+        started = time.monotonic()
+        threading.Thread(target=_trickle, args=(socks, state, stop, done), daemon=True).start()
+        assert done.wait(15), f"{len(socks) - len(state['closed'])} trickled uploads still held after 15 s"
+        assert max(state["closed"].values()) - started < deadline_for(1.0, 1000) + 4
+        assert all(state["answers"].get(i, b"") == b"" for i in range(len(socks)))  # nobody left to answer
+        res = pull(PullConfig(model=MODEL, registry=srv.url, target=TARGET, out=tmp_path / "out", progress=False))
+        assert (res.out / "manifest.json").is_file()
+        assert (tmp_path / "reg" / "index.json").read_bytes() == index  # nothing published
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+
+
 # --------------------------------------------------------------------------- 3. no pull of gigabytes
 
 

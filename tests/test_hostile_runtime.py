@@ -218,13 +218,13 @@ def _leftovers(tmp: Path, out: Path) -> list[str]:
     return sorted([p.name for p in tmp.iterdir()] + [p.name for p in out.parent.iterdir() if p.name.startswith(".")])
 
 
-def _wait_for(pred, proc: subprocess.Popen, seconds: float = 180) -> bool:
+def _wait_for(pred, proc: subprocess.Popen, seconds: float = 180, poll: float = 0.05) -> bool:
     """Until ``pred()`` or ``proc`` ended (bounded): an event, so a busy machine only waits longer."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
         if pred():
             return True
-        time.sleep(0.05)
+        time.sleep(poll)
     return False
 
 
@@ -251,3 +251,19 @@ def test_sigterm_during_build_leaves_nothing(tiny, tmp_path):
         assert not out.exists()
         interrupted += 1
     assert interrupted >= 1  # at least one build was stopped mid-way
+
+
+def test_sigterm_during_the_export_leaves_no_hidden_folder(tiny, tmp_path):
+    """The moment the export's hidden staging folder (``.art.XXXX.tmp``) appears beside the output,
+    SIGTERM: exit 143, neither it nor the temp folders left, no output."""
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    out = tmp_path / "outs" / "art"
+    out.parent.mkdir()
+    proc = subprocess.Popen([*CLI, "build", str(tiny["ckpt"]), "--target", TARGET, "-o", str(out),
+                             "--logs-dir", str(tmp_path / "logs")], env=env, stderr=subprocess.PIPE, text=True)
+    staged = _wait_for(lambda: any(out.parent.glob(".art.*.tmp")), proc, poll=0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert staged and proc.returncode == 143 and "Traceback" not in err, err
+    assert _leftovers(tmp_path / "tmp", out) == [] and not out.exists()

@@ -191,6 +191,32 @@ def test_a_file_that_runs_at_no_probed_size_names_the_sizes_and_the_flag(tmp_pat
     assert json.loads((tmp_path / "art" / "manifest.json").read_text())["meta"]["input_size"] == 50
 
 
+def test_an_onnx_mlp_that_takes_an_image_builds_untuned_as_the_readme_says(tmp_path, run_cli):
+    """Not AlexNet, but an image classifier: it builds and runs, every task listed as untuned in the
+    output and the manifest, and the manifest says ``arch: unknown`` (README, "What is accepted")."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.standard_normal((3 * 32 * 32, 16)), "b1": rng.standard_normal(16),
+               "w2": rng.standard_normal((16, 5)), "b2": rng.standard_normal(5)}
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w1"], ["h"]),
+             helper.make_node("Add", ["h", "b1"], ["hb"]), helper.make_node("Relu", ["hb"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["o"]), helper.make_node("Add", ["o", "b2"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    path = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    res = run_cli("build", path, "--target", "x86-avx2", "-o", tmp_path / "art", "--logs-dir", tmp_path / "logs")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    assert manifest["meta"]["arch"] == "unknown" and manifest["meta"]["num_classes"] == 5
+    tuning = manifest["tuning"]
+    assert tuning["tasks"] >= 2 and tuning["tuned"] == 0 and len(tuning["untuned"]) == tuning["tasks"]
+    assert "UNTUNED: " in res.output
+
+
 def test_onnx_with_two_inputs_is_one_error_line(tmp_path, run_cli, one_line_error):
     from onnx import TensorProto, helper
 
