@@ -85,9 +85,13 @@ def client_load(url: str, body: bytes, headers: dict, concurrency: int, requests
     out = LoadResult()
     issued = itertools.count()
     lock = threading.Lock()
+    clients: list[_Client] = []
     try:
-        clients = [_Client(url, timeout) for _ in range(concurrency)]
+        for _ in range(concurrency):
+            clients.append(_Client(url, timeout))
     except OSError as e:
+        for c in clients:
+            c.close()
         out.errors[failure_key(None, e)] += requests
         return out
     start = threading.Barrier(concurrency + 1)
