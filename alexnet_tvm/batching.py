@@ -12,16 +12,6 @@ import numpy as np
 ALIGN = 64
 
 
-def aligned_like(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
-    """An uninitialised, C-contiguous, :data:`ALIGN`-aligned array (numpy's own allocations
-    are only 16-byte aligned, and TVM copies such an array before it runs)."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = -raw.__array_interface__["data"][0] % ALIGN
-    return raw[start:start + nbytes].view(dtype).reshape(tuple(shape))
-
-
 def aligned_bytes(nbytes: int, aligned_at: int = 0) -> np.ndarray:
     """A writable uint8 buffer of ``nbytes`` whose byte ``aligned_at`` sits on an :data:`ALIGN`
     boundary: a request body read into it with its tensor at that offset can be lent to the
@@ -29,6 +19,13 @@ def aligned_bytes(nbytes: int, aligned_at: int = 0) -> np.ndarray:
     raw = np.empty(nbytes + ALIGN, np.uint8)
     start = -(raw.__array_interface__["data"][0] + aligned_at) % ALIGN
     return raw[start:start + nbytes]
+
+
+def aligned_like(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
+    """An uninitialised, C-contiguous, :data:`ALIGN`-aligned array (numpy's own allocations
+    are only 16-byte aligned, and TVM copies such an array before it runs)."""
+    dtype = np.dtype(dtype)
+    return aligned_bytes(int(np.prod(shape)) * dtype.itemsize).view(dtype).reshape(tuple(shape))
 
 
 def stack_rows(parts: Sequence[np.ndarray]) -> np.ndarray:

@@ -174,10 +174,11 @@ class _Served:
     ratios: list[float] = field(default_factory=list)
 
 
-def served_round(url: str, served: ServedModel, cfg: ServeBenchConfig, bare_ms: dict[int, float],
+def served_round(url: str, served: ServedModel, cfg: ServeBenchConfig, bare_mean_ms: dict[int, float],
                  acc: dict[int, _Served]) -> tuple[dict[str, float], dict[str, int]]:
-    """Every concurrency once against the server; its images/s (and ratio to ``bare_ms``, the bare
-    round just before) go into ``acc``. Returns the round's images/s and failures by code."""
+    """Every concurrency once against the server; its images/s (and ratio to ``bare_mean_ms``, the
+    mean call of the bare round just before) go into ``acc``. Returns the round's images/s and
+    failures by code."""
     x = np.random.default_rng(1).standard_normal((1, *served.row_shape)).astype(np.float32)
     body, headers = encode_binary_request(x, served.input_name)
     infer_url = f"{url}/v2/models/{served.name}/infer"
@@ -187,19 +188,18 @@ def served_round(url: str, served: ServedModel, cfg: ServeBenchConfig, bare_ms: 
         if cfg.warmup:
             client_load(infer_url, body, headers, c, cfg.warmup, cfg.request_timeout)
         load = client_load(infer_url, body, headers, c, cfg.requests, cfg.request_timeout)
-        lat, errs, seconds = load.latencies, load.errors, load.seconds
-        ips = len(lat) / seconds if seconds > 0 else 0.0
+        ips = len(load.latencies) / load.seconds if load.seconds > 0 else 0.0
         batch = served.pick(c).batch
         a = acc.setdefault(c, _Served())
-        a.latencies += lat
-        a.errors += errs
-        a.seconds += seconds
+        a.latencies += load.latencies
+        a.errors += load.errors
+        a.seconds += load.seconds
         a.ips.append(ips)
-        a.ratios.append(ips / (1e3 * batch / bare_ms[batch]) if bare_ms[batch] > 0 else float("nan"))
+        a.ratios.append(ips / (1e3 * batch / bare_mean_ms[batch]) if bare_mean_ms[batch] > 0 else float("nan"))
         results[str(c)] = ips
-        errors += errs
+        errors += load.errors
         log.info("concurrency %d: %.1f images/s (%.0f%% of this round's bare batch %d), %d errors",
-                 c, ips, 100 * a.ratios[-1], batch, sum(errs.values()))
+                 c, ips, 100 * a.ratios[-1], batch, sum(load.errors.values()))
     return results, dict(errors)
 
 
@@ -220,14 +220,14 @@ def take_turns(url: str, served: ServedModel, cfg: ServeBenchConfig) -> tuple[li
     for r in range(cfg.runs):
         start = time.perf_counter()
         samples = bare_round(served, cfg.bare_runs)
-        bare_ms = {b: float(np.mean(s)) for b, s in samples.items()}
+        bare_mean_ms = {b: float(np.mean(s)) for b, s in samples.items()}
         for b, s in samples.items():
             bare_samples[b] += s
         rounds.append(Round(2 * r, BARE, start - t0, time.perf_counter() - start,
-                            {str(b): ms for b, ms in bare_ms.items()}))
-        log.info("round %d bare: %s", r + 1, ", ".join(f"batch {b} {ms:.2f} ms" for b, ms in bare_ms.items()))
+                            {str(b): ms for b, ms in bare_mean_ms.items()}))
+        log.info("round %d bare: %s", r + 1, ", ".join(f"batch {b} {ms:.2f} ms mean" for b, ms in bare_mean_ms.items()))
         start = time.perf_counter()
-        results, errors = served_round(url, served, cfg, bare_ms, acc)
+        results, errors = served_round(url, served, cfg, bare_mean_ms, acc)
         rounds.append(Round(2 * r + 1, SERVED, start - t0, time.perf_counter() - start, results, errors))
     return rounds, bare_samples, acc
 
